@@ -1,0 +1,24 @@
+"""The demo: a pixel-space DiT that learns the synthetic world on 2 CPU cores in ~10 minutes.
+
+    python -m videogen.train --config configs/tiny.py --workdir runs/tiny
+    python -m videogen.train --config configs/tiny.py:test ...   # seconds-long smoke variant
+"""
+from videogen.config import base_config
+
+
+def get_config(arg: str | None = None):
+  c = base_config()
+  c.model.update(width=128, depth=4, num_heads=4, patch_size=(1, 8, 8), text_dim=64)
+  c.data.update(num_frames=8, height=32, width=32)
+  c.train.update(num_steps=1200, batch_size=16, learning_rate=1e-3, warmup_steps=100,
+                 log_every=50)
+  c.checkpoint.update(every_steps=400, keep=2)
+  if arg == "test":  # what the test-suite trains: tiny, fast to compile
+    c.model.update(width=32, depth=2, num_heads=2, patch_size=(2, 8, 8), text_dim=16)
+    c.data.update(num_frames=4, height=16, width=16)
+    c.train.update(num_steps=4, batch_size=8, warmup_steps=1, log_every=1)
+    c.checkpoint.update(every_steps=2, keep=5)
+    c.sample.update(steps=4)
+  elif arg:
+    raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '' or 'test')")
+  return c

@@ -1,0 +1,120 @@
+"""Orbax checkpoints: training checkpoints, params-only exports, and loading either.
+
+A training checkpoint `DIR/checkpoints/<step>/` holds four items:
+  state   step, params, optimizer state, RNG          (StandardSave, sharded)
+  ema     EMA params                                 (StandardSave, sharded)
+  data    the Grain iterator position, one JSON per process
+  config  the run's config as JSON
+EMA params are their own item so sampling and export restore them without knowing the
+optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer) and `config.json`.
+Restores take an abstract tree with target shardings, so any checkpoint loads onto any mesh.
+"""
+import json
+import os
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+CHECKPOINT_SUBDIR = "checkpoints"
+EXPORT_PARAMS_SUBDIR = "params"
+EXPORT_CONFIG_FILE = "config.json"
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+  pass
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+
+
+def make_manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                               item_names=("state", "ema", "data", "config"))
+
+
+def _train_items(state) -> dict[str, Any]:
+  return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+          "rng": state.rng}
+
+
+def save(manager: ocp.CheckpointManager, state, data_iterator,
+         config: ml_collections.ConfigDict, force: bool = False) -> bool:
+  """Starts an (async) save of the full training state at `state.step`."""
+  step = int(state.step)
+  return manager.save(step, force=force, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(_train_items(state)),
+      ema=ocp.args.StandardSave(state.ema),
+      data=grain.checkpoint.CheckpointSave(data_iterator),
+      config=ocp.args.JsonSave(config.to_dict())))
+
+
+def _abstract(tree, shardings):
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+def restore_train_state(manager, abstract_state, shardings, data_iterator):
+  """Restores the latest checkpoint onto `shardings`; moves `data_iterator` to its position."""
+  step = manager.latest_step()
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(_abstract(_train_items(abstract_state),
+                                               _train_items(shardings))),
+      ema=ocp.args.StandardRestore(_abstract(abstract_state.ema, shardings.ema)),
+      data=grain.checkpoint.CheckpointRestore(data_iterator)))
+  items = restored.state
+  return abstract_state.replace(step=items["step"], params=items["params"], ema=restored.ema,
+                                opt_state=items["opt_state"], rng=items["rng"])
+
+
+def _latest_step(workdir: str) -> int:
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    raise CheckpointNotFoundError(f"no checkpoint in {workdir!r}: {checkpoint_dir(workdir)} does "
+                                  f"not exist (train first, or pass --checkpoint EXPORT_DIR)")
+  with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=("config",)) as manager:
+    step = manager.latest_step()
+  if step is None:
+    raise CheckpointNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)!r} "
+                                  f"(train first, or pass --checkpoint EXPORT_DIR)")
+  return step
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """The config saved with a training workdir's latest checkpoint, or with an export."""
+  export_config = os.path.join(path, EXPORT_CONFIG_FILE)
+  if os.path.isfile(export_config):
+    with open(export_config) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  step = _latest_step(path)
+  with ocp.CheckpointManager(checkpoint_dir(path), item_names=("config",)) as manager:
+    restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+  return ml_collections.ConfigDict(restored.config)
+
+
+def load_ema_params(path: str, abstract_params, shardings):
+  """EMA params from a training workdir (latest step) or an export, onto `shardings`."""
+  target = _abstract(abstract_params, shardings)
+  export_params = os.path.join(os.path.abspath(path), EXPORT_PARAMS_SUBDIR)
+  if os.path.isdir(export_params):
+    with ocp.StandardCheckpointer() as checkpointer:
+      return checkpointer.restore(export_params, target)
+  step = _latest_step(path)
+  with ocp.CheckpointManager(checkpoint_dir(path), item_names=("ema",)) as manager:
+    return manager.restore(step, args=ocp.args.Composite(
+        ema=ocp.args.StandardRestore(target))).ema
+
+
+def export_params(output: str, params, config: ml_collections.ConfigDict) -> None:
+  """Writes a params-only checkpoint plus its config, loadable by `load_ema_params`."""
+  output = os.path.abspath(output)
+  os.makedirs(output, exist_ok=True)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.join(output, EXPORT_PARAMS_SUBDIR), params)
+  if jax.process_index() == 0:
+    with open(os.path.join(output, EXPORT_CONFIG_FILE), "w") as f:
+      json.dump(config.to_dict(), f, indent=2)

@@ -1,0 +1,140 @@
+"""The config schema (every key with its default), validation, and one-line CLI errors.
+
+Config files in `configs/` start from `base_config()` and override values; they cannot add
+keys by accident because the CLI locks the config and rejects unknown overrides.
+"""
+import os
+import re
+import sys
+
+import ml_collections
+from absl import flags
+
+from videogen.parallel.mesh import DEFAULT_RULES
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.model = dict(
+      layout="joint", width=128, depth=4, num_heads=4, mlp_ratio=4.0, patch_size=(1, 4, 4),
+      channels=3, text_dim=64, pos_embed="rope", pooled_text=True, attention_backend="xla",
+      dtype="float32", scan_layers=True, remat_policy="none")
+
+  c.text = dict(max_length=16)
+
+  c.diffusion = dict(objective="flow", schedule="cosine", num_timesteps=1000,
+                     time_sampling="logit_normal", logit_mean=0.0, logit_std=1.0)
+
+  c.data = dict(
+      source="synthetic", seed=0, num_frames=8, height=32, width=32, num_threads=2, prefetch=4,
+      synthetic=dict(num_clips=1_000_000, num_objects=1, radius=0.14, speed=(0.06, 0.09),
+                     allow_bounces=False, background="plain", camera="static",
+                     camera_speed=0.03, caption_forms=("plain",),
+                     colours=("red", "green", "blue", "yellow", "purple", "orange", "cyan",
+                              "white"),
+                     shapes=("circle", "square", "triangle"),
+                     directions=("left", "right", "up", "down")))
+
+  c.train = dict(
+      num_steps=1000, batch_size=16, learning_rate=5e-4, warmup_steps=100,
+      final_lr_fraction=0.1, weight_decay=0.0, adam_b1=0.9, adam_b2=0.99, grad_clip_norm=1.0,
+      ema_decay=0.999, caption_dropout=0.1, log_every=50)
+
+  c.sample = dict(steps=30, guidance=4.0, eta=0.0, fps=8)
+
+  c.checkpoint = dict(every_steps=500, keep=3, async_save=True)
+
+  # -1 = the remaining devices. The rules map logical axis names onto these mesh axes.
+  c.mesh = dict(data=-1, fsdp=1, tensor=1, sequence=1, rules=DEFAULT_RULES)
+  return c
+
+
+class ConfigError(ValueError):
+  """A config problem the user can fix; printed as one line."""
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the cross-key constraints that individual types cannot express."""
+  from videogen.diffusion.objectives import from_config as diffusion_from_config
+  from videogen.models.dit import LAYOUTS, REMAT_POLICIES
+  model, data = config.model, config.data
+  choices = {"model.layout": (model.layout, LAYOUTS),
+             "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
+             "model.dtype": (model.dtype, ("float32", "bfloat16")),
+             "model.remat_policy": (model.remat_policy, tuple(REMAT_POLICIES))}
+  for key, (value, allowed) in choices.items():
+    if value not in allowed:
+      raise ConfigError(f"{key}={value!r} is not one of {allowed}")
+  if model.width % model.num_heads:
+    raise ConfigError(f"model.width={model.width} is not divisible by "
+                      f"model.num_heads={model.num_heads}")
+  for axis, size, patch in zip(("num_frames", "height", "width"),
+                               (data.num_frames, data.height, data.width), model.patch_size):
+    if size % patch:
+      raise ConfigError(f"data.{axis}={size} is not divisible by its model.patch_size "
+                        f"entry {patch}")
+  for key in ("train.num_steps", "train.batch_size", "train.log_every",
+              "checkpoint.every_steps", "checkpoint.keep"):
+    section, name = key.split(".")
+    if config[section][name] < 1:
+      raise ConfigError(f"{key}={config[section][name]} must be >= 1")
+  try:
+    diffusion_from_config(config.diffusion)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def _override_keys(argv: list[str], flag_name: str) -> list[str]:
+  prefix = f"--{flag_name}."
+  return [a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)]
+
+
+def _missing_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+  node = config
+  for i, part in enumerate(dotted.split(".")):
+    if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+      return ".".join(dotted.split(".")[:i + 1])
+    node = node[part]
+  return None
+
+
+def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> None:
+  """Parses absl flags; any problem becomes one `error:` line on stderr and exit code 2."""
+  if config_flag:
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{config_flag}=")), None)
+    if path is not None and not os.path.isfile(path.split(":", 1)[0]):
+      _exit(f"--{config_flag}: config file {path.split(':', 1)[0]!r} does not exist")
+  try:
+    flags.FLAGS(argv)
+    if config_flag and flags.FLAGS[config_flag].present:
+      config = flags.FLAGS[config_flag].value
+      validate(config)
+  except AttributeError:
+    # ml_collections reports an unknown override key as a bare AttributeError; name it.
+    default = _load_defaults(argv, config_flag)
+    bad = next((k for k in _override_keys(argv, config_flag)
+                if default is not None and _missing_key(default, k)), None)
+    _exit(f"unknown config key {config_flag}.{bad}" if bad else "invalid config override")
+  except flags.Error as e:
+    _exit(re.sub(r"\s+", " ", str(e)).strip())
+  except ConfigError as e:
+    _exit(f"invalid config: {e}")
+
+
+def _load_defaults(argv, config_flag):
+  import importlib.util
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{config_flag}=")), None)
+  if path is None:
+    return None
+  file, _, arg = path.partition(":")
+  spec = importlib.util.spec_from_file_location("_videogen_config", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def _exit(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)

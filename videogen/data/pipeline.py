@@ -1,0 +1,70 @@
+"""Assembles the Grain input pipeline from config and puts batches on the mesh.
+
+source → seeded shuffle → repeat → per-process shard → decode/render + tokenize → batch
+→ threaded prefetch. Batches are dicts of host numpy arrays:
+`video` `(B, T, H, W, 3)` float32 in [-1, 1], `tokens` and `token_mask` `(B, L)`.
+The clip shape comes from config (or, later, the bucket), never from the code.
+"""
+import dataclasses
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from videogen.data import synthetic
+from videogen.text.tokenizer import WordTokenizer
+
+SOURCES = ("synthetic",)
+
+
+def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:
+  fields = {f.name for f in dataclasses.fields(synthetic.World)}
+  overrides = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in data.synthetic.to_dict().items() if k in fields}
+  return synthetic.World(num_frames=data.num_frames, height=data.height, width=data.width,
+                         **overrides)
+
+
+def tokenizer_from_config(config: ml_collections.ConfigDict) -> WordTokenizer:
+  return WordTokenizer(synthetic.VOCABULARY, config.text.max_length)
+
+
+class SyntheticExamples:
+  """Index → training example; picklable so Grain worker processes can run it."""
+
+  def __init__(self, world: synthetic.World, seed: int, tokenizer: WordTokenizer):
+    self.world, self.seed, self.tokenizer = world, seed, tokenizer
+
+  def __call__(self, index: int) -> dict[str, np.ndarray]:
+    clip = synthetic.render_clip(self.world, self.seed, int(index))
+    tokens, mask = self.tokenizer.encode([clip.caption])
+    return {"video": clip.video.astype(np.float32) / 127.5 - 1.0,
+            "tokens": tokens[0], "token_mask": mask[0]}
+
+
+def make_dataset(config: ml_collections.ConfigDict,
+                 process_index: int | None = None,
+                 process_count: int | None = None) -> grain.IterDataset:
+  """The training stream for this process: its `1/process_count` share of each global batch."""
+  data = config.data
+  if data.source not in SOURCES:
+    raise ValueError(f"data.source={data.source!r}; available sources: {SOURCES}")
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if config.train.batch_size % process_count:
+    raise ValueError(f"train.batch_size={config.train.batch_size} must divide evenly over "
+                     f"{process_count} processes")
+  examples = SyntheticExamples(world_from_config(data), data.seed, tokenizer_from_config(config))
+  dataset = (grain.MapDataset.range(data.synthetic.num_clips)
+             .seed(data.seed).shuffle().repeat()
+             [process_index::process_count]
+             .map(examples)
+             .batch(config.train.batch_size // process_count, drop_remainder=True))
+  return dataset.to_iter_dataset(grain.ReadOptions(num_threads=data.num_threads,
+                                                   prefetch_buffer_size=data.prefetch))
+
+
+def to_global_batch(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
+  """Assembles each process's slice into one global array sharded along the batch axis."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}

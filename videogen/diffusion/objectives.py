@@ -1,0 +1,91 @@
+"""Training objectives: ε- and v-prediction on a DDPM schedule, and rectified flow.
+
+Time convention: the DDPM family uses integer t ∈ [0, T); rectified flow uses t ∈ [0, 1]
+with x_t = (1 - t)·x0 + t·ε (t = 1 is pure noise) and velocity target ε - x0. The network
+always sees `network_time(t)` on a 0…1000 scale.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from videogen.diffusion import schedules
+
+OBJECTIVES = ("eps", "v", "flow")
+TIME_SAMPLING = ("uniform", "logit_normal")
+
+
+def _bcast(values: jax.Array, like: jax.Array) -> jax.Array:
+  return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
+
+
+@dataclasses.dataclass(frozen=True)
+class Diffusion:
+  objective: str = "flow"
+  schedule: str = "cosine"
+  num_timesteps: int = 1000
+  time_sampling: str = "logit_normal"
+  logit_mean: float = 0.0
+  logit_std: float = 1.0
+
+  def __post_init__(self):
+    if self.objective not in OBJECTIVES:
+      raise ValueError(f"diffusion.objective={self.objective!r}; choose from {OBJECTIVES}")
+    if self.time_sampling not in TIME_SAMPLING:
+      raise ValueError(f"diffusion.time_sampling={self.time_sampling!r}; "
+                       f"choose from {TIME_SAMPLING}")
+    if not self.is_flow:
+      schedules.alphas_cumprod(self.schedule, self.num_timesteps)  # validates the name
+
+  @property
+  def is_flow(self) -> bool:
+    return self.objective == "flow"
+
+  def alpha_bar(self, t: jax.Array) -> jax.Array:
+    table = jnp.asarray(schedules.alphas_cumprod(self.schedule, self.num_timesteps), jnp.float32)
+    return table[t]
+
+  def sample_time(self, key: jax.Array, n: int) -> jax.Array:
+    if not self.is_flow:
+      return jax.random.randint(key, (n,), 0, self.num_timesteps)
+    if self.time_sampling == "uniform":
+      return jax.random.uniform(key, (n,))
+    return jax.nn.sigmoid(self.logit_mean + self.logit_std * jax.random.normal(key, (n,)))
+
+  def network_time(self, t: jax.Array) -> jax.Array:
+    return t * 1000.0 if self.is_flow else t.astype(jnp.float32) * (1000.0 / self.num_timesteps)
+
+  def corrupt(self, x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
+    if self.is_flow:
+      t = _bcast(t, x0)
+      return (1 - t) * x0 + t * noise
+    ab = _bcast(self.alpha_bar(t), x0)
+    return jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * noise
+
+  def target(self, x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
+    if self.objective == "flow":
+      return noise - x0
+    if self.objective == "eps":
+      return noise
+    ab = _bcast(self.alpha_bar(t), x0)
+    return jnp.sqrt(ab) * noise - jnp.sqrt(1 - ab) * x0
+
+  def loss(self, prediction: jax.Array, x0: jax.Array, noise: jax.Array, t: jax.Array):
+    error = prediction.astype(jnp.float32) - self.target(x0, noise, t)
+    return jnp.mean(jnp.square(error))
+
+  def x0_and_eps(self, prediction: jax.Array, x_t: jax.Array, t: jax.Array):
+    """The DDPM-family network output turned into (x0, ε) estimates at integer t."""
+    ab = _bcast(self.alpha_bar(t), x_t)
+    if self.objective == "eps":
+      eps = prediction
+      return (x_t - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab), eps
+    x0 = jnp.sqrt(ab) * x_t - jnp.sqrt(1 - ab) * prediction
+    return x0, jnp.sqrt(1 - ab) * x_t + jnp.sqrt(ab) * prediction
+
+
+def from_config(diffusion: ml_collections.ConfigDict) -> Diffusion:
+  return Diffusion(objective=diffusion.objective, schedule=diffusion.schedule,
+                   num_timesteps=diffusion.num_timesteps, time_sampling=diffusion.time_sampling,
+                   logit_mean=diffusion.logit_mean, logit_std=diffusion.logit_std)

@@ -1,0 +1,72 @@
+"""The one attention function every layout calls, with a backend switch.
+
+Layout is BTNH: q `(B, Lq, H, Dh)`, k and v `(B, Lk, H, Dh)`; `key_mask` `(B, Lk)` is True
+where a key may be attended to.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from videogen.models.layers import Dense, RMSNorm, constrain
+
+BACKENDS = ("xla", "cudnn", "reference")
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                          key_mask: jax.Array | None = None,
+                          backend: str = "xla") -> jax.Array:
+  """Softmax attention; `backend` picks the kernel, all compute the same function."""
+  if backend == "reference":
+    return _reference_attention(q, k, v, key_mask)
+  if backend not in BACKENDS:
+    raise ValueError(f"model.attention_backend={backend!r}; expected one of {BACKENDS}")
+  mask = None if key_mask is None else key_mask[:, None, None, :]
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=backend)
+
+
+def _reference_attention(q, k, v, key_mask):
+  scale = q.shape[-1] ** -0.5
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+  if key_mask is not None:
+    logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+  """Rotates pairs (x[2i], x[2i+1]) of `x` `(B, L, H, Dh)` by angles given as `(L, Dh/2)`."""
+  x32 = x.astype(jnp.float32).reshape(*x.shape[:-1], -1, 2)
+  x_even, x_odd = x32[..., 0], x32[..., 1]
+  cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+  rotated = jnp.stack([x_even * cos - x_odd * sin, x_even * sin + x_odd * cos], axis=-1)
+  return rotated.reshape(x.shape).astype(x.dtype)
+
+
+class MultiHeadAttention(nn.Module):
+  """Self- or cross-attention (cross when `context` is given) with optional RoPE on q and k."""
+
+  num_heads: int
+  backend: str = "xla"
+  dtype: jnp.dtype = jnp.float32
+  qk_norm: bool = True
+
+  @nn.compact
+  def __call__(self, x, context=None, context_mask=None, rope=None):
+    dim = x.shape[-1]
+    head_dim = dim // self.num_heads
+    kv_input = x if context is None else context
+
+    def heads(name, inputs):
+      y = Dense(dim, ("embed", "heads"), dtype=self.dtype, name=name)(inputs)
+      y = y.reshape(*y.shape[:-1], self.num_heads, head_dim)
+      return constrain(y, ("batch", "length", "heads", "kv"))
+
+    q, k, v = heads("query", x), heads("key", kv_input), heads("value", kv_input)
+    if self.qk_norm:  # RMS-normalised q/k keep attention logits bounded in bf16.
+      q = RMSNorm("kv", name="query_norm")(q)
+      k = RMSNorm("kv", name="key_norm")(k)
+    if rope is not None:
+      q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    out = dot_product_attention(q, k, v, context_mask, self.backend)
+    out = out.reshape(*out.shape[:-2], dim)
+    return Dense(dim, ("heads", "embed"), dtype=self.dtype, name="out")(out)

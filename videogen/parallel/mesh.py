@@ -1,0 +1,80 @@
+"""Device mesh and logical-axis rules from the `mesh` config section.
+
+Model code names logical axes (`batch`, `length`, `embed`, `heads`, `mlp`, ...); the rules
+table in config maps them onto the physical mesh axes below. Changing strategy is a config
+edit, never a model edit.
+"""
+import math
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+AXES = ("data", "fsdp", "tensor", "sequence")
+BATCH_AXES = ("data", "fsdp")
+
+# FSDP over `embed` for parameters, tensor parallelism over heads/MLP. A logical name with no
+# rule (or whose mesh axis is already used in the same array) stays replicated on that axis.
+DEFAULT_RULES = (
+    ("batch", BATCH_AXES),
+    ("length", "sequence"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("vocab", "tensor"),
+    ("kv", None),
+    ("text_length", None),
+    ("text_embed", None),
+    ("patch", None),
+    ("layers", None),
+)
+
+
+def mesh_shape(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:
+  """Resolves the `-1` entry of (data, fsdp, tensor, sequence) to the remaining devices."""
+  sizes = [int(mesh_config[a]) for a in AXES]
+  if sizes.count(-1) > 1:
+    raise ValueError(f"at most one of mesh.{{{','.join(AXES)}}} may be -1; got {sizes}")
+  known = math.prod(s for s in sizes if s != -1)
+  if -1 in sizes:
+    if num_devices % known:
+      raise ValueError(f"mesh sizes {dict(zip(AXES, sizes))} do not divide {num_devices} devices")
+    sizes[sizes.index(-1)] = num_devices // known
+  if math.prod(sizes) != num_devices:
+    raise ValueError(f"mesh {dict(zip(AXES, sizes))} needs {math.prod(sizes)} devices; "
+                     f"{num_devices} are available (set one mesh.* key to -1)")
+  return tuple(sizes)
+
+
+def create_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> jax.sharding.Mesh:
+  devices = jax.devices() if devices is None else list(devices)
+  shape = mesh_shape(mesh_config, len(devices))
+  # Auto axis types: GSPMD propagation for linen code. (Explicit is the default in new JAX.)
+  return jax.make_mesh(shape, AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES),
+                       devices=devices)
+
+
+def rules_from_config(mesh_config: ml_collections.ConfigDict):
+  return tuple((name, tuple(axes) if isinstance(axes, list) else axes)
+               for name, axes in mesh_config.rules)
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+  """Leading (batch) axis split over data × fsdp; other axes replicated."""
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def replicated_fraction(shardings, shapes) -> float:
+  """Share of parameter bytes that are fully replicated under the chosen rules."""
+  total = replicated_bytes = 0
+  for sharding, shape in zip(jax.tree.leaves(shardings), jax.tree.leaves(shapes)):
+    nbytes = int(np.prod(shape.shape)) * shape.dtype.itemsize
+    total += nbytes
+    if sharding.is_fully_replicated:
+      replicated_bytes += nbytes
+  return replicated_bytes / max(total, 1)

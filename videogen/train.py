@@ -1,0 +1,31 @@
+"""Train a model from a config file.
+
+    python -m videogen.train --config configs/tiny.py --workdir DIR [--config.KEY=VALUE ...]
+
+Re-running with the same DIR resumes from its latest checkpoint.
+"""
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+from videogen.config import parse_flags_or_exit
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:variant]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  parse_flags_or_exit(argv)
+  from videogen.parallel.distributed import initialize_from_env
+  initialize_from_env()
+  from videogen.training.loop import enable_compilation_cache, train
+  enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
+  train(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  main(sys.argv)

@@ -1,0 +1,108 @@
+"""The training loop: the only Python loop over steps. Resumes, logs, checkpoints, and saves
+on SIGTERM (preemption) before exiting cleanly."""
+import os
+import signal
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+from jax.experimental import multihost_utils
+
+from videogen import checkpoints
+from videogen.data import pipeline
+from videogen.diffusion.objectives import from_config as diffusion_from_config
+from videogen.models.text_to_video import build_model
+from videogen.parallel import mesh as mesh_lib
+from videogen.training import state as state_lib
+from videogen.training.metrics import MetricsWriter
+from videogen.training.step import jit_train_step
+
+
+class PreemptionSignal:
+  """Records SIGTERM instead of dying, so the loop can checkpoint first."""
+
+  def __init__(self):
+    self.received = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.received = True
+
+  def should_stop(self) -> bool:
+    if jax.process_count() == 1:
+      return self.received
+    # Every process must agree, or the ones that keep going would hang in a collective.
+    return bool(multihost_utils.process_allgather(np.array(self.received)).any())
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def enable_compilation_cache(directory: str) -> None:
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
+  """Trains to `train.num_steps`, resuming from the latest checkpoint in `workdir`."""
+  os.makedirs(workdir, exist_ok=True)
+  mesh = mesh_lib.create_mesh(config.mesh)
+  rules = mesh_lib.rules_from_config(config.mesh)
+  tokenizer = pipeline.tokenizer_from_config(config)
+  model = build_model(config, tokenizer.vocab_size)
+  tx = state_lib.make_optimizer(config.train)
+  diffusion = diffusion_from_config(config.diffusion)
+  schedule = state_lib.learning_rate_schedule(config.train)
+
+  abstract_state, shardings = state_lib.state_shardings(model, tx, config, mesh, rules)
+  data_iterator = iter(pipeline.make_dataset(config))
+  manager = checkpoints.make_manager(workdir, config.checkpoint.keep, config.checkpoint.async_save)
+  if manager.latest_step() is not None:
+    with jax.set_mesh(mesh):
+      state = checkpoints.restore_train_state(manager, abstract_state, shardings, data_iterator)
+  else:
+    state, _ = state_lib.create_train_state(model, tx, config, mesh, rules)
+
+  null_tokens, _ = tokenizer.encode([""])
+  train_step = jit_train_step(config, model, diffusion, tx, null_tokens[0], shardings,
+                              mesh_lib.batch_sharding(mesh), rules)
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  writer = MetricsWriter(workdir)
+  preemption = PreemptionSignal()
+  first_step = int(state.step)
+  last_saved = first_step
+  progress = tqdm.tqdm(total=config.train.num_steps, initial=first_step, unit="step",
+                       disable=jax.process_index() != 0, dynamic_ncols=True)
+  log_start, log_start_step = time.perf_counter(), first_step
+  try:
+    with jax.set_mesh(mesh):
+      for step in range(first_step + 1, config.train.num_steps + 1):
+        batch = pipeline.to_global_batch(next(data_iterator), batch_sharding)
+        state, metrics = train_step(state, batch)
+        progress.update(1)
+        if step % config.train.log_every == 0 or step == config.train.num_steps:
+          values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          now = time.perf_counter()
+          values["steps_per_sec"] = (step - log_start_step) / (now - log_start)
+          values["learning_rate"] = float(schedule(step - 1))
+          log_start, log_start_step = now, step
+          writer.write(step, values)
+          progress.set_postfix(loss=f"{values['loss']:.4f}")
+        if step % config.checkpoint.every_steps == 0:
+          checkpoints.save(manager, state, data_iterator, config)
+          last_saved = step
+        if preemption.should_stop():
+          progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting")
+          break
+      if int(state.step) != last_saved:
+        checkpoints.save(manager, state, data_iterator, config, force=True)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    progress.close()
+    preemption.restore()
+  return state
