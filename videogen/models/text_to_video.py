@@ -47,7 +47,9 @@ def spec_from_config(model: ml_collections.ConfigDict) -> DiTSpec:
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TextToVideo:
-  return TextToVideo(spec_from_config(config.model), vocab_size, config.model.text_dim)
+  # Pad the table so its vocab axis divides any tensor-parallel degree up to 128.
+  padded_vocab = -(-vocab_size // 128) * 128
+  return TextToVideo(spec_from_config(config.model), padded_vocab, config.model.text_dim)
 
 
 def example_inputs(config: ml_collections.ConfigDict, batch: int = 1):

@@ -46,8 +46,12 @@ def enable_compilation_cache(directory: str) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
-  """Trains to `train.num_steps`, resuming from the latest checkpoint in `workdir`."""
+def train(config: ml_collections.ConfigDict, workdir: str,
+          stop_after_step: int | None = None) -> state_lib.TrainState:
+  """Trains to `train.num_steps`, resuming from the latest checkpoint in `workdir`.
+
+  `stop_after_step` ends this invocation early (with a checkpoint) without changing the run:
+  a later call continues exactly where it stopped, as after a preemption."""
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
@@ -73,13 +77,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainSta
   writer = MetricsWriter(workdir)
   preemption = PreemptionSignal()
   first_step = int(state.step)
+  last_step = min(config.train.num_steps, stop_after_step or config.train.num_steps)
   last_saved = first_step
   progress = tqdm.tqdm(total=config.train.num_steps, initial=first_step, unit="step",
                        disable=jax.process_index() != 0, dynamic_ncols=True)
   log_start, log_start_step = time.perf_counter(), first_step
   try:
     with jax.set_mesh(mesh):
-      for step in range(first_step + 1, config.train.num_steps + 1):
+      for step in range(first_step + 1, last_step + 1):
         batch = pipeline.to_global_batch(next(data_iterator), batch_sharding)
         state, metrics = train_step(state, batch)
         progress.update(1)

@@ -1,0 +1,38 @@
+"""Test set-up: 8 fake CPU devices and a persistent compilation cache, before JAX loads."""
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+jax.config.update("jax_compilation_cache_dir", os.path.join(_REPO, ".cache", "jax"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def tiny_config(**overrides):
+  """The `configs/tiny.py:test` config with dotted-key overrides."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("tiny_config", os.path.join(_REPO, "configs",
+                                                                           "tiny.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("test")
+  for key, value in overrides.items():
+    section, _, name = key.rpartition(".")
+    node = config
+    for part in filter(None, section.split(".")):
+      node = node[part]
+    node[name] = value
+  return config
+
+
+@pytest.fixture
+def config():
+  return tiny_config()
+
+
+REPO = _REPO

@@ -1,0 +1,77 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from videogen.diffusion import samplers, schedules
+from videogen.diffusion.objectives import Diffusion
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_schedules_decrease_from_signal_to_noise(schedule):
+  ab = schedules.alphas_cumprod(schedule, 1000)
+  assert ab[0] > 0.99 and ab[-1] < 0.01
+  assert np.all(np.diff(ab) < 0)
+
+
+@pytest.mark.parametrize("objective", ["eps", "v"])
+def test_ddpm_targets_invert_to_x0_and_noise(objective):
+  diffusion = Diffusion(objective=objective)
+  x0, noise = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 2, 4, 4, 3))
+  t = jnp.array([3, 2, 500, 999])[:3]
+  x0, noise = x0[:3], noise[:3]
+  x_t = diffusion.corrupt(x0, noise, t)
+  x0_hat, eps_hat = diffusion.x0_and_eps(diffusion.target(x0, noise, t), x_t, t)
+  np.testing.assert_allclose(x0_hat, x0, atol=2e-3)
+  np.testing.assert_allclose(eps_hat, noise, atol=2e-3)
+
+
+def test_flow_path_and_velocity():
+  diffusion = Diffusion(objective="flow")
+  x0, noise = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 2, 4, 4, 3))
+  t = jnp.array([0.0, 0.3, 0.7, 1.0])
+  x_t = diffusion.corrupt(x0, noise, t)
+  np.testing.assert_allclose(x_t[0], x0[0])
+  np.testing.assert_allclose(x_t[3], noise[3])
+  # Moving along the velocity for time t returns to x0.
+  np.testing.assert_allclose(x_t - t[:, None, None, None, None] * diffusion.target(x0, noise, t),
+                             x0, atol=1e-6)
+  ts = diffusion.sample_time(jax.random.PRNGKey(1), 10000)
+  assert 0 < float(ts.min()) and float(ts.max()) < 1 and abs(float(ts.mean()) - 0.5) < 0.02
+
+
+def _oracle(diffusion, data_point):
+  """The exact denoiser for a distribution concentrated on one point."""
+  def denoise(x, t_net, text):
+    del text
+    if diffusion.is_flow:
+      t = (t_net / 1000.0)[:, None, None, None, None]
+      return (x - data_point) / t
+    t = jnp.round(t_net * diffusion.num_timesteps / 1000.0).astype(jnp.int32)
+    ab = diffusion.alpha_bar(t)[:, None, None, None, None]
+    eps = (x - jnp.sqrt(ab) * data_point) / jnp.sqrt(1 - ab)
+    return eps if diffusion.objective == "eps" else jnp.sqrt(ab) * eps - jnp.sqrt(1 - ab) * data_point
+  return denoise
+
+
+@pytest.mark.parametrize("objective,eta", [("flow", 0.0), ("eps", 0.0), ("v", 0.0), ("eps", 1.0)])
+def test_sampler_with_exact_denoiser_lands_on_the_data(objective, eta):
+  diffusion = Diffusion(objective=objective)
+  data_point = jnp.linspace(-0.8, 0.8, 2 * 4 * 4 * 3).reshape(1, 2, 4, 4, 3)
+  noise = jax.random.normal(jax.random.PRNGKey(0), (2, 2, 4, 4, 3))
+  text = (jnp.zeros((2, 4), jnp.int32), jnp.ones((2, 4), bool))
+  run = jax.jit(lambda n, k: samplers.sample(diffusion, _oracle(diffusion, data_point), n, text,
+                                             text, steps=12, guidance=1.0, key=k, eta=eta))
+  out = run(noise, jax.random.PRNGKey(1))
+  np.testing.assert_allclose(out, jnp.broadcast_to(data_point, out.shape), atol=5e-3)
+
+
+def test_classifier_free_guidance_extrapolates_from_unconditional():
+  def denoise(x, t, text):
+    tokens, _ = text
+    return x * 0 + tokens[:, :1, None, None, None].astype(jnp.float32)
+  x = jnp.zeros((2, 1, 1, 1, 1))
+  cond = (jnp.full((2, 3), 3), jnp.ones((2, 3), bool))
+  uncond = (jnp.full((2, 3), 1), jnp.ones((2, 3), bool))
+  out = samplers.guided(denoise, x, jnp.zeros(2), cond, uncond, guidance=4.0)
+  np.testing.assert_allclose(out, 1 + 4.0 * (3 - 1))

@@ -1,0 +1,88 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from videogen.models import attention, embeddings
+from videogen.models.text_to_video import build_model, example_inputs
+
+
+def test_patchify_round_trip():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 8, 12, 3))
+  tokens = embeddings.patchify(x, (2, 4, 4))
+  assert tokens.shape == (2, 2 * 2 * 3, 2 * 4 * 4 * 3)
+  np.testing.assert_array_equal(embeddings.unpatchify(tokens, (2, 2, 3), (2, 4, 4), 3), x)
+
+
+def test_patchify_rejects_indivisible_shape():
+  with pytest.raises(ValueError, match="not divisible by model.patch_size"):
+    embeddings.patchify(jnp.zeros((1, 3, 8, 8, 3)), (2, 4, 4))
+
+
+@pytest.mark.parametrize("pos_embed", ["rope", "sincos"])
+def test_one_set_of_weights_runs_at_many_shapes(pos_embed):
+  config = tiny_config(**{"model.pos_embed": pos_embed})
+  model = build_model(config, vocab_size=40)
+  params = model.init(jax.random.PRNGKey(0), *example_inputs(config))["params"]
+  tokens = jnp.array([[5, 6, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 2)
+  for shape in [(4, 16, 16), (8, 16, 32), (2, 24, 8)]:
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, *shape, 3))
+    out = model.apply({"params": params}, x, jnp.array([10.0, 500.0]), tokens, tokens > 0)
+    assert out.shape == x.shape
+    assert bool(jnp.isfinite(out).all())
+
+
+def test_positions_distinguish_every_token():
+  cos, sin = embeddings.rope_3d((2, 3, 4), head_dim=32)
+  angles = np.asarray(jnp.arctan2(sin, cos))
+  assert angles.shape == (24, 16)
+  assert len({tuple(np.round(a, 5)) for a in angles}) == 24
+  table = np.asarray(embeddings.sincos_3d((2, 3, 4), 64))
+  assert len({tuple(np.round(r, 5)) for r in table}) == 24
+
+
+def test_rope_is_relative():
+  """Rotated q·k depends only on the position offset: shift both, same score."""
+  q, k = jax.random.normal(jax.random.PRNGKey(0), (2, 1, 1, 1, 32))
+  cos, sin = embeddings.rope_3d((1, 1, 16), head_dim=32)
+  score = lambda i, j: float((attention.apply_rope(q, cos[i:i + 1], sin[i:i + 1])
+                              * attention.apply_rope(k, cos[j:j + 1], sin[j:j + 1])).sum())
+  assert score(2, 5) == pytest.approx(score(9, 12), rel=1e-4)
+  assert score(2, 5) != pytest.approx(score(2, 9), rel=1e-3)
+
+
+def test_attention_backends_agree_with_padding_mask():
+  kq, kk, kv = jax.random.split(jax.random.PRNGKey(0), 3)
+  q = jax.random.normal(kq, (2, 6, 2, 16))
+  k = jax.random.normal(kk, (2, 5, 2, 16))
+  v = jax.random.normal(kv, (2, 5, 2, 16))
+  mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+  reference = attention.dot_product_attention(q, k, v, mask, backend="reference")
+  xla = attention.dot_product_attention(q, k, v, mask, backend="xla")
+  np.testing.assert_allclose(xla, reference, atol=1e-5)
+  # Masked keys have no influence.
+  v_changed = v.at[0, 3:].set(100.0)
+  np.testing.assert_allclose(attention.dot_product_attention(q, k, v_changed, mask), xla,
+                             atol=1e-5)
+
+
+def test_scan_and_unrolled_stacks_compute_the_same_function():
+  scanned_config = tiny_config()
+  unrolled_config = tiny_config(**{"model.scan_layers": False})
+  scanned, unrolled = (build_model(c, 40) for c in (scanned_config, unrolled_config))
+  inputs = example_inputs(scanned_config, batch=2)
+  x = jax.random.normal(jax.random.PRNGKey(3), inputs[0].shape)
+  inputs = (x, jnp.array([100.0, 700.0]), *inputs[2:])
+  params = nn.meta.unbox(scanned.init(jax.random.PRNGKey(0), *inputs)["params"])
+  # Give the zero-initialised gates and output non-zero values so the blocks matter.
+  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(1), p.shape),
+                        params)
+  dit = dict(params["dit"])
+  blocks = dit.pop("blocks")
+  for i in range(scanned_config.model.depth):
+    dit[f"block_{i}"] = jax.tree.map(lambda p, i=i: p[i], blocks)
+  unrolled_params = {**params, "dit": dit}
+  np.testing.assert_allclose(scanned.apply({"params": params}, *inputs),
+                             unrolled.apply({"params": unrolled_params}, *inputs), atol=1e-5)

@@ -1,0 +1,61 @@
+"""Sample a video from a trained model.
+
+    python -m videogen.sample --workdir DIR --prompt "a red circle moving right" --output out.mp4
+    python -m videogen.sample --checkpoint EXPORT_DIR --prompt ... --output out.gif
+
+Frame count and size default to the clip shape the checkpoint was trained at.
+"""
+import sys
+
+from absl import flags
+
+from videogen.config import parse_flags_or_exit
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
+_PROMPT = flags.DEFINE_string("prompt", None, "Text prompt.", required=True)
+_NEGATIVE = flags.DEFINE_string("negative_prompt", "", "Prompt to guide away from.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output video (.mp4 or .gif).", required=True)
+_NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames (default: as trained).")
+_HEIGHT = flags.DEFINE_integer("height", None, "Height in pixels (default: as trained).")
+_WIDTH = flags.DEFINE_integer("width", None, "Width in pixels (default: as trained).")
+_STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (default: config sample.steps).")
+_GUIDANCE = flags.DEFINE_float("guidance", None, "CFG scale (default: config sample.guidance).")
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1, "Videos to draw; written as FILE_k.ext.")
+_UPSCALE = flags.DEFINE_integer("upscale", 1, "Nearest-neighbour upscaling of written frames.")
+
+
+def main(argv: list[str]) -> None:
+  parse_flags_or_exit(argv, config_flag=None)
+  source = _CHECKPOINT.value or _WORKDIR.value
+  if not source or (_CHECKPOINT.value and _WORKDIR.value):
+    print("error: pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR", file=sys.stderr)
+    sys.exit(2)
+  from videogen import checkpoints, video_io
+  from videogen.generate import Generator
+  if not _OUTPUT.value.lower().endswith(video_io.VIDEO_SUFFIXES):
+    print(f"error: --output must end in one of {video_io.VIDEO_SUFFIXES}", file=sys.stderr)
+    sys.exit(2)
+  try:
+    generator = Generator.load(source)
+    videos = generator([_PROMPT.value] * _NUM_SAMPLES.value, seed=_SEED.value,
+                       num_frames=_NUM_FRAMES.value, height=_HEIGHT.value, width=_WIDTH.value,
+                       steps=_STEPS.value, guidance=_GUIDANCE.value,
+                       negative_prompt=_NEGATIVE.value)
+  except (checkpoints.CheckpointNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  fps = generator.config.sample.fps
+  if len(videos) == 1:
+    video_io.write_video(_OUTPUT.value, videos[0], fps=fps, upscale=_UPSCALE.value)
+    print(_OUTPUT.value)
+    return
+  stem, dot, ext = _OUTPUT.value.rpartition(".")
+  for k, video in enumerate(videos):
+    video_io.write_video(f"{stem}_{k}{dot}{ext}", video, fps=fps, upscale=_UPSCALE.value)
+    print(f"{stem}_{k}{dot}{ext}")
+
+
+if __name__ == "__main__":
+  main(sys.argv)

@@ -1,0 +1,50 @@
+"""Writing videos (mp4 through PyAV, gif through Pillow) and PNG frame strips."""
+import os
+
+import av
+import numpy as np
+from PIL import Image
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def _upscale(frames: np.ndarray, factor: int) -> np.ndarray:
+  return frames.repeat(factor, axis=-3).repeat(factor, axis=-2) if factor > 1 else frames
+
+
+def write_video(path: str, frames_thwc: np.ndarray, fps: int = 8, upscale: int = 1) -> None:
+  """Writes uint8 frames `(T, H, W, 3)` to `.mp4` (H.264, yuv420p) or `.gif`."""
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix not in VIDEO_SUFFIXES:
+    raise ValueError(f"--output {path!r}: unsupported video type; use one of {VIDEO_SUFFIXES}")
+  frames = _upscale(np.asarray(frames_thwc, np.uint8), upscale)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  if suffix == ".gif":
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+    return
+  # yuv420p (what every player decodes) needs even sizes: pad by edge replication.
+  pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+  frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+  with av.open(path, mode="w") as container:
+    stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4",
+                                  rate=fps)
+    stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    stream.options = {"crf": "12"} if stream.codec_context.name == "libx264" else {}
+    for frame in frames:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+
+
+def read_video(path: str) -> np.ndarray:
+  """Decodes every frame of a video file to uint8 `(T, H, W, 3)`."""
+  with av.open(path) as container:
+    return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def write_frame_strip(path: str, videos_nthwc: np.ndarray, upscale: int = 4) -> None:
+  """One row per video, frames left to right, as a PNG contact sheet."""
+  videos = np.asarray(videos_nthwc, np.uint8)
+  rows = [np.concatenate(list(video), axis=1) for video in videos]
+  sheet = _upscale(np.concatenate(rows, axis=0), upscale)
+  Image.fromarray(sheet).save(path)
