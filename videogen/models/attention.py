@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videogen.models.layers import Dense, RMSNorm, constrain
+from videogen.models.layers import RMSNorm, constrain
 
 BACKENDS = ("xla", "cudnn", "reference")
 
@@ -43,30 +43,50 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 class MultiHeadAttention(nn.Module):
-  """Self- or cross-attention (cross when `context` is given) with optional RoPE on q and k."""
+  """Self- or cross-attention (cross when `context` is given) with optional RoPE on q and k.
+
+  Projections keep heads as their own axis — kernels `(embed, heads, kv)` and
+  `(heads, kv, embed)` — so no reshape ever merges a sharded heads axis. (Merging heads by
+  reshape gave wrong results on a data×fsdp×tensor = 2×2×2 CPU mesh in jax 0.10.2.)
+  """
 
   num_heads: int
   backend: str = "xla"
   dtype: jnp.dtype = jnp.float32
   qk_norm: bool = True
 
+  def _kernel(self, name, shape, axes):
+    return self.param(name, nn.with_logical_partitioning(nn.initializers.xavier_uniform(
+        in_axis=0 if axes[0] == "embed" else (0, 1),
+        out_axis=(1, 2) if axes[0] == "embed" else 2), axes), shape, jnp.float32)
+
+  def _bias(self, name, shape, axes):
+    return self.param(name, nn.with_logical_partitioning(nn.initializers.zeros, axes), shape,
+                      jnp.float32)
+
+  def _heads(self, name, inputs, head_dim):
+    dim = inputs.shape[-1]
+    kernel = self._kernel(f"{name}_kernel", (dim, self.num_heads, head_dim),
+                          ("embed", "heads", "kv"))
+    bias = self._bias(f"{name}_bias", (self.num_heads, head_dim), ("heads", "kv"))
+    y = jnp.einsum("bld,dhk->blhk", inputs.astype(self.dtype), kernel.astype(self.dtype))
+    return constrain(y + bias.astype(self.dtype), ("batch", "length", "heads", "kv"))
+
   @nn.compact
   def __call__(self, x, context=None, context_mask=None, rope=None):
     dim = x.shape[-1]
     head_dim = dim // self.num_heads
     kv_input = x if context is None else context
-
-    def heads(name, inputs):
-      y = Dense(dim, ("embed", "heads"), dtype=self.dtype, name=name)(inputs)
-      y = y.reshape(*y.shape[:-1], self.num_heads, head_dim)
-      return constrain(y, ("batch", "length", "heads", "kv"))
-
-    q, k, v = heads("query", x), heads("key", kv_input), heads("value", kv_input)
+    q, k, v = (self._heads("query", x, head_dim), self._heads("key", kv_input, head_dim),
+               self._heads("value", kv_input, head_dim))
     if self.qk_norm:  # RMS-normalised q/k keep attention logits bounded in bf16.
       q = RMSNorm("kv", name="query_norm")(q)
       k = RMSNorm("kv", name="key_norm")(k)
     if rope is not None:
       q, k = apply_rope(q, *rope), apply_rope(k, *rope)
     out = dot_product_attention(q, k, v, context_mask, self.backend)
-    out = out.reshape(*out.shape[:-2], dim)
-    return Dense(dim, ("heads", "embed"), dtype=self.dtype, name="out")(out)
+    out = constrain(out, ("batch", "length", "heads", "kv"))
+    kernel = self._kernel("out_kernel", (self.num_heads, head_dim, dim), ("heads", "kv", "embed"))
+    bias = self._bias("out_bias", (dim,), ("embed",))
+    y = jnp.einsum("blhk,hkd->bld", out.astype(self.dtype), kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)

@@ -105,6 +105,7 @@ class DiT(nn.Module):
       cond = cond + Dense(spec.width, ("text_embed", "embed"), dtype=dtype,
                           name="pooled_proj")(pooled)
 
+    cond = constrain(cond, ("batch", "embed"))
     x = self._blocks(x, cond, text, context_mask, rope)
 
     shift, scale = jnp.split(

@@ -1,0 +1,143 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from videogen import checkpoints
+from videogen.data import pipeline
+from videogen.diffusion.objectives import from_config as diffusion_from_config
+from videogen.models.text_to_video import build_model
+from videogen.parallel import mesh as mesh_lib
+from videogen.training import loop, state as state_lib
+from videogen.training.metrics import read_metrics
+from videogen.training.step import jit_train_step
+
+
+def _trainer(config, devices):
+  """(initial state, jitted step, mesh) for `config` on `devices`."""
+  mesh = mesh_lib.create_mesh(config.mesh, devices)
+  rules = mesh_lib.rules_from_config(config.mesh)
+  tokenizer = pipeline.tokenizer_from_config(config)
+  model = build_model(config, tokenizer.vocab_size)
+  tx = state_lib.make_optimizer(config.train)
+  state, shardings = state_lib.create_train_state(model, tx, config, mesh, rules)
+  step = jit_train_step(config, model, diffusion_from_config(config.diffusion), tx,
+                        tokenizer.encode([""])[0][0], shardings, mesh_lib.batch_sharding(mesh),
+                        rules)
+  return state, step, mesh
+
+
+def _run(config, devices, batch, num_steps):
+  state, step, mesh = _trainer(config, devices)
+  losses = []
+  with jax.set_mesh(mesh):
+    global_batch = pipeline.to_global_batch(batch, mesh_lib.batch_sharding(mesh))
+    for _ in range(num_steps):
+      state, metrics = step(state, global_batch)
+      losses.append(float(metrics["loss"]))
+  return state, losses
+
+
+@pytest.fixture(scope="module")
+def batch():
+  return next(iter(pipeline.make_dataset(tiny_config())))
+
+
+def test_loss_falls_when_overfitting_one_batch(batch):
+  config = tiny_config(**{"train.num_steps": 60, "train.learning_rate": 3e-3,
+                          "train.warmup_steps": 5, "train.caption_dropout": 0.0})
+  _, losses = _run(config, jax.devices()[:1], batch, 60)
+  # Fresh noise every step leaves an irreducible floor near 1; an untrained net sits at ~1.6.
+  assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:5]), losses
+
+
+XLA_CPU_MISCOMPILE = pytest.mark.xfail(strict=True, reason=(
+    "jax/jaxlib 0.10.2 CPU: with data, fsdp and tensor all > 1 the compiled forward returns "
+    "wrong activations for batch shards (data0,fsdp1) and (data1,fsdp0); every 2-axis mesh "
+    "is exact. Strict, so this fails loudly once XLA is fixed."))
+
+
+@pytest.mark.parametrize("data,fsdp,tensor", [
+    (2, 2, 1), (2, 1, 2), (1, 2, 2), (4, 1, 2),
+    pytest.param(2, 2, 2, marks=XLA_CPU_MISCOMPILE)])
+def test_sharded_step_equals_single_device_step(batch, data, fsdp, tensor):
+  """A sharded train step gives the same loss and parameters as one device."""
+  # Adam divides by |g|: with eps = 1e-8, gradients that are ~0 turn float reduction-order
+  # noise into full-size updates. A larger eps compares the sharding, not that conditioning.
+  common = {"train.adam_eps": 1e-3}
+  sharded_config = tiny_config(**common, **{"mesh.data": data, "mesh.fsdp": fsdp,
+                                            "mesh.tensor": tensor})
+  single_config = tiny_config(**common, **{"mesh.data": 1})
+  sharded, sharded_losses = _run(sharded_config, jax.devices()[:data * fsdp * tensor], batch, 2)
+  single, single_losses = _run(single_config, jax.devices()[:1], batch, 2)
+  np.testing.assert_allclose(sharded_losses, single_losses, rtol=1e-5)
+  # Parameters really are split: FSDP on embed, tensor parallel on heads.
+  query = sharded.params["dit"]["blocks"]["self_attn"]["query_kernel"]
+  depth, width, heads, head_dim = query.shape
+  assert query.addressable_shards[0].data.shape == (depth, width // fsdp, heads // tensor,
+                                                    head_dim)
+  for a, b in zip(jax.tree.leaves((sharded.params, sharded.ema)),
+                  jax.tree.leaves((single.params, single.ema))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_initial_params_do_not_depend_on_the_mesh():
+  a, _, _ = _trainer(tiny_config(**{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2}),
+                     jax.devices()[:8])
+  b, _, _ = _trainer(tiny_config(**{"mesh.data": 1}), jax.devices()[:1])
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
+  config = tiny_config(**{"train.num_steps": 6, "checkpoint.every_steps": 100})
+  loop.train(config, str(tmp_path / "straight"))
+  loop.train(config, str(tmp_path / "resumed"), stop_after_step=3)
+  assert [m["step"] for m in read_metrics(str(tmp_path / "resumed"))] == [1, 2, 3]
+  loop.train(config, str(tmp_path / "resumed"))
+  straight = [m["loss"] for m in read_metrics(str(tmp_path / "straight"))]
+  resumed = [m["loss"] for m in read_metrics(str(tmp_path / "resumed"))]
+  assert len(straight) == 6
+  assert resumed == straight  # bit-identical on CPU
+
+
+def test_checkpoint_round_trip_restores_every_leaf_and_onto_another_mesh(tmp_path):
+  config = tiny_config(**{"train.num_steps": 2})
+  final = loop.train(config, str(tmp_path))
+  for devices, mesh_overrides in [(jax.devices(), {"mesh.data": 8}),
+                                  (jax.devices()[:4], {"mesh.data": 1, "mesh.fsdp": 2,
+                                                       "mesh.tensor": 2})]:
+    other = tiny_config(**{"train.num_steps": 2, **mesh_overrides})
+    mesh = mesh_lib.create_mesh(other.mesh, devices)
+    rules = mesh_lib.rules_from_config(other.mesh)
+    model = build_model(other, pipeline.tokenizer_from_config(other).vocab_size)
+    abstract, shardings = state_lib.state_shardings(
+        model, state_lib.make_optimizer(other.train), other, mesh, rules)
+    iterator = iter(pipeline.make_dataset(other))
+    manager = checkpoints.make_manager(str(tmp_path))
+    with jax.set_mesh(mesh):
+      restored = checkpoints.restore_train_state(manager, abstract, shardings, iterator)
+    manager.close()
+    assert int(restored.step) == 2
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(final)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert restored.params["dit"]["patch_embed"]["kernel"].sharding.mesh.shape == mesh.shape
+
+
+def test_ema_tracks_params_with_warmup():
+  assert float(state_lib.ema_decay(jnp.array(0), 0.999)) == pytest.approx(0.1)
+  assert float(state_lib.ema_decay(jnp.array(10**6), 0.999)) == pytest.approx(0.999)
+
+
+def test_replicated_fraction_reports_unsharded_bytes():
+  config = tiny_config(**{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2})
+  mesh = mesh_lib.create_mesh(config.mesh, jax.devices()[:8])
+  model = build_model(config, 40)
+  abstract, shardings = state_lib.state_shardings(
+      model, state_lib.make_optimizer(config.train), config, mesh,
+      mesh_lib.rules_from_config(config.mesh))
+  fraction = mesh_lib.replicated_fraction(shardings.params, abstract.params)
+  assert 0.0 < fraction < 0.2
+  assert nn is not None
