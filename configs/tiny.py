@@ -8,7 +8,7 @@ from videogen.config import base_config
 
 def get_config(arg: str | None = None):
   c = base_config()
-  c.model.update(width=128, depth=4, num_heads=4, patch_size=(1, 8, 8), text_dim=64)
+  c.model.update(width=128, depth=4, num_heads=4, patch_size=(2, 4, 4), text_dim=64)
   c.data.update(num_frames=8, height=32, width=32)
   c.train.update(num_steps=1200, batch_size=16, learning_rate=1e-3, warmup_steps=100,
                  log_every=50)

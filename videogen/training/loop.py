@@ -2,6 +2,7 @@
 on SIGTERM (preemption) before exiting cleanly."""
 import os
 import signal
+import sys
 import time
 
 import jax
@@ -100,7 +101,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           checkpoints.save(manager, state, data_iterator, config)
           last_saved = step
         if preemption.should_stop():
-          progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting")
+          progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting",
+                         file=sys.stderr)
           break
       if int(state.step) != last_saved:
         checkpoints.save(manager, state, data_iterator, config, force=True)

@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine with Python 3.11 and pip:
+#   make demo   — venv + install, train configs/tiny.py on synthetic video, write a sample
+#   make test   — venv + install with the test extra, run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/tiny
+PROMPT ?= a red circle moving right
+
+.PHONY: demo test bench install clean
+
+$(VENV)/.installed-%: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$*]"
+	touch $@
+
+install: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-test
+	$(PY) -m videogen.train --config configs/tiny.py --workdir $(WORKDIR)
+	$(PY) -m videogen.sample --workdir $(WORKDIR) --prompt "$(PROMPT)" --output $(WORKDIR)/sample.mp4 --upscale 8
+	$(PY) -m videogen.evaluate --workdir $(WORKDIR) --metrics synthetic --num_prompts 24
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -n 2 -q tests
+
+bench: $(VENV)/.installed-test
+	$(PY) -m videogen.bench
+
+clean:
+	rm -rf $(VENV) runs .cache

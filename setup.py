@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="videogen",
+    version="0.1.0",
+    description="Text-to-video diffusion transformers in JAX/Flax, from one CPU to TPU pods.",
+    packages=find_packages(include=["videogen", "videogen.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.6,<0.12",
+        "flax>=0.10,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "grain>=0.2.12,<0.3",
+        "tensorflow-datasets>=4.9,<5",
+        "sentencepiece>=0.2,<0.3",
+        "ml-collections>=1.0,<2",
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "av>=12",
+        "pillow>=10",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "convert": ["torch>=2.4", "transformers>=4.45", "diffusers>=0.31", "safetensors>=0.4"],
+    },
+)

@@ -1,0 +1,131 @@
+"""The command-line contract, driven as a user would: real subprocesses, files and signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from videogen import video_io
+
+TEST_CONFIG = "configs/tiny.py:test"
+
+
+def run(*args, timeout=300, check=False):
+  result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+  return result
+
+
+def one_line_error(result):
+  assert result.returncode != 0
+  lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith("error: ")
+  return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A 4-step run of the CLI on all 8 fake devices (data=-1 → 8-way data parallel)."""
+  workdir = tmp_path_factory.mktemp("run")
+  run("videogen.train", f"--config={TEST_CONFIG}", f"--workdir={workdir}", check=True)
+  return workdir
+
+
+@pytest.mark.parametrize("override,key", [
+    ("--config.model.widht=64", "model.widht"),
+    ("--config.nonsense=1", "nonsense"),
+    ("--config.train.num_steps=many", "train.num_steps"),
+    ("--config.model.layout=diagonal", "model.layout"),
+    ("--config.data.height=30", "data.height"),
+])
+def test_bad_config_gives_one_line_naming_the_key(tmp_path, override, key):
+  result = run("videogen.train", f"--config={TEST_CONFIG}", f"--workdir={tmp_path}", override,
+               timeout=60)
+  assert key in one_line_error(result)
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_missing_config_file_and_missing_workdir(tmp_path):
+  assert "configs/nope.py" in one_line_error(
+      run("videogen.train", "--config=configs/nope.py", f"--workdir={tmp_path}", timeout=60))
+  assert "workdir" in one_line_error(run("videogen.train", f"--config={TEST_CONFIG}",
+                                         timeout=60))
+
+
+def test_sample_without_checkpoint_fails_clearly(tmp_path):
+  line = one_line_error(run("videogen.sample", f"--workdir={tmp_path}", "--prompt=a red circle",
+                            f"--output={tmp_path}/x.mp4", timeout=60))
+  assert "no checkpoint" in line and str(tmp_path) in line
+  assert not os.path.exists(tmp_path / "x.mp4")
+
+
+def test_train_writes_metrics_tensorboard_and_checkpoints(trained):
+  lines = [json.loads(l) for l in open(trained / "metrics.jsonl")]
+  assert [l["step"] for l in lines] == [1, 2, 3, 4]
+  assert all({"loss", "steps_per_sec"} <= set(l) for l in lines)
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(trained / "tensorboard"))
+  assert sorted(os.listdir(trained / "checkpoints")) == ["2", "4"]
+
+
+def test_sample_writes_a_playable_video_at_the_trained_shape(trained, tmp_path):
+  run("videogen.sample", f"--workdir={trained}", "--prompt=a red circle moving right",
+      f"--output={tmp_path}/a.mp4", "--seed=3", check=True)
+  frames = video_io.read_video(str(tmp_path / "a.mp4"))
+  assert frames.shape == (4, 16, 16, 3)
+  run("videogen.sample", f"--workdir={trained}", "--prompt=a red circle moving right",
+      f"--output={tmp_path}/b.gif", "--num_frames=6", "--height=24", "--width=32", check=True)
+  from PIL import Image
+  gif = Image.open(tmp_path / "b.gif")
+  assert gif.n_frames == 6 and gif.size == (32, 24)
+
+
+def test_export_then_sample_from_the_export_matches_the_workdir(trained, tmp_path):
+  run("videogen.export", f"--workdir={trained}", f"--output={tmp_path}/export", check=True)
+  assert sorted(os.listdir(tmp_path / "export")) == ["config.json", "params"]
+  args = ["--prompt=a blue square moving up", "--seed=5"]
+  run("videogen.sample", f"--checkpoint={tmp_path}/export", f"--output={tmp_path}/e.gif",
+      *args, check=True)
+  run("videogen.sample", f"--workdir={trained}", f"--output={tmp_path}/w.gif", *args, check=True)
+  from PIL import Image, ImageSequence
+  frames = lambda p: np.stack([np.asarray(f.convert("RGB"))
+                               for f in ImageSequence.Iterator(Image.open(p))])
+  np.testing.assert_array_equal(frames(tmp_path / "e.gif"), frames(tmp_path / "w.gif"))
+  assert "already exists" in one_line_error(
+      run("videogen.export", f"--workdir={trained}", f"--output={tmp_path}/export", timeout=60))
+
+
+def test_evaluate_writes_report_and_contact_sheet(trained):
+  result = run("videogen.evaluate", f"--workdir={trained}", "--num_prompts=4", check=True)
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["num_videos"] == 4
+  assert set(report["synthetic"]) == {"colour_present", "direction_correct"}
+  assert os.path.isfile(trained / "eval" / "contact_sheet.png")
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
+  process = subprocess.Popen(
+      [sys.executable, "-m", "videogen.train", f"--config={TEST_CONFIG}",
+       f"--workdir={tmp_path}", "--config.train.num_steps=100000",
+       "--config.checkpoint.every_steps=100000"],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = tmp_path / "metrics.jsonl"
+  deadline = time.time() + 240
+  while time.time() < deadline and (not metrics.exists() or
+                                    len(metrics.read_text().splitlines()) < 3):
+    assert process.poll() is None, process.communicate()[1][-3000:]
+    time.sleep(0.2)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 0, stderr[-3000:]
+  assert "SIGTERM" in stderr
+  last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
+  saved = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
+  assert saved == [last_logged] and 3 <= last_logged < 100000
