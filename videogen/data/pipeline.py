@@ -1,7 +1,9 @@
 """Assembles the Grain input pipeline from config and puts batches on the mesh.
 
-source → seeded shuffle → repeat → per-process shard → decode/render + tokenize → batch
-→ threaded prefetch. Batches are dicts of host numpy arrays:
+clip indices → seeded shuffle → repeat → global index batches → this process's rows
+→ decode/render + tokenize + stack → threaded prefetch.
+Sharding at the index level means the global batch at step k is the same clips in the same
+order whatever the process count, and each host only decodes its own rows. Batches are dicts of host numpy arrays:
 `video` `(B, T, H, W, 3)` float32 in [-1, 1], `tokens` and `token_mask` `(B, L)`.
 The clip shape comes from config (or, later, the bucket), never from the code.
 """
@@ -36,17 +38,27 @@ class SyntheticExamples:
   def __init__(self, world: synthetic.World, seed: int, tokenizer: WordTokenizer):
     self.world, self.seed, self.tokenizer = world, seed, tokenizer
 
-  def __call__(self, index: int) -> dict[str, np.ndarray]:
-    clip = synthetic.render_clip(self.world, self.seed, int(index))
-    tokens, mask = self.tokenizer.encode([clip.caption])
-    return {"video": clip.video.astype(np.float32) / 127.5 - 1.0,
-            "tokens": tokens[0], "token_mask": mask[0]}
+  def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    clips = [synthetic.render_clip(self.world, self.seed, int(i)) for i in indices]
+    tokens, mask = self.tokenizer.encode([clip.caption for clip in clips])
+    video = np.stack([clip.video for clip in clips]).astype(np.float32) / 127.5 - 1.0
+    return {"video": video, "tokens": tokens, "token_mask": mask}
+
+
+class ProcessRows:
+  """Global index batch → the contiguous rows this process feeds to its devices."""
+
+  def __init__(self, process_index: int, rows_per_process: int):
+    self.start, self.stop = process_index * rows_per_process, (process_index + 1) * rows_per_process
+
+  def __call__(self, global_indices: np.ndarray) -> np.ndarray:
+    return global_indices[self.start:self.stop]
 
 
 def make_dataset(config: ml_collections.ConfigDict,
                  process_index: int | None = None,
                  process_count: int | None = None) -> grain.IterDataset:
-  """The training stream for this process: its `1/process_count` share of each global batch."""
+  """The training stream for this process: its rows of each global batch."""
   data = config.data
   if data.source not in SOURCES:
     raise ValueError(f"data.source={data.source!r}; available sources: {SOURCES}")
@@ -58,9 +70,9 @@ def make_dataset(config: ml_collections.ConfigDict,
   examples = SyntheticExamples(world_from_config(data), data.seed, tokenizer_from_config(config))
   dataset = (grain.MapDataset.range(data.synthetic.num_clips)
              .seed(data.seed).shuffle().repeat()
-             [process_index::process_count]
-             .map(examples)
-             .batch(config.train.batch_size // process_count, drop_remainder=True))
+             .batch(config.train.batch_size, drop_remainder=True)
+             .map(ProcessRows(process_index, config.train.batch_size // process_count))
+             .map(examples))
   return dataset.to_iter_dataset(grain.ReadOptions(num_threads=data.num_threads,
                                                    prefetch_buffer_size=data.prefetch))
 

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Follow worker 0's log.  Usage: launch/tpu/logs.sh NAME ZONE
+set -euo pipefail
+echo "+ gcloud compute tpus tpu-vm ssh $1 --zone $2 --worker=0 --command 'tail -f ~/videogen/train.log'"
+gcloud compute tpus tpu-vm ssh "$1" --zone "$2" --worker=0 --command 'tail -f ~/videogen/train.log'

@@ -1,0 +1,121 @@
+"""Train-step benchmark: step time, tokens/s, model FLOPs, achieved FLOP/s and MFU.
+
+    python -m videogen.bench [--configs tiny,dit_100m] [--steps 5] [--batch_size N]
+
+MFU is reported against the matmul peak *measured in the same run* on the same devices
+(a large square matmul in the compute dtype), so the figure is a ratio taken under the same
+conditions, not against a datasheet number. Inputs are random arrays of the configured
+shape: this times the step itself, not the data pipeline.
+"""
+import importlib.util
+import os
+import sys
+import time
+
+from absl import flags
+
+from videogen.config import parse_flags_or_exit
+
+_CONFIGS = flags.DEFINE_list("configs", ["tiny", "dit_100m"], "Config names in configs/.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config (after one warm-up).")
+_BATCH = flags.DEFINE_integer("batch_size", None, "Override train.batch_size.")
+_DTYPE = flags.DEFINE_string("dtype", None, "Override model.dtype (float32 on CPU is fastest).")
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load_config(name: str):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIG_DIR, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5) -> float:
+  """Measured FLOP/s of a square matmul over all local devices (batched, one per device)."""
+  import jax
+  import jax.numpy as jnp
+  n = jax.local_device_count()
+  a = jnp.ones((n, size, size), dtype)
+  f = jax.pmap(lambda x: x @ x)
+  f(a).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = f(a)
+  out.block_until_ready()
+  return repeats * n * 2 * size ** 3 / (time.perf_counter() - start)
+
+
+def bench_config(name: str, steps: int, peak: float) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from videogen.data.pipeline import tokenizer_from_config
+  from videogen.diffusion.objectives import from_config as diffusion_from_config
+  from videogen.models.flops import dit_forward_flops, train_step_flops
+  from videogen.models.text_to_video import build_model, spec_from_config
+  from videogen.parallel import mesh as mesh_lib
+  from videogen.training import state as state_lib
+  from videogen.training.step import jit_train_step
+
+  config = load_config(name)
+  if _BATCH.value:
+    config.train.batch_size = _BATCH.value
+  if _DTYPE.value:
+    config.model.dtype = _DTYPE.value
+  mesh = mesh_lib.create_mesh(config.mesh)
+  rules = mesh_lib.rules_from_config(config.mesh)
+  tokenizer = tokenizer_from_config(config)
+  model = build_model(config, tokenizer.vocab_size)
+  tx = state_lib.make_optimizer(config.train)
+  state, shardings = state_lib.create_train_state(model, tx, config, mesh, rules)
+  num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+  step = jit_train_step(config, model, diffusion_from_config(config.diffusion), tx,
+                        tokenizer.encode([""])[0][0], shardings, mesh_lib.batch_sharding(mesh),
+                        rules)
+  data, b = config.data, config.train.batch_size
+  tokens, mask = tokenizer.encode(["a red circle moving right"] * b)
+  batch = {"video": np.random.default_rng(0).uniform(
+      -1, 1, (b, data.num_frames, data.height, data.width, config.model.channels)
+  ).astype(np.float32), "tokens": tokens, "token_mask": mask}
+  with jax.set_mesh(mesh):
+    batch = {k: jax.device_put(v, mesh_lib.batch_sharding(mesh)) for k, v in batch.items()}
+    state, metrics = step(state, batch)  # compile + warm-up
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    seconds = (time.perf_counter() - start) / steps
+
+  spec = spec_from_config(config.model)
+  pt, ph, pw = spec.patch_size
+  video_tokens = b * (data.num_frames // pt) * (data.height // ph) * (data.width // pw)
+  flops = train_step_flops(dit_forward_flops(spec, data.num_frames, data.height, data.width,
+                                             config.text.max_length, config.model.text_dim, b))
+  return {"config": name, "params_M": num_params / 1e6, "batch": b,
+          "shape": f"{data.num_frames}x{data.height}x{data.width}", "dtype": config.model.dtype,
+          "step_s": seconds, "tokens_per_s": video_tokens / seconds,
+          "model_TFLOP_per_step": flops / 1e12, "achieved_TFLOP_s": flops / seconds / 1e12,
+          "MFU_vs_measured_matmul": flops / seconds / peak}
+
+
+def main(argv: list[str]) -> None:
+  parse_flags_or_exit(argv, config_flag=None)
+  import jax
+  import jax.numpy as jnp
+  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}")
+  rows = []
+  for name in _CONFIGS.value:
+    dtype = _DTYPE.value or load_config(name).model.dtype
+    peak = matmul_peak_flops(jnp.dtype(dtype))
+    print(f"measured {dtype} matmul peak: {peak / 1e12:.3f} TFLOP/s")
+    rows.append(bench_config(name, _STEPS.value, peak))
+  header = list(rows[0])
+  print(" | ".join(header))
+  for row in rows:
+    print(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+
+
+if __name__ == "__main__":
+  main(sys.argv)
