@@ -54,9 +54,11 @@ def _oracle(diffusion, data_point):
   return denoise
 
 
-@pytest.mark.parametrize("objective,eta", [("flow", 0.0), ("eps", 0.0), ("v", 0.0), ("eps", 1.0)])
-def test_sampler_with_exact_denoiser_lands_on_the_data(objective, eta):
-  diffusion = Diffusion(objective=objective)
+@pytest.mark.parametrize("objective,eta,shift", [("flow", 0.0, 1.0), ("flow", 0.0, 3.0),
+                                                 ("eps", 0.0, 1.0), ("v", 0.0, 1.0),
+                                                 ("eps", 1.0, 1.0)])
+def test_sampler_with_exact_denoiser_lands_on_the_data(objective, eta, shift):
+  diffusion = Diffusion(objective=objective, shift=shift)
   data_point = jnp.linspace(-0.8, 0.8, 2 * 4 * 4 * 3).reshape(1, 2, 4, 4, 3)
   noise = jax.random.normal(jax.random.PRNGKey(0), (2, 2, 4, 4, 3))
   text = (jnp.zeros((2, 4), jnp.int32), jnp.ones((2, 4), bool))
@@ -75,3 +77,13 @@ def test_classifier_free_guidance_extrapolates_from_unconditional():
   uncond = (jnp.full((2, 3), 1), jnp.ones((2, 3), bool))
   out = samplers.guided(denoise, x, jnp.zeros(2), cond, uncond, guidance=4.0)
   np.testing.assert_allclose(out, 1 + 4.0 * (3 - 1))
+
+
+def test_time_shift_keeps_the_ends_and_moves_toward_noise():
+  diffusion = Diffusion(shift=3.0)
+  t = jnp.linspace(0, 1, 11)
+  shifted = diffusion.shift_time(t)
+  assert float(shifted[0]) == 0.0 and float(shifted[-1]) == pytest.approx(1.0)
+  assert bool(jnp.all(shifted[1:-1] > t[1:-1])) and bool(jnp.all(jnp.diff(shifted) > 0))
+  samples = diffusion.sample_time(jax.random.PRNGKey(0), 10000)
+  assert float(jnp.mean(samples > 0.85)) > 0.2  # vs ~4% unshifted

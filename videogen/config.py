@@ -25,7 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.text = dict(max_length=16)
 
   c.diffusion = dict(objective="flow", schedule="cosine", num_timesteps=1000,
-                     time_sampling="logit_normal", logit_mean=0.0, logit_std=1.0)
+                     time_sampling="logit_normal", logit_mean=0.0, logit_std=1.0, shift=1.0)
 
   c.data = dict(
       source="synthetic", seed=0, num_frames=8, height=32, width=32, num_threads=2, prefetch=4,

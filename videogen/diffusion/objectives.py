@@ -28,6 +28,7 @@ class Diffusion:
   time_sampling: str = "logit_normal"
   logit_mean: float = 0.0
   logit_std: float = 1.0
+  shift: float = 1.0  # flow only: t → s·t / (1 + (s - 1)·t), as SD3/Wan; s > 1 favours noise
 
   def __post_init__(self):
     if self.objective not in OBJECTIVES:
@@ -50,8 +51,16 @@ class Diffusion:
     if not self.is_flow:
       return jax.random.randint(key, (n,), 0, self.num_timesteps)
     if self.time_sampling == "uniform":
-      return jax.random.uniform(key, (n,))
-    return jax.nn.sigmoid(self.logit_mean + self.logit_std * jax.random.normal(key, (n,)))
+      t = jax.random.uniform(key, (n,))
+    else:
+      t = jax.nn.sigmoid(self.logit_mean + self.logit_std * jax.random.normal(key, (n,)))
+    return self.shift_time(t)
+
+  def shift_time(self, t: jax.Array) -> jax.Array:
+    """Moves flow times toward the noise end. Global layout (where the object is, which way
+    it moves) is decided at high noise; the more pixels/frames share a signal, the higher
+    the noise level needed to hide it, hence a shift that grows with resolution."""
+    return self.shift * t / (1 + (self.shift - 1) * t)
 
   def network_time(self, t: jax.Array) -> jax.Array:
     return t * 1000.0 if self.is_flow else t.astype(jnp.float32) * (1000.0 / self.num_timesteps)
@@ -88,4 +97,5 @@ class Diffusion:
 def from_config(diffusion: ml_collections.ConfigDict) -> Diffusion:
   return Diffusion(objective=diffusion.objective, schedule=diffusion.schedule,
                    num_timesteps=diffusion.num_timesteps, time_sampling=diffusion.time_sampling,
-                   logit_mean=diffusion.logit_mean, logit_std=diffusion.logit_std)
+                   logit_mean=diffusion.logit_mean, logit_std=diffusion.logit_std,
+                   shift=diffusion.shift)

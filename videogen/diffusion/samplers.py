@@ -40,7 +40,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     return guided(denoise, x, jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance)
 
   if diffusion.is_flow:
-    times = jnp.linspace(1.0, 0.0, steps + 1)
+    times = diffusion.shift_time(jnp.linspace(1.0, 0.0, steps + 1))
 
     def euler_step(i, x):
       velocity = predict(x, diffusion.network_time(times[i]))
