@@ -86,3 +86,21 @@ def test_scan_and_unrolled_stacks_compute_the_same_function():
   unrolled_params = {**params, "dit": dit}
   np.testing.assert_allclose(scanned.apply({"params": params}, *inputs),
                              unrolled.apply({"params": unrolled_params}, *inputs), atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_tracks_float32():
+  f32_config = tiny_config()
+  bf16_config = tiny_config(**{"model.dtype": "bfloat16"})
+  inputs = example_inputs(f32_config, batch=2)
+  x = jax.random.normal(jax.random.PRNGKey(3), inputs[0].shape)
+  inputs = (x, jnp.array([100.0, 700.0]), *inputs[2:])
+  f32_model, bf16_model = build_model(f32_config, 40), build_model(bf16_config, 40)
+  params = nn.meta.unbox(f32_model.init(jax.random.PRNGKey(0), *inputs)["params"])
+  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(1), p.shape),
+                        params)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(
+      bf16_model.init(jax.random.PRNGKey(0), *inputs)["params"]))
+  reference = f32_model.apply({"params": params}, *inputs)
+  low = bf16_model.apply({"params": params}, *inputs)
+  assert low.dtype == jnp.float32  # outputs (and losses) are computed in f32
+  assert float(jnp.abs(low - reference).max()) < 0.05 * float(jnp.abs(reference).max())

@@ -42,7 +42,9 @@ def base_config() -> ml_collections.ConfigDict:
       final_lr_fraction=0.1, weight_decay=0.0, adam_b1=0.9, adam_b2=0.99, grad_clip_norm=1.0,
       ema_decay=0.999, caption_dropout=0.1, log_every=50)
 
-  c.sample = dict(steps=30, guidance=4.0, eta=0.0, fps=8)
+  # sample.shift: flow sampler time-grid shift; None = the training `diffusion.shift`.
+  c.sample = dict(steps=30, guidance=4.0, eta=0.0, fps=8, shift=ml_collections.FieldReference(
+      None, field_type=float))
 
   c.checkpoint = dict(every_steps=500, keep=3, async_save=True)
 

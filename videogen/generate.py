@@ -80,7 +80,8 @@ def _compiled_sampler(config, mesh, shape, steps, guidance):
         return model.apply({"params": params}, x, t, tokens, mask)
 
       x0 = samplers.sample(diffusion, denoise, noise, text, null_text, steps=steps,
-                           guidance=guidance, key=sampler_key, eta=config.sample.eta)
+                           guidance=guidance, key=sampler_key, eta=config.sample.eta,
+                           shift=config.sample.get("shift"))
       return to_uint8(x0)
 
   # Prompts are replicated (tiny); the video batch is split over data × fsdp when it divides.

@@ -5,6 +5,7 @@ video, not one per step.
 `denoise(x, network_time, text) → prediction` is the model closure; `text` and `null_text`
 are `(tokens, mask)` pairs (or any pytree the closure understands).
 """
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -32,15 +33,20 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
 
 
 def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_text, *,
-           steps: int, guidance: float, key: jax.Array, eta: float = 0.0) -> jax.Array:
-  """Runs the reverse process from `noise` (x at t = T) and returns x0 estimates."""
+           steps: int, guidance: float, key: jax.Array, eta: float = 0.0,
+           shift: float | None = None) -> jax.Array:
+  """Runs the reverse process from `noise` (x at t = T) and returns x0 estimates.
+
+  `shift` (flow only) warps the time grid toward the noise end; None uses the training
+  shift."""
   batch = noise.shape[0]
 
   def predict(x, t_net):
     return guided(denoise, x, jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance)
 
   if diffusion.is_flow:
-    times = diffusion.shift_time(jnp.linspace(1.0, 0.0, steps + 1))
+    grid = diffusion if shift is None else dataclasses.replace(diffusion, shift=shift)
+    times = grid.shift_time(jnp.linspace(1.0, 0.0, steps + 1))
 
     def euler_step(i, x):
       velocity = predict(x, diffusion.network_time(times[i]))
