@@ -15,12 +15,8 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 def tiny_config(**overrides):
   """The `configs/tiny.py:test` config with dotted-key overrides."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("tiny_config", os.path.join(_REPO, "configs",
-                                                                           "tiny.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("test")
+  from videogen.config import load_config_file
+  config = load_config_file(os.path.join(_REPO, "configs", "tiny.py:test"))
   for key, value in overrides.items():
     section, _, name = key.rpartition(".")
     node = config

@@ -47,7 +47,8 @@ def trained(tmp_path_factory):
     ("--config.data.height=30", "data.height"),
 ])
 def test_bad_config_gives_one_line_naming_the_key(tmp_path, override, key):
-  result = run("videogen.train", f"--config={TEST_CONFIG}", f"--workdir={tmp_path}", override,
+  # The space-separated form, as in the README.
+  result = run("videogen.train", "--config", TEST_CONFIG, "--workdir", str(tmp_path), override,
                timeout=60)
   assert key in one_line_error(result)
   assert not os.path.exists(tmp_path / "checkpoints")
@@ -56,8 +57,12 @@ def test_bad_config_gives_one_line_naming_the_key(tmp_path, override, key):
 def test_missing_config_file_and_missing_workdir(tmp_path):
   assert "configs/nope.py" in one_line_error(
       run("videogen.train", "--config=configs/nope.py", f"--workdir={tmp_path}", timeout=60))
+  assert "configs/nope.py" in one_line_error(
+      run("videogen.train", "--config", "configs/nope.py", f"--workdir={tmp_path}", timeout=60))
   assert "workdir" in one_line_error(run("videogen.train", f"--config={TEST_CONFIG}",
                                          timeout=60))
+  assert "no variant 'foo'" in one_line_error(
+      run("videogen.train", "--config=configs/tiny.py:foo", f"--workdir={tmp_path}", timeout=60))
 
 
 def test_sample_without_checkpoint_fails_clearly(tmp_path):

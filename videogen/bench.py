@@ -7,14 +7,13 @@ MFU is reported against the matmul peak *measured in the same run* on the same d
 conditions, not against a datasheet number. Inputs are random arrays of the configured
 shape: this times the step itself, not the data pipeline.
 """
-import importlib.util
 import os
 import sys
 import time
 
 from absl import flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.config import load_config_file, parse_flags_or_exit
 
 _CONFIGS = flags.DEFINE_list("configs", ["tiny", "dit_100m"], "Config names in configs/.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config (after one warm-up).")
@@ -25,10 +24,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 def load_config(name: str):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIG_DIR, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return load_config_file(os.path.join(CONFIG_DIR, f"{name}.py"))
 
 
 def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5) -> float:

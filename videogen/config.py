@@ -3,6 +3,7 @@
 Config files in `configs/` start from `base_config()` and override values; they cannot add
 keys by accident because the CLI locks the config and rejects unknown overrides.
 """
+import importlib.util
 import os
 import re
 import sys
@@ -10,6 +11,8 @@ import sys
 import ml_collections
 from absl import flags
 
+from videogen.diffusion.objectives import from_config as diffusion_from_config
+from videogen.models.dit import LAYOUTS, REMAT_POLICIES
 from videogen.parallel.mesh import DEFAULT_RULES
 
 
@@ -59,8 +62,6 @@ class ConfigError(ValueError):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the cross-key constraints that individual types cannot express."""
-  from videogen.diffusion.objectives import from_config as diffusion_from_config
-  from videogen.models.dit import LAYOUTS, REMAT_POLICIES
   model, data = config.model, config.data
   choices = {"model.layout": (model.layout, LAYOUTS),
              "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
@@ -102,10 +103,20 @@ def _missing_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
   return None
 
 
+def _flag_value(argv: list[str], name: str) -> str | None:
+  """The value of `--name=V` or `--name V` in argv, if present."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+    if arg == f"--{name}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
 def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> None:
   """Parses absl flags; any problem becomes one `error:` line on stderr and exit code 2."""
   if config_flag:
-    path = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{config_flag}=")), None)
+    path = _flag_value(argv, config_flag)
     if path is not None and not os.path.isfile(path.split(":", 1)[0]):
       _exit(f"--{config_flag}: config file {path.split(':', 1)[0]!r} does not exist")
   try:
@@ -120,21 +131,26 @@ def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> 
                 if default is not None and _missing_key(default, k)), None)
     _exit(f"unknown config key {config_flag}.{bad}" if bad else "invalid config override")
   except flags.Error as e:
-    _exit(re.sub(r"\s+", " ", str(e)).strip())
+    message = str(e).strip()
+    if "Traceback" in message:  # an exception inside get_config(): keep what it said
+      message = f"{message.split(': ', 1)[0]}: {message.splitlines()[-1].strip()}"
+    _exit(re.sub(r"\s+", " ", message))
   except ConfigError as e:
     _exit(f"invalid config: {e}")
 
 
-def _load_defaults(argv, config_flag):
-  import importlib.util
-  path = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{config_flag}=")), None)
-  if path is None:
-    return None
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """`configs/x.py[:variant]` → `get_config(variant)`, as `--config` reads it."""
   file, _, arg = path.partition(":")
   spec = importlib.util.spec_from_file_location("_videogen_config", file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def _load_defaults(argv, config_flag):
+  path = _flag_value(argv, config_flag)
+  return None if path is None else load_config_file(path)
 
 
 def _exit(message: str) -> None:

@@ -72,9 +72,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     state, _ = state_lib.create_train_state(model, tx, config, mesh, rules)
 
   null_tokens, _ = tokenizer.encode([""])
-  train_step = jit_train_step(config, model, diffusion, tx, null_tokens[0], shardings,
-                              mesh_lib.batch_sharding(mesh), rules)
   batch_sharding = mesh_lib.batch_sharding(mesh)
+  train_step = jit_train_step(config, model, diffusion, tx, null_tokens[0], shardings,
+                              batch_sharding, rules)
   writer = MetricsWriter(workdir)
   preemption = PreemptionSignal()
   first_step = int(state.step)
