@@ -36,20 +36,15 @@ def synthetic_prompts(synthetic_config, n: int) -> list[str]:
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
-  source = _CHECKPOINT.value or _WORKDIR.value
   unknown = sorted(set(_METRICS.value) - set(METRICS))
-  if not source or unknown:
-    print(f"error: pass --workdir or --checkpoint, and --metrics from {METRICS}"
-          + (f" (unknown: {unknown})" if unknown else ""), file=sys.stderr)
+  if unknown:
+    print(f"error: --metrics {unknown} unknown; choose from {METRICS}", file=sys.stderr)
     sys.exit(2)
-  from videogen import checkpoints, video_io
+  from videogen import video_io
   from videogen.eval import synthetic_judge
-  from videogen.generate import Generator
-  try:
-    generator = Generator.load(source)
-  except checkpoints.CheckpointNotFoundError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  from videogen.generate import load_or_exit
+  generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
+  source = _CHECKPOINT.value or _WORKDIR.value
   prompts = synthetic_prompts(generator.config.data.synthetic, _NUM_PROMPTS.value)
   videos = generator(prompts, seed=_SEED.value, steps=_STEPS.value, guidance=_GUIDANCE.value)
   report = {"num_videos": len(prompts),

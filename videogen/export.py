@@ -22,12 +22,8 @@ def main(argv: list[str]) -> None:
           file=sys.stderr)
     sys.exit(2)
   from videogen import checkpoints
-  from videogen.generate import Generator
-  try:
-    generator = Generator.load(_WORKDIR.value)
-  except checkpoints.CheckpointNotFoundError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  from videogen.generate import load_or_exit
+  generator = load_or_exit(_WORKDIR.value)
   checkpoints.export_params(_OUTPUT.value, generator.params, generator.config)
   print(_OUTPUT.value)
 

@@ -3,6 +3,7 @@
 Shared by the `sample` CLI, the benchmark and evaluation; it never imports the training code.
 """
 import dataclasses
+import sys
 
 import flax.linen as nn
 import jax
@@ -59,6 +60,21 @@ class Generator:
     with jax.set_mesh(self.mesh):
       videos = run(self.params, text, null_text, jax.random.PRNGKey(seed))
     return np.asarray(jax.device_get(videos))
+
+
+def load_or_exit(workdir: str | None, checkpoint: str | None = None) -> Generator:
+  """For the CLIs: exactly one of a workdir or an export, else one `error:` line, exit 2."""
+  if bool(workdir) == bool(checkpoint):
+    _exit("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
+  try:
+    return Generator.load(workdir or checkpoint)
+  except checkpoints.CheckpointNotFoundError as e:
+    _exit(str(e))
+
+
+def _exit(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
 
 
 def to_uint8(x: jax.Array) -> jax.Array:

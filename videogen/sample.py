@@ -28,22 +28,18 @@ _UPSCALE = flags.DEFINE_integer("upscale", 1, "Nearest-neighbour upscaling of wr
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
-  source = _CHECKPOINT.value or _WORKDIR.value
-  if not source or (_CHECKPOINT.value and _WORKDIR.value):
-    print("error: pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR", file=sys.stderr)
-    sys.exit(2)
-  from videogen import checkpoints, video_io
-  from videogen.generate import Generator
+  from videogen import video_io
+  from videogen.generate import load_or_exit
   if not _OUTPUT.value.lower().endswith(video_io.VIDEO_SUFFIXES):
     print(f"error: --output must end in one of {video_io.VIDEO_SUFFIXES}", file=sys.stderr)
     sys.exit(2)
+  generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
   try:
-    generator = Generator.load(source)
     videos = generator([_PROMPT.value] * _NUM_SAMPLES.value, seed=_SEED.value,
                        num_frames=_NUM_FRAMES.value, height=_HEIGHT.value, width=_WIDTH.value,
                        steps=_STEPS.value, guidance=_GUIDANCE.value,
                        negative_prompt=_NEGATIVE.value)
-  except (checkpoints.CheckpointNotFoundError, ValueError) as e:
+  except ValueError as e:  # e.g. a requested shape the patch size does not divide
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   fps = generator.config.sample.fps

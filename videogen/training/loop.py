@@ -63,6 +63,11 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   schedule = state_lib.learning_rate_schedule(config.train)
 
   abstract_state, shardings = state_lib.state_shardings(model, tx, config, mesh, rules)
+  if jax.process_index() == 0:
+    num_params = sum(p.size for p in jax.tree.leaves(abstract_state.params))
+    replicated = mesh_lib.replicated_fraction(shardings.params, abstract_state.params)
+    print(f"model: {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
+          f"{replicated:.1%} of param bytes replicated", file=sys.stderr)
   data_iterator = iter(pipeline.make_dataset(config))
   manager = checkpoints.make_manager(workdir, config.checkpoint.keep, config.checkpoint.async_save)
   if manager.latest_step() is not None:
