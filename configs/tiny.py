@@ -13,7 +13,7 @@ def get_config(arg: str | None = None):
   # 8 frames × 32² × 3 share one object: its layout is settled at high noise, so train and
   # sample there more (without the shift, samples come out as scattered patches).
   c.diffusion.update(shift=3.0)
-  c.train.update(num_steps=1200, batch_size=16, learning_rate=1e-3, warmup_steps=100,
+  c.train.update(num_steps=1200, batch_size=16, learning_rate=2e-3, warmup_steps=100,
                  log_every=50)
   c.checkpoint.update(every_steps=400, keep=2)
   c.sample.update(guidance=1.5)  # measured: stronger guidance lowers judged colour presence
