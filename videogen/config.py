@@ -118,7 +118,7 @@ def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> 
   if config_flag:
     path = _flag_value(argv, config_flag)
     if path is not None and not os.path.isfile(path.split(":", 1)[0]):
-      _exit(f"--{config_flag}: config file {path.split(':', 1)[0]!r} does not exist")
+      exit_with_error(f"--{config_flag}: config file {path.split(':', 1)[0]!r} does not exist")
   try:
     flags.FLAGS(argv)
     if config_flag and flags.FLAGS[config_flag].present:
@@ -129,14 +129,15 @@ def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> 
     default = _load_defaults(argv, config_flag)
     bad = next((k for k in _override_keys(argv, config_flag)
                 if default is not None and _missing_key(default, k)), None)
-    _exit(f"unknown config key {config_flag}.{bad}" if bad else "invalid config override")
+    exit_with_error(f"unknown config key {config_flag}.{bad}" if bad
+                    else "invalid config override")
   except flags.Error as e:
     message = str(e).strip()
     if "Traceback" in message:  # an exception inside get_config(): keep what it said
       message = f"{message.split(': ', 1)[0]}: {message.splitlines()[-1].strip()}"
-    _exit(re.sub(r"\s+", " ", message))
+    exit_with_error(re.sub(r"\s+", " ", message))
   except ConfigError as e:
-    _exit(f"invalid config: {e}")
+    exit_with_error(f"invalid config: {e}")
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
@@ -153,6 +154,7 @@ def _load_defaults(argv, config_flag):
   return None if path is None else load_config_file(path)
 
 
-def _exit(message: str) -> None:
+def exit_with_error(message: str) -> None:
+  """The CLIs' single failure path: one `error:` line on stderr, exit code 2."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)

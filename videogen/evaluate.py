@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.config import exit_with_error, parse_flags_or_exit
 
 METRICS = ("synthetic",)
 
@@ -38,8 +38,7 @@ def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   unknown = sorted(set(_METRICS.value) - set(METRICS))
   if unknown:
-    print(f"error: --metrics {unknown} unknown; choose from {METRICS}", file=sys.stderr)
-    sys.exit(2)
+    exit_with_error(f"--metrics {unknown} unknown; choose from {METRICS}")
   from videogen import video_io
   from videogen.eval import synthetic_judge
   from videogen.generate import load_or_exit

@@ -8,7 +8,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.config import exit_with_error, parse_flags_or_exit
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory to export from.",
                                required=True)
@@ -18,9 +18,7 @@ _OUTPUT = flags.DEFINE_string("output", None, "Export directory (must not exist)
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   if os.path.exists(_OUTPUT.value):
-    print(f"error: --output {_OUTPUT.value!r} already exists; choose a new directory",
-          file=sys.stderr)
-    sys.exit(2)
+    exit_with_error(f"--output {_OUTPUT.value!r} already exists; choose a new directory")
   from videogen import checkpoints
   from videogen.generate import load_or_exit
   generator = load_or_exit(_WORKDIR.value)

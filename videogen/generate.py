@@ -3,7 +3,6 @@
 Shared by the `sample` CLI, the benchmark and evaluation; it never imports the training code.
 """
 import dataclasses
-import sys
 
 import flax.linen as nn
 import jax
@@ -12,7 +11,9 @@ import ml_collections
 import numpy as np
 
 from videogen import checkpoints
+from videogen.config import exit_with_error
 from videogen.data.pipeline import tokenizer_from_config
+from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, param_shardings
@@ -24,6 +25,7 @@ class Generator:
   """A loaded model ready to sample. Build with `Generator.load(path)`."""
 
   config: ml_collections.ConfigDict
+  model: TextToVideo
   params: dict
   mesh: jax.sharding.Mesh
   _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -38,7 +40,7 @@ class Generator:
     abstract, shardings = param_shardings(model, config, mesh, rules)
     with jax.set_mesh(mesh):
       params = checkpoints.load_ema_params(path, abstract, shardings)
-    return cls(config, params, mesh)
+    return cls(config, model, params, mesh)
 
   def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
                height: int | None = None, width: int | None = None, steps: int | None = None,
@@ -55,7 +57,7 @@ class Generator:
     null_text = tokenizer.encode([negative_prompt] * len(prompts))
     key = (shape, steps, float(guidance))
     if key not in self._compiled:
-      self._compiled[key] = _compiled_sampler(c, self.mesh, *key)
+      self._compiled[key] = _compiled_sampler(c, self.model, self.mesh, *key)
     run = self._compiled[key]
     with jax.set_mesh(self.mesh):
       videos = run(self.params, text, null_text, jax.random.PRNGKey(seed))
@@ -65,24 +67,18 @@ class Generator:
 def load_or_exit(workdir: str | None, checkpoint: str | None = None) -> Generator:
   """For the CLIs: exactly one of a workdir or an export, else one `error:` line, exit 2."""
   if bool(workdir) == bool(checkpoint):
-    _exit("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
+    exit_with_error("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
   try:
     return Generator.load(workdir or checkpoint)
   except checkpoints.CheckpointNotFoundError as e:
-    _exit(str(e))
-
-
-def _exit(message: str):
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+    exit_with_error(str(e))
 
 
 def to_uint8(x: jax.Array) -> jax.Array:
   return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
-def _compiled_sampler(config, mesh, shape, steps, guidance):
-  model = build_model(config, tokenizer_from_config(config).vocab_size)
+def _compiled_sampler(config, model, mesh, shape, steps, guidance):
   diffusion = diffusion_from_config(config.diffusion)
   rules = mesh_lib.rules_from_config(config.mesh)
 

@@ -9,7 +9,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.config import exit_with_error, parse_flags_or_exit
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
@@ -31,8 +31,7 @@ def main(argv: list[str]) -> None:
   from videogen import video_io
   from videogen.generate import load_or_exit
   if not _OUTPUT.value.lower().endswith(video_io.VIDEO_SUFFIXES):
-    print(f"error: --output must end in one of {video_io.VIDEO_SUFFIXES}", file=sys.stderr)
-    sys.exit(2)
+    exit_with_error(f"--output must end in one of {video_io.VIDEO_SUFFIXES}")
   generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
   try:
     videos = generator([_PROMPT.value] * _NUM_SAMPLES.value, seed=_SEED.value,
@@ -40,8 +39,7 @@ def main(argv: list[str]) -> None:
                        steps=_STEPS.value, guidance=_GUIDANCE.value,
                        negative_prompt=_NEGATIVE.value)
   except ValueError as e:  # e.g. a requested shape the patch size does not divide
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    exit_with_error(str(e))
   fps = generator.config.sample.fps
   if len(videos) == 1:
     video_io.write_video(_OUTPUT.value, videos[0], fps=fps, upscale=_UPSCALE.value)

@@ -3,7 +3,8 @@
 clip indices → seeded shuffle → repeat → global index batches → this process's rows
 → decode/render + tokenize + stack → threaded prefetch.
 Sharding at the index level means the global batch at step k is the same clips in the same
-order whatever the process count, and each host only decodes its own rows. Batches are dicts of host numpy arrays:
+order whatever the process count, and each host only decodes its own rows.
+Batches are dicts of host numpy arrays:
 `video` `(B, T, H, W, 3)` float32 in [-1, 1], `tokens` and `token_mask` `(B, L)`.
 The clip shape comes from config (or, later, the bucket), never from the code.
 """

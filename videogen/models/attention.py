@@ -46,8 +46,8 @@ class MultiHeadAttention(nn.Module):
   """Self- or cross-attention (cross when `context` is given) with optional RoPE on q and k.
 
   Projections keep heads as their own axis — kernels `(embed, heads, kv)` and
-  `(heads, kv, embed)` — so no reshape ever merges a sharded heads axis. (Merging heads by
-  reshape gave wrong results on a data×fsdp×tensor = 2×2×2 CPU mesh in jax 0.10.2.)
+  `(heads, kv, embed)`, as MaxText does — so no reshape splits or merges a sharded heads axis,
+  and the layout matches per-head checkpoint formats.
   """
 
   num_heads: int
