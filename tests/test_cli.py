@@ -94,7 +94,7 @@ def test_sample_writes_a_playable_video_at_the_trained_shape(trained, tmp_path):
 
 def test_export_then_sample_from_the_export_matches_the_workdir(trained, tmp_path):
   run("videogen.export", f"--workdir={trained}", f"--output={tmp_path}/export", check=True)
-  assert sorted(os.listdir(tmp_path / "export")) == ["config.json", "params"]
+  assert sorted(os.listdir(tmp_path / "export")) == ["config.json", "metadata.json", "params"]
   args = ["--prompt=a blue square moving up", "--seed=5"]
   run("videogen.sample", f"--checkpoint={tmp_path}/export", f"--output={tmp_path}/e.gif",
       *args, check=True)

@@ -6,26 +6,20 @@ import pytest
 from conftest import tiny_config
 from videogen import checkpoints
 from videogen.data import pipeline
-from videogen.diffusion.objectives import from_config as diffusion_from_config
-from videogen.models.text_to_video import build_model
 from videogen.parallel import mesh as mesh_lib
 from videogen.training import loop, state as state_lib
 from videogen.training.metrics import read_metrics
-from videogen.training.step import jit_train_step
+from videogen.training.tasks import build_task
 
 
 def _trainer(config, devices):
   """(initial state, jitted step, mesh) for `config` on `devices`."""
   mesh = mesh_lib.create_mesh(config.mesh, devices)
   rules = mesh_lib.rules_from_config(config.mesh)
-  tokenizer = pipeline.tokenizer_from_config(config)
-  model = build_model(config, tokenizer.vocab_size)
-  tx = state_lib.make_optimizer(config.train)
-  state, shardings = state_lib.create_train_state(model, tx, config, mesh, rules)
-  step = jit_train_step(config, model, diffusion_from_config(config.diffusion), tx,
-                        tokenizer.encode([""])[0][0], shardings, mesh_lib.batch_sharding(mesh),
-                        rules)
-  return state, step, mesh
+  task = build_task(config, mesh, rules)
+  state, shardings = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh,
+                                                  rules)
+  return state, task.build_step(shardings, mesh_lib.batch_sharding(mesh), rules), mesh
 
 
 def _run(config, devices, batch, num_steps):
@@ -111,9 +105,8 @@ def test_checkpoint_round_trip_restores_every_leaf_and_onto_another_mesh(tmp_pat
     other = tiny_config(**{"train.num_steps": 2, **mesh_overrides})
     mesh = mesh_lib.create_mesh(other.mesh, devices)
     rules = mesh_lib.rules_from_config(other.mesh)
-    model = build_model(other, pipeline.tokenizer_from_config(other).vocab_size)
-    abstract, shardings = state_lib.state_shardings(
-        model, state_lib.make_optimizer(other.train), other, mesh, rules)
+    task = build_task(other, mesh, rules)
+    abstract, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
     iterator = iter(pipeline.make_dataset(other))
     manager = checkpoints.make_manager(str(tmp_path))
     with jax.set_mesh(mesh):
@@ -133,9 +126,8 @@ def test_ema_tracks_params_with_warmup():
 def test_replicated_fraction_reports_unsharded_bytes():
   config = tiny_config(**{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2})
   mesh = mesh_lib.create_mesh(config.mesh, jax.devices()[:8])
-  model = build_model(config, 40)
-  abstract, shardings = state_lib.state_shardings(
-      model, state_lib.make_optimizer(config.train), config, mesh,
-      mesh_lib.rules_from_config(config.mesh))
+  task = build_task(config, mesh, mesh_lib.rules_from_config(config.mesh))
+  abstract, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh,
+                                                  mesh_lib.rules_from_config(config.mesh))
   fraction = mesh_lib.replicated_fraction(shardings.params, abstract.params)
   assert 0.0 < fraction < 0.2

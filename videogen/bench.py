@@ -44,15 +44,13 @@ def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5) -> float:
 
 def bench_config(name: str, steps: int, peak: float) -> dict:
   import jax
-  import jax.numpy as jnp
   import numpy as np
   from videogen.data.pipeline import tokenizer_from_config
-  from videogen.diffusion.objectives import from_config as diffusion_from_config
   from videogen.models.flops import dit_forward_flops, train_step_flops
-  from videogen.models.text_to_video import build_model, spec_from_config
+  from videogen.models.text_to_video import spec_from_config
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
-  from videogen.training.step import jit_train_step
+  from videogen.training.tasks import build_task
 
   config = load_config(name)
   if _BATCH.value:
@@ -62,13 +60,11 @@ def bench_config(name: str, steps: int, peak: float) -> dict:
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
   tokenizer = tokenizer_from_config(config)
-  model = build_model(config, tokenizer.vocab_size)
-  tx = state_lib.make_optimizer(config.train)
-  state, shardings = state_lib.create_train_state(model, tx, config, mesh, rules)
+  task = build_task(config, mesh, rules)
+  state, shardings = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh,
+                                                  rules)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-  step = jit_train_step(config, model, diffusion_from_config(config.diffusion), tx,
-                        tokenizer.encode([""])[0][0], shardings, mesh_lib.batch_sharding(mesh),
-                        rules)
+  step = task.build_step(shardings, mesh_lib.batch_sharding(mesh), rules)
   data, b = config.data, config.train.batch_size
   tokens, mask = tokenizer.encode(["a red circle moving right"] * b)
   batch = {"video": np.random.default_rng(0).uniform(

@@ -1,12 +1,14 @@
 """Orbax checkpoints: training checkpoints, params-only exports, and loading either.
 
-A training checkpoint `DIR/checkpoints/<step>/` holds four items:
-  state   step, params, optimizer state, RNG          (StandardSave, sharded)
-  ema     EMA params                                 (StandardSave, sharded)
-  data    the Grain iterator position, one JSON per process
-  config  the run's config as JSON
+A training checkpoint `DIR/checkpoints/<step>/` holds five items:
+  state     step, params, optimizer state, RNG          (StandardSave, sharded)
+  ema       EMA params                                 (StandardSave, sharded)
+  data      the Grain iterator position, one JSON per process
+  config    the run's config as JSON
+  metadata  what the task measured for users of the model, as JSON (a VAE's latent stats)
 EMA params are their own item so sampling and export restore them without knowing the
-optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer) and `config.json`.
+optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer), `config.json` and
+`metadata.json`.
 Restores take an abstract tree with target shardings, so any checkpoint loads onto any mesh.
 """
 import json
@@ -21,6 +23,8 @@ import orbax.checkpoint as ocp
 CHECKPOINT_SUBDIR = "checkpoints"
 EXPORT_PARAMS_SUBDIR = "params"
 EXPORT_CONFIG_FILE = "config.json"
+EXPORT_METADATA_FILE = "metadata.json"
+ITEMS = ("state", "ema", "data", "config", "metadata")
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -35,7 +39,7 @@ def make_manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.Ch
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                          enable_async_checkpointing=async_save)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                               item_names=("state", "ema", "data", "config"))
+                               item_names=ITEMS)
 
 
 def _train_items(state) -> dict[str, Any]:
@@ -44,14 +48,16 @@ def _train_items(state) -> dict[str, Any]:
 
 
 def save(manager: ocp.CheckpointManager, state, data_iterator,
-         config: ml_collections.ConfigDict, force: bool = False) -> bool:
+         config: ml_collections.ConfigDict, force: bool = False,
+         metadata: dict | None = None) -> bool:
   """Starts an (async) save of the full training state at `state.step`."""
   step = int(state.step)
   return manager.save(step, force=force, args=ocp.args.Composite(
       state=ocp.args.StandardSave(_train_items(state)),
       ema=ocp.args.StandardSave(state.ema),
       data=grain.checkpoint.CheckpointSave(data_iterator),
-      config=ocp.args.JsonSave(config.to_dict())))
+      config=ocp.args.JsonSave(config.to_dict()),
+      metadata=ocp.args.JsonSave(metadata or {})))
 
 
 def _abstract(tree, shardings):
@@ -84,16 +90,34 @@ def _latest_step(workdir: str) -> int:
   return step
 
 
+def _load_json(path: str, export_file: str, item: str) -> dict:
+  """A JSON item from an export directory or the latest checkpoint of a workdir."""
+  exported = os.path.join(path, export_file)
+  if os.path.isfile(exported):
+    with open(exported) as f:
+      return json.load(f)
+  step = _latest_step(path)
+  if not os.path.isdir(os.path.join(checkpoint_dir(path), str(step), item)):
+    return {}
+  with ocp.CheckpointManager(checkpoint_dir(path), item_names=(item,)) as manager:
+    restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))
+  return restored[item]
+
+
 def load_config(path: str) -> ml_collections.ConfigDict:
   """The config saved with a training workdir's latest checkpoint, or with an export."""
-  export_config = os.path.join(path, EXPORT_CONFIG_FILE)
-  if os.path.isfile(export_config):
-    with open(export_config) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  step = _latest_step(path)
-  with ocp.CheckpointManager(checkpoint_dir(path), item_names=("config",)) as manager:
-    restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-  return ml_collections.ConfigDict(restored.config)
+  config = _load_json(path, EXPORT_CONFIG_FILE, "config")
+  if not config:
+    raise CheckpointNotFoundError(f"no config saved in {path!r}")
+  return ml_collections.ConfigDict(config)
+
+
+def load_metadata(path: str) -> dict:
+  """The task's metadata (e.g. a VAE's `latent_stats`); {} when none was saved."""
+  if os.path.isdir(os.path.join(path, EXPORT_PARAMS_SUBDIR)):
+    exported = os.path.join(path, EXPORT_METADATA_FILE)
+    return json.load(open(exported)) if os.path.isfile(exported) else {}
+  return _load_json(path, EXPORT_METADATA_FILE, "metadata")
 
 
 def load_ema_params(path: str, abstract_params, shardings):
@@ -109,8 +133,10 @@ def load_ema_params(path: str, abstract_params, shardings):
         ema=ocp.args.StandardRestore(target))).ema
 
 
-def export_params(output: str, params, config: ml_collections.ConfigDict) -> None:
-  """Writes a params-only checkpoint plus its config, loadable by `load_ema_params`."""
+def export_params(output: str, params, config: ml_collections.ConfigDict,
+                  metadata: dict | None = None) -> None:
+  """Writes a params-only checkpoint plus its config and metadata, loadable by
+  `load_ema_params`, `load_config` and `load_metadata`."""
   output = os.path.abspath(output)
   os.makedirs(output, exist_ok=True)
   with ocp.StandardCheckpointer() as checkpointer:
@@ -118,3 +144,5 @@ def export_params(output: str, params, config: ml_collections.ConfigDict) -> Non
   if jax.process_index() == 0:
     with open(os.path.join(output, EXPORT_CONFIG_FILE), "w") as f:
       json.dump(config.to_dict(), f, indent=2)
+    with open(os.path.join(output, EXPORT_METADATA_FILE), "w") as f:
+      json.dump(metadata or {}, f, indent=2)

@@ -14,11 +14,14 @@ from absl import flags
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.dit import LAYOUTS, REMAT_POLICIES
 from videogen.parallel.mesh import DEFAULT_RULES
+from videogen.vae.model import NORM_SCOPES, VARIANTS as VAE_VARIANTS, check_video_shape
+from videogen.vae.model import spec_from_config as vae_spec_from_config
 
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.task = "dit"  # what `videogen.train` trains: "dit" (the denoiser) or "vae"
 
   c.model = dict(
       layout="joint", width=128, depth=4, num_heads=4, mlp_ratio=4.0, patch_size=(1, 4, 4),
@@ -27,11 +30,27 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.text = dict(max_length=16)
 
+  # The video VAE. For task="vae" this is the model being trained; for task="dit",
+  # `vae.checkpoint` names a trained VAE (workdir or export) whose latents the DiT models
+  # ("" = pixel space). `factorized` = per-frame 2D codec + a time-only codec (Open-Sora).
+  c.vae = dict(
+      checkpoint="", variant="causal3d", latent_channels=16,
+      block_channels=(128, 256, 256, 512), layers_per_block=3, spatial_levels=3,
+      temporal_levels=2, norm_groups=32, norm_scope="frame", dtype="float32",
+      factorized=dict(spatial_latent_channels=8, temporal_block_channels=(64, 64, 64),
+                      temporal_layers_per_block=1),
+      recon_loss="l1", kl_weight=1e-6, sample_posterior=True,
+      disc=dict(enabled=False, start_step=2000, weight=0.5, adaptive=True, channels=64,
+                num_layers=3, learning_rate=1e-4),
+      eval_clips=8, stats_clips=32, chunk_frames=16, chunk_latents=4,
+      tile=0, tile_overlap=64)
+
   c.diffusion = dict(objective="flow", schedule="cosine", num_timesteps=1000,
                      time_sampling="logit_normal", logit_mean=0.0, logit_std=1.0, shift=1.0)
 
   c.data = dict(
       source="synthetic", seed=0, num_frames=8, height=32, width=32, num_threads=2, prefetch=4,
+      latents_path="",  # source="latents": ArrayRecord written by `videogen.encode_dataset`
       synthetic=dict(num_clips=1_000_000, num_objects=1, radius=0.14, speed=(0.06, 0.09),
                      allow_bounces=False, background="plain", camera="static",
                      camera_speed=0.03, caption_forms=("plain",),
@@ -63,7 +82,11 @@ class ConfigError(ValueError):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the cross-key constraints that individual types cannot express."""
   model, data = config.model, config.data
-  choices = {"model.layout": (model.layout, LAYOUTS),
+  choices = {"task": (config.task, ("dit", "vae")),
+             "vae.variant": (config.vae.variant, VAE_VARIANTS),
+             "vae.norm_scope": (config.vae.norm_scope, NORM_SCOPES),
+             "vae.recon_loss": (config.vae.recon_loss, ("l1", "l2")),
+             "model.layout": (model.layout, LAYOUTS),
              "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
              "model.dtype": (model.dtype, ("float32", "bfloat16")),
              "model.remat_policy": (model.remat_policy, tuple(REMAT_POLICIES))}
@@ -73,11 +96,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if model.width % model.num_heads:
     raise ConfigError(f"model.width={model.width} is not divisible by "
                       f"model.num_heads={model.num_heads}")
-  for axis, size, patch in zip(("num_frames", "height", "width"),
-                               (data.num_frames, data.height, data.width), model.patch_size):
-    if size % patch:
-      raise ConfigError(f"data.{axis}={size} is not divisible by its model.patch_size "
-                        f"entry {patch}")
+  if config.task == "vae":
+    _validate_vae(config)
+  elif not config.vae.checkpoint:  # a latent-space DiT is checked against its VAE at load
+    for axis, size, patch in zip(("num_frames", "height", "width"),
+                                 (data.num_frames, data.height, data.width), model.patch_size):
+      if size % patch:
+        raise ConfigError(f"data.{axis}={size} is not divisible by its model.patch_size "
+                          f"entry {patch}")
+  if data.source == "latents" and not (data.latents_path and config.vae.checkpoint):
+    raise ConfigError("data.source='latents' needs data.latents_path and vae.checkpoint")
   for key in ("train.num_steps", "train.batch_size", "train.log_every",
               "checkpoint.every_steps", "checkpoint.keep"):
     section, name = key.split(".")
@@ -87,6 +115,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     diffusion_from_config(config.diffusion)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+
+
+def _validate_vae(config: ml_collections.ConfigDict) -> None:
+  vae = config.vae
+  spec = vae_spec_from_config(vae)
+  for codec in spec.codecs:
+    bad = [c for c in codec.block_channels if c % codec.norm_groups]
+    if bad:
+      raise ConfigError(f"vae.norm_groups={codec.norm_groups} does not divide channel "
+                        f"counts {bad}")
+  try:
+    check_video_shape(spec, config.data.num_frames, config.data.height, config.data.width)
+  except ValueError as e:
+    raise ConfigError(f"data shape for the VAE: {e}") from None
 
 
 def _override_keys(argv: list[str], flag_name: str) -> list[str]:

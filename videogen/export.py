@@ -1,4 +1,5 @@
-"""Export a training run's EMA params (no optimizer state) plus its config.
+"""Export a training run's EMA params (no optimizer state) plus its config and metadata.
+Works for DiT and VAE runs (a VAE export carries its latent statistics).
 
     python -m videogen.export --workdir DIR --output OUT
     python -m videogen.sample --checkpoint OUT --prompt ... --output video.mp4
@@ -20,9 +21,21 @@ def main(argv: list[str]) -> None:
   if os.path.exists(_OUTPUT.value):
     exit_with_error(f"--output {_OUTPUT.value!r} already exists; choose a new directory")
   from videogen import checkpoints
-  from videogen.generate import load_or_exit
-  generator = load_or_exit(_WORKDIR.value)
-  checkpoints.export_params(_OUTPUT.value, generator.params, generator.config)
+  try:
+    task = checkpoints.load_config(_WORKDIR.value).get("task", "dit")
+  except checkpoints.CheckpointNotFoundError as e:
+    exit_with_error(str(e))
+  if task == "vae":
+    from videogen.parallel import mesh as mesh_lib
+    from videogen.vae.latents import FrozenVae
+    config = checkpoints.load_config(_WORKDIR.value)
+    vae = FrozenVae.load(_WORKDIR.value, mesh_lib.create_mesh(config.mesh),
+                         mesh_lib.rules_from_config(config.mesh))
+    checkpoints.export_params(_OUTPUT.value, vae.params, vae.config, {"latent_stats": vae.stats})
+  else:
+    from videogen.generate import load_or_exit
+    generator = load_or_exit(_WORKDIR.value)
+    checkpoints.export_params(_OUTPUT.value, generator.params, generator.config)
   print(_OUTPUT.value)
 
 

@@ -46,6 +46,18 @@ class SyntheticExamples:
     return {"video": video, "tokens": tokens, "token_mask": mask}
 
 
+# Held-out clips come from a seed the training stream never uses.
+HELD_OUT_SEED_OFFSET = 1_000_003
+
+
+def held_out_videos(config: ml_collections.ConfigDict, num_clips: int) -> np.ndarray:
+  """`num_clips` evaluation clips `(N, T, H, W, 3)` in [-1, 1], disjoint from training."""
+  examples = SyntheticExamples(world_from_config(config.data),
+                               config.data.seed + HELD_OUT_SEED_OFFSET,
+                               tokenizer_from_config(config))
+  return examples(np.arange(num_clips))["video"]
+
+
 class ProcessRows:
   """Global index batch → the contiguous rows this process feeds to its devices."""
 

@@ -52,10 +52,13 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TextToVid
   return TextToVideo(spec_from_config(config.model), padded_vocab, config.model.text_dim)
 
 
-def example_inputs(config: ml_collections.ConfigDict, batch: int = 1):
-  """Dummy `(x, t, tokens, token_mask)` at the configured clip shape, for init/eval_shape."""
+def example_inputs(config: ml_collections.ConfigDict, batch: int = 1,
+                   latent_shape: tuple[int, ...] | None = None):
+  """Dummy `(x, t, tokens, token_mask)` at the configured clip shape (or the VAE's latent
+  `(T, H, W, C)` shape for a latent-space model), for init/eval_shape."""
   data, model = config.data, config.model
-  x = jnp.zeros((batch, data.num_frames, data.height, data.width, model.channels), jnp.float32)
+  shape = latent_shape or (data.num_frames, data.height, data.width, model.channels)
+  x = jnp.zeros((batch, *shape), jnp.float32)
   tokens = jnp.zeros((batch, config.text.max_length), jnp.int32)
   return x, jnp.zeros((batch,), jnp.float32), tokens, tokens > 0
 

@@ -28,6 +28,11 @@ DEFAULT_RULES = (
     ("text_embed", None),
     ("patch", None),
     ("layers", None),
+    # The VAE: conv output channels FSDP-sharded; map "height" to "sequence" to split frames.
+    ("vae_channels", "fsdp"),
+    ("frames", None),
+    ("height", None),
+    ("width", None),
 )
 
 

@@ -13,12 +13,10 @@ from jax.experimental import multihost_utils
 
 from videogen import checkpoints
 from videogen.data import pipeline
-from videogen.diffusion.objectives import from_config as diffusion_from_config
-from videogen.models.text_to_video import build_model
 from videogen.parallel import mesh as mesh_lib
 from videogen.training import state as state_lib
 from videogen.training.metrics import MetricsWriter
-from videogen.training.step import jit_train_step
+from videogen.training.tasks import build_task
 
 
 class PreemptionSignal:
@@ -56,17 +54,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
-  tokenizer = pipeline.tokenizer_from_config(config)
-  model = build_model(config, tokenizer.vocab_size)
-  tx = state_lib.make_optimizer(config.train)
-  diffusion = diffusion_from_config(config.diffusion)
+  task = build_task(config, mesh, rules)
   schedule = state_lib.learning_rate_schedule(config.train)
 
-  abstract_state, shardings = state_lib.state_shardings(model, tx, config, mesh, rules)
+  abstract_state, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
   if jax.process_index() == 0:
     num_params = sum(p.size for p in jax.tree.leaves(abstract_state.params))
     replicated = mesh_lib.replicated_fraction(shardings.params, abstract_state.params)
-    print(f"model: {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
+    print(f"{config.task}: {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
           f"{replicated:.1%} of param bytes replicated", file=sys.stderr)
   data_iterator = iter(pipeline.make_dataset(config))
   manager = checkpoints.make_manager(workdir, config.checkpoint.keep, config.checkpoint.async_save)
@@ -74,13 +69,19 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     with jax.set_mesh(mesh):
       state = checkpoints.restore_train_state(manager, abstract_state, shardings, data_iterator)
   else:
-    state, _ = state_lib.create_train_state(model, tx, config, mesh, rules)
+    state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
 
-  null_tokens, _ = tokenizer.encode([""])
   batch_sharding = mesh_lib.batch_sharding(mesh)
-  train_step = jit_train_step(config, model, diffusion, tx, null_tokens[0], shardings,
-                              batch_sharding, rules)
+  train_step = task.build_step(shardings, batch_sharding, rules)
   writer = MetricsWriter(workdir)
+
+  def save(step, state, force=False):
+    """Checkpoint, with the task's held-out evaluation logged and its metadata saved."""
+    if task.evaluate is not None:
+      writer.write(step, task.evaluate(state))
+    metadata = task.metadata(state) if task.metadata is not None else None
+    checkpoints.save(manager, state, data_iterator, config, force=force, metadata=metadata)
+
   preemption = PreemptionSignal()
   first_step = int(state.step)
   last_step = min(config.train.num_steps, stop_after_step or config.train.num_steps)
@@ -103,14 +104,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           writer.write(step, values)
           progress.set_postfix(loss=f"{values['loss']:.4f}")
         if step % config.checkpoint.every_steps == 0:
-          checkpoints.save(manager, state, data_iterator, config)
+          save(step, state)
           last_saved = step
         if preemption.should_stop():
           progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting",
                          file=sys.stderr)
           break
       if int(state.step) != last_saved:
-        checkpoints.save(manager, state, data_iterator, config, force=True)
+        save(int(state.step), state, force=True)
   finally:
     manager.wait_until_finished()
     manager.close()

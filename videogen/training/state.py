@@ -13,7 +13,6 @@ import ml_collections
 import optax
 from flax import struct
 
-from videogen.models.text_to_video import TextToVideo, example_inputs
 
 
 class TrainState(struct.PyTreeNode):
@@ -46,24 +45,26 @@ def ema_decay(step: jax.Array, decay: float) -> jax.Array:
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def _init_boxed(model: TextToVideo, tx, config, key: jax.Array) -> TrainState:
+def _init_boxed(init_params, tx, key: jax.Array) -> TrainState:
   init_key, rng = jax.random.split(key)
-  params = model.init(init_key, *example_inputs(config))["params"]
+  params = init_params(init_key)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema=params,
                     opt_state=tx.init(params), rng=rng)
 
 
-def state_shardings(model, tx, config, mesh, rules):
-  """(abstract unboxed state, its NamedShardings) without allocating anything."""
-  abstract = jax.eval_shape(lambda k: _init_boxed(model, tx, config, k), jax.random.PRNGKey(0))
+def state_shardings(init_params, tx, mesh, rules):
+  """(abstract unboxed state, its NamedShardings) without allocating anything.
+
+  `init_params(key)` returns the model's logically boxed params (`model.init(...)["params"]`)."""
+  abstract = jax.eval_shape(lambda k: _init_boxed(init_params, tx, k), jax.random.PRNGKey(0))
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, rules)
   return nn.meta.unbox(abstract), shardings
 
 
-def create_train_state(model, tx, config, mesh, rules) -> tuple[TrainState, Any]:
+def create_train_state(init_params, tx, seed: int, mesh, rules) -> tuple[TrainState, Any]:
   """Initialises the state sharded over `mesh`; same seed → same values on any mesh."""
-  _, shardings = state_shardings(model, tx, config, mesh, rules)
-  init = jax.jit(lambda k: nn.meta.unbox(_init_boxed(model, tx, config, k)),
+  _, shardings = state_shardings(init_params, tx, mesh, rules)
+  init = jax.jit(lambda k: nn.meta.unbox(_init_boxed(init_params, tx, k)),
                  out_shardings=shardings)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    return init(jax.random.PRNGKey(config.seed)), shardings
+    return init(jax.random.PRNGKey(seed)), shardings

@@ -381,3 +381,24 @@ def split_moments(moments: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Encoder output → (mean, logvar), logvar clipped as in diffusers' DiagonalGaussian."""
   mean, logvar = jnp.split(moments, 2, axis=-1)
   return mean, jnp.clip(logvar, -30.0, 20.0)
+
+
+def spec_from_config(vae) -> VaeSpec:
+  """The `vae` config section → VaeSpec."""
+  main = CodecSpec(
+      latent_channels=vae.latent_channels, block_channels=tuple(vae.block_channels),
+      layers_per_block=vae.layers_per_block, spatial_levels=vae.spatial_levels,
+      temporal_levels=vae.temporal_levels, norm_groups=vae.norm_groups,
+      norm_scope=vae.norm_scope, dtype=vae.dtype)
+  if vae.variant == "causal3d":
+    return VaeSpec("causal3d", (main,))
+  if vae.variant != "factorized":
+    raise ValueError(f"vae.variant={vae.variant!r} is not one of {VARIANTS}")
+  f = vae.factorized
+  spatial = dataclasses.replace(main, latent_channels=f.spatial_latent_channels,
+                                temporal_levels=0, time_kernel=1)
+  temporal = dataclasses.replace(
+      main, in_channels=f.spatial_latent_channels,
+      block_channels=tuple(f.temporal_block_channels),
+      layers_per_block=f.temporal_layers_per_block, spatial_levels=0)
+  return VaeSpec("factorized", (spatial, temporal))
