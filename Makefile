@@ -1,7 +1,10 @@
 # Two commands set everything up on a fresh machine with Python 3.11 and pip:
 #   make demo   — venv + install, train configs/tiny.py on synthetic video, write a sample
-#   make test   — venv + install with the test extra, run the whole suite
+#   make test   — venv + install with the test and convert extras, run the whole suite
 PYTHON ?= python3
+# The importer tests need torch. Name the CPU wheel: a bare "torch" resolves to a CUDA build
+# of several GB on PyPI.
+TORCH ?= torch==2.13.0
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/tiny
@@ -9,15 +12,20 @@ PROMPT ?= a red circle moving right
 
 .PHONY: demo test bench install clean
 
-$(VENV)/.installed-%: setup.py
+$(VENV)/.installed-base: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$*]"
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.py $(VENV)/.installed-base
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test,convert]"
 	touch $@
 
 install: $(VENV)/.installed-test
 
-demo: $(VENV)/.installed-test
+demo: $(VENV)/.installed-base
 	$(PY) -m videogen.train --config configs/tiny.py --workdir $(WORKDIR)
 	$(PY) -m videogen.sample --workdir $(WORKDIR) --prompt "$(PROMPT)" --output $(WORKDIR)/sample.mp4 --upscale 8
 	$(PY) -m videogen.evaluate --workdir $(WORKDIR) --metrics synthetic --num_prompts 24
@@ -25,7 +33,7 @@ demo: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n 2 -q tests
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-base
 	$(PY) -m videogen.bench
 
 clean:

@@ -18,6 +18,7 @@ from videogen.diffusion import samplers
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, param_shardings
 from videogen.parallel import mesh as mesh_lib
+from videogen.vae.latents import FrozenVae
 
 
 @dataclasses.dataclass
@@ -28,6 +29,7 @@ class Generator:
   model: TextToVideo
   params: dict
   mesh: jax.sharding.Mesh
+  vae: FrozenVae | None = None  # set when the model lives in a VAE's latent space
   _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @classmethod
@@ -37,10 +39,13 @@ class Generator:
     mesh = mesh_lib.create_mesh(mesh_config or config.mesh)
     model = build_model(config, tokenizer_from_config(config).vocab_size)
     rules = mesh_lib.rules_from_config(config.mesh)
-    abstract, shardings = param_shardings(model, config, mesh, rules)
+    vae = FrozenVae.load(config.vae.checkpoint, mesh, rules) if config.vae.checkpoint else None
+    latent_shape = vae and vae.latent_shape(config.data.num_frames, config.data.height,
+                                            config.data.width)
+    abstract, shardings = param_shardings(model, config, mesh, rules, latent_shape)
     with jax.set_mesh(mesh):
       params = checkpoints.load_ema_params(path, abstract, shardings)
-    return cls(config, model, params, mesh)
+    return cls(config, model, params, mesh, vae)
 
   def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
                height: int | None = None, width: int | None = None, steps: int | None = None,
@@ -48,8 +53,12 @@ class Generator:
     """Samples one video per prompt: uint8 `(N, T, H, W, 3)`. Unset options come from the
     checkpoint's config (its training clip shape and `sample.*`)."""
     c = self.config
-    shape = (len(prompts), num_frames or c.data.num_frames, height or c.data.height,
-             width or c.data.width, c.model.channels)
+    frames, height, width = (num_frames or c.data.num_frames, height or c.data.height,
+                             width or c.data.width)
+    if self.vae is None:
+      shape = (len(prompts), frames, height, width, c.model.channels)
+    else:
+      shape = (len(prompts), *self.vae.latent_shape(frames, height, width))
     steps = steps or c.sample.steps
     guidance = c.sample.guidance if guidance is None else guidance
     tokenizer = tokenizer_from_config(c)
@@ -60,8 +69,10 @@ class Generator:
       self._compiled[key] = _compiled_sampler(c, self.model, self.mesh, *key)
     run = self._compiled[key]
     with jax.set_mesh(self.mesh):
-      videos = run(self.params, text, null_text, jax.random.PRNGKey(seed))
-    return np.asarray(jax.device_get(videos))
+      x0 = run(self.params, text, null_text, jax.random.PRNGKey(seed))
+      if self.vae is not None:
+        x0 = self.vae.decode(x0, c.vae.chunk_latents)
+    return np.asarray(to_uint8(x0))
 
 
 def load_or_exit(workdir: str | None, checkpoint: str | None = None) -> Generator:
@@ -91,10 +102,9 @@ def _compiled_sampler(config, model, mesh, shape, steps, guidance):
         tokens, mask = tokens_and_mask
         return model.apply({"params": params}, x, t, tokens, mask)
 
-      x0 = samplers.sample(diffusion, denoise, noise, text, null_text, steps=steps,
-                           guidance=guidance, key=sampler_key, eta=config.sample.eta,
-                           shift=config.sample.get("shift"))
-      return to_uint8(x0)
+      return samplers.sample(diffusion, denoise, noise, text, null_text, steps=steps,
+                             guidance=guidance, key=sampler_key, eta=config.sample.eta,
+                             shift=config.sample.get("shift"))
 
   # Prompts are replicated (tiny); the video batch is split over data × fsdp when it divides.
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]

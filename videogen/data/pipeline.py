@@ -5,7 +5,8 @@ clip indices → seeded shuffle → repeat → global index batches → this pro
 Sharding at the index level means the global batch at step k is the same clips in the same
 order whatever the process count, and each host only decodes its own rows.
 Batches are dicts of host numpy arrays:
-`video` `(B, T, H, W, 3)` float32 in [-1, 1], `tokens` and `token_mask` `(B, L)`.
+`video` `(B, T, H, W, 3)` float32 in [-1, 1] (or, from the `latents` source, VAE
+`latent_moments`), `tokens` and `token_mask` `(B, L)`.
 The clip shape comes from config (or, later, the bucket), never from the code.
 """
 import dataclasses
@@ -15,10 +16,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from videogen.data import synthetic
+from videogen.data import latent_records, synthetic
 from videogen.text.tokenizer import WordTokenizer
 
-SOURCES = ("synthetic",)
+SOURCES = ("synthetic", "latents")
 
 
 def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:
@@ -68,6 +69,16 @@ class ProcessRows:
     return global_indices[self.start:self.stop]
 
 
+def _examples(config: ml_collections.ConfigDict):
+  """(index batch → example batch, number of clips) for `data.source`."""
+  data = config.data
+  if data.source == "latents":
+    info = latent_records.read_info(data.latents_path)
+    return latent_records.LatentExamples(data.latents_path), info["num_records"]
+  examples = SyntheticExamples(world_from_config(data), data.seed, tokenizer_from_config(config))
+  return examples, data.synthetic.num_clips
+
+
 def make_dataset(config: ml_collections.ConfigDict,
                  process_index: int | None = None,
                  process_count: int | None = None) -> grain.IterDataset:
@@ -80,8 +91,8 @@ def make_dataset(config: ml_collections.ConfigDict,
   if config.train.batch_size % process_count:
     raise ValueError(f"train.batch_size={config.train.batch_size} must divide evenly over "
                      f"{process_count} processes")
-  examples = SyntheticExamples(world_from_config(data), data.seed, tokenizer_from_config(config))
-  dataset = (grain.MapDataset.range(data.synthetic.num_clips)
+  examples, num_clips = _examples(config)
+  dataset = (grain.MapDataset.range(num_clips)
              .seed(data.seed).shuffle().repeat()
              .batch(config.train.batch_size, drop_remainder=True)
              .map(ProcessRows(process_index, config.train.batch_size // process_count))

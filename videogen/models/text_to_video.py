@@ -63,9 +63,9 @@ def example_inputs(config: ml_collections.ConfigDict, batch: int = 1,
   return x, jnp.zeros((batch,), jnp.float32), tokens, tokens > 0
 
 
-def param_shardings(model: TextToVideo, config, mesh, rules):
+def param_shardings(model: TextToVideo, config, mesh, rules, latent_shape=None):
   """(abstract unboxed params, NamedShardings) for restoring params alone (sampling)."""
-  abstract = jax.eval_shape(lambda k: model.init(k, *example_inputs(config))["params"],
-                            jax.random.PRNGKey(0))
+  inputs = example_inputs(config, latent_shape=latent_shape)
+  abstract = jax.eval_shape(lambda k: model.init(k, *inputs)["params"], jax.random.PRNGKey(0))
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, rules)
   return nn.meta.unbox(abstract), shardings

@@ -13,7 +13,7 @@ The discriminator is not causal: time is padded on both sides like space. Stride
 one and leave nothing of a 16×16 frame or a one-frame clip. Time is strided only while it is
 at least 4 frames long (else stride 1), so short clips, single frames included, never lose
 the time axis; height and width are halved by each strided conv (`num_layers` times) while
-they are at least 2 pixels, so frames smaller than 2**num_layers end at 1×1 patch rather
+they are at least 2 pixels, so frames smaller than 2**num_layers end at 1×1 patches rather
 than at zero size. Parameter shapes depend only on the channels, not on the clip shape.
 """
 import flax.linen as nn
@@ -40,7 +40,7 @@ class PatchDiscriminator3D(nn.Module):
   dtype: str = "float32"
 
   def _conv(self, x: jax.Array, features: int, stride: int, name: str) -> jax.Array:
-    """A 4×4×4 conv with symmetric padding; a stride of 2 applies to time only while T ≥ 4
+    """A 4×4×4 conv padded on both sides; a stride of 2 applies to time only while T ≥ 4
     and to height/width only while they are ≥ 2 (see above)."""
     strides = tuple(stride if n >= min_n else 1 for n, min_n in zip(x.shape[1:4], (4, 2, 2)))
     t_pad, h_pad, w_pad = (STRIDED_PAD if s == 2 else SAME_PAD for s in strides)

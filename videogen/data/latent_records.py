@@ -1,0 +1,70 @@
+"""Pre-encoded training examples in ArrayRecord: VAE posterior moments plus caption tokens.
+
+Written by `python -m videogen.encode_dataset`, read by the `latents` data source. Record i
+is clip i of the source dataset, so a latent run visits the same clips in the same order as
+the pixel run it replaces. Each record is an `.npz` archive of plain arrays, read with
+`allow_pickle=False`: a record is data, never code.
+"""
+import glob
+import io
+import json
+import os
+
+import grain
+import numpy as np
+
+INFO_FILE = "info.json"
+
+
+def encode_record(arrays: dict[str, np.ndarray]) -> bytes:
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  return buffer.getvalue()
+
+
+def decode_record(record: bytes) -> dict[str, np.ndarray]:
+  with np.load(io.BytesIO(record), allow_pickle=False) as archive:
+    return {name: archive[name] for name in archive.files}
+
+
+def write_shard(path: str, records: list[dict[str, np.ndarray]]) -> None:
+  from array_record.python.array_record_module import ArrayRecordWriter
+  writer = ArrayRecordWriter(path, "group_size:1")
+  for arrays in records:
+    writer.write(encode_record(arrays))
+  writer.close()
+
+
+def write_info(directory: str, info: dict) -> None:
+  with open(os.path.join(directory, INFO_FILE), "w") as f:
+    json.dump(info, f, indent=2)
+
+
+def read_info(directory: str) -> dict:
+  path = os.path.join(directory, INFO_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"data.latents_path={directory!r} has no {INFO_FILE} "
+                            f"(write it with `python -m videogen.encode_dataset`)")
+  with open(path) as f:
+    return json.load(f)
+
+
+def shard_paths(directory: str) -> list[str]:
+  return sorted(glob.glob(os.path.join(directory, "*.array_record")))
+
+
+class LatentExamples:
+  """Index batch → stacked `latent_moments`, `tokens`, `token_mask` (picklable for Grain)."""
+
+  def __init__(self, directory: str):
+    self.paths = shard_paths(directory)
+    self._source = None
+
+  def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    if self._source is None:
+      self._source = grain.sources.ArrayRecordDataSource(self.paths)
+    rows = [decode_record(self._source[int(i)]) for i in indices]
+    return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+
+  def __getstate__(self):
+    return {"paths": self.paths, "_source": None}
