@@ -24,7 +24,7 @@ def get_config(arg: str | None = None):
                  stats_clips=4, chunk_frames=4)
     c.vae.disc.update(channels=8, num_layers=2, start_step=1)
     c.data.update(num_frames=5, height=16, width=16)
-    c.train.update(num_steps=3, batch_size=2, warmup_steps=1, log_every=1)
+    c.train.update(num_steps=3, batch_size=8, warmup_steps=1, log_every=1)
     c.checkpoint.update(every_steps=2, keep=3)
   elif arg == "factorized":  # Open-Sora style: per-frame 2D codec + time-only codec
     c.vae.update(variant="factorized")

@@ -22,9 +22,14 @@ def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv)
   from videogen.parallel.distributed import initialize_from_env
   initialize_from_env()
+  from videogen.checkpoints import CheckpointNotFoundError
+  from videogen.config import ConfigError, exit_with_error
   from videogen.training.loop import enable_compilation_cache, train
   enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
-  train(_CONFIG.value, _WORKDIR.value)
+  try:
+    train(_CONFIG.value, _WORKDIR.value)
+  except (ConfigError, CheckpointNotFoundError) as e:  # e.g. a DiT that does not fit its VAE
+    exit_with_error(f"invalid config: {e}" if isinstance(e, ConfigError) else str(e))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import tqdm
 from jax.experimental import multihost_utils
 
 from videogen import checkpoints
+from videogen.config import ConfigError
 from videogen.data import pipeline
 from videogen.parallel import mesh as mesh_lib
 from videogen.training import state as state_lib
@@ -54,6 +55,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
+  batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.train.batch_size % batch_shards:
+    raise ConfigError(f"train.batch_size={config.train.batch_size} does not divide over the "
+                      f"{batch_shards} batch shards of mesh axes data × fsdp")
   task = build_task(config, mesh, rules)
   schedule = state_lib.learning_rate_schedule(config.train)
 
