@@ -57,7 +57,7 @@ def train_step(state: TrainState, batch: dict, vae_params=None, *, model: TextTo
   params = optax.apply_updates(state.params, updates)
   decay = ema_decay(state.step, ema)
   new_ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema, params)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   new_state = state.replace(step=state.step + 1, params=params, ema=new_ema,
                             opt_state=opt_state, rng=rng)
   return new_state, metrics

@@ -61,8 +61,8 @@ def vae_train_step(state, batch, *, model, disc, tx, vae_config, ema):
     main_grads, = vjp((jnp.ones(()), jnp.zeros(())))
     gan_grads, = vjp((jnp.zeros(()), jnp.ones(())))
     weight = vae_config.disc.weight * (
-        losses.adaptive_weight(optax.global_norm(decoder_last_kernel(main_grads)),
-                               optax.global_norm(decoder_last_kernel(gan_grads)))
+        losses.adaptive_weight(optax.tree.norm(decoder_last_kernel(main_grads)),
+                               optax.tree.norm(decoder_last_kernel(gan_grads)))
         if vae_config.disc.adaptive else 1.0)
     vae_grads = jax.tree.map(lambda a, b: a + active * weight * b, main_grads, gan_grads)
 
@@ -78,7 +78,7 @@ def vae_train_step(state, batch, *, model, disc, tx, vae_config, ema):
   params = optax.apply_updates(params, updates)
   decay = state_lib.ema_decay(state.step, ema)
   new_ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema, params)
-  metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+  metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
   return state.replace(step=state.step + 1, params=params, ema=new_ema, opt_state=opt_state,
                        rng=rng), metrics
 
