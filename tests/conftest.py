@@ -32,3 +32,14 @@ def config():
 
 
 REPO = _REPO
+
+
+def run_cli(*args, timeout=300, check=False):
+  """`python -m ARGS` in a real subprocess (CLIs own their absl flags, so never in-process)."""
+  import subprocess
+  import sys
+  result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+  return result

@@ -9,18 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_cli
 from videogen import video_io
 
 TEST_CONFIG = "configs/tiny.py:test"
 
 
-def run(*args, timeout=300, check=False):
-  result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
-  if check and result.returncode != 0:
-    raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-  return result
+run = run_cli
 
 
 def one_line_error(result):

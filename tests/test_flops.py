@@ -1,5 +1,4 @@
 import jax
-import jax.numpy as jnp
 
 from conftest import tiny_config
 from videogen.models.flops import dit_forward_flops

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_cli
 from videogen import checkpoints
 from videogen.config import load_config_file
 from videogen.parallel import mesh as mesh_lib
@@ -135,8 +135,8 @@ def test_latent_stats_are_measured_and_saved_with_the_checkpoint(trained_vae, tm
   stats = checkpoints.load_metadata(workdir)["latent_stats"]
   assert len(stats["mean"]) == len(stats["std"]) == 4
   assert all(s > 0 for s in stats["std"])
-  from videogen import export
-  export.main(["export", "--workdir", workdir, "--output", str(tmp_path / "out")])
+  run_cli("videogen.export", "--workdir", workdir, "--output", str(tmp_path / "out"),
+          check=True)
   with open(tmp_path / "out" / "metadata.json") as f:
     assert json.load(f)["latent_stats"] == stats
 

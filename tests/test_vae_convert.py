@@ -9,6 +9,7 @@ import torch
 from diffusers import AutoencoderKLCogVideoX
 from safetensors.torch import save_file
 
+from conftest import run_cli
 from videogen.vae import chunked, convert
 from videogen.vae.model import Autoencoder
 
@@ -185,3 +186,29 @@ def test_chunked_codec_matches_diffusers_frame_batches(saved):
   decoded = chunked.decode(model, params, _to_ours(latents), chunk_latents=2)
   np.testing.assert_allclose(_to_torch_layout(moments)[:, :4], want_mean, atol=1e-4, rtol=0)
   np.testing.assert_allclose(_to_torch_layout(decoded), want_video, atol=1e-4, rtol=0)
+
+
+def test_import_cli_writes_an_export_a_dit_can_name_as_its_vae(saved, tmp_path):
+  import jax
+  from videogen.parallel import mesh as mesh_lib
+  from videogen.vae.latents import FrozenVae
+  vae, folder = saved
+  run_cli("videogen.import_weights", "--input", str(folder), "--output", str(tmp_path / "out"),
+          check=True)
+  loaded = FrozenVae.load(str(tmp_path / "out"), mesh_lib.create_mesh(
+      {"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1}, jax.devices()[:1]), ())
+  assert loaded.stats["std"] == pytest.approx([1 / vae.config.scaling_factor] * 4)
+  torch.manual_seed(3)
+  latents = torch.randn(1, 4, 3, 2, 3)
+  with torch.no_grad():
+    want = vae.decode(latents / vae.config.scaling_factor).sample.numpy()
+  # FrozenVae.decode takes normalised latents: z_norm = z * scaling_factor.
+  np.testing.assert_allclose(_to_torch_layout(loaded.decode(_to_ours(latents))), want,
+                             atol=1e-4, rtol=0)
+
+
+def test_import_cli_reports_a_missing_input_in_one_line(tmp_path):
+  result = run_cli("videogen.import_weights", "--input", str(tmp_path / "nope"), "--output",
+                   str(tmp_path / "out"))
+  assert result.returncode == 2
+  assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1, result.stderr

@@ -36,7 +36,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.vae = dict(
       checkpoint="", variant="causal3d", latent_channels=16,
       block_channels=(128, 256, 256, 512), layers_per_block=3, spatial_levels=3,
-      temporal_levels=2, norm_groups=32, norm_scope="frame", dtype="float32",
+      temporal_levels=2, norm_groups=32, norm_scope="frame", use_quant_conv=False,
+      dtype="float32",
       factorized=dict(spatial_latent_channels=8, temporal_block_channels=(64, 64, 64),
                       temporal_layers_per_block=1),
       recon_loss="l1", kl_weight=1e-6, sample_posterior=True,

@@ -389,7 +389,7 @@ def spec_from_config(vae) -> VaeSpec:
       latent_channels=vae.latent_channels, block_channels=tuple(vae.block_channels),
       layers_per_block=vae.layers_per_block, spatial_levels=vae.spatial_levels,
       temporal_levels=vae.temporal_levels, norm_groups=vae.norm_groups,
-      norm_scope=vae.norm_scope, dtype=vae.dtype)
+      norm_scope=vae.norm_scope, use_quant_conv=vae.use_quant_conv, dtype=vae.dtype)
   if vae.variant == "causal3d":
     return VaeSpec("causal3d", (main,))
   if vae.variant != "factorized":
