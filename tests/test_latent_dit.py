@@ -3,10 +3,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 from test_vae import vae_config
 from videogen.config import ConfigError
-from videogen.encode_dataset import encode_dataset
+from videogen.data.latent_records import encode_dataset
 from videogen.generate import Generator
 from videogen.training import loop
 from videogen.training.metrics import read_metrics
@@ -56,3 +56,10 @@ def test_a_dit_that_does_not_fit_its_vae_is_a_config_error(vae_workdir, tmp_path
     loop.train(latent_dit_config(vae_workdir, **{"model.channels": 3}), str(tmp_path))
   with pytest.raises(ConfigError, match="latent height=2 .* not divisible"):
     loop.train(latent_dit_config(vae_workdir, **{"model.patch_size": (1, 4, 4)}), str(tmp_path))
+
+
+def test_encode_dataset_cli_needs_a_vae(tmp_path):
+  result = run_cli("videogen.encode_dataset", "--config", "configs/tiny.py:test", "--output",
+                   str(tmp_path / "latents"))
+  assert result.returncode == 2
+  assert result.stderr == "error: --config must name a VAE: set vae.checkpoint\n"

@@ -26,39 +26,6 @@ _RECORDS_PER_SHARD = flags.DEFINE_integer("records_per_shard", 4096, "Records pe
 flags.mark_flags_as_required(["config", "output"])
 
 
-def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
-                   records_per_shard: int = 4096) -> None:
-  import numpy as np
-  from videogen.data import latent_records, pipeline
-  from videogen.parallel import mesh as mesh_lib
-  from videogen.vae import chunked
-  from videogen.vae.latents import FrozenVae
-
-  mesh = mesh_lib.create_mesh(config.mesh)
-  vae = FrozenVae.load(config.vae.checkpoint, mesh, mesh_lib.rules_from_config(config.mesh))
-  examples = pipeline.SyntheticExamples(pipeline.world_from_config(config.data), config.data.seed,
-                                        pipeline.tokenizer_from_config(config))
-  os.makedirs(output)
-  num_shards = -(-num_clips // records_per_shard)
-  for shard in range(num_shards):
-    records = []
-    for start in range(shard * records_per_shard,
-                       min(num_clips, (shard + 1) * records_per_shard), batch_size):
-      indices = np.arange(start, min(start + batch_size, num_clips,
-                                     (shard + 1) * records_per_shard))
-      batch = examples(indices)
-      moments = chunked.encode(vae.model, vae.params, batch["video"], config.vae.chunk_frames,
-                               on_host=True)
-      records += [{"latent_moments": moments[i], "tokens": batch["tokens"][i],
-                   "token_mask": batch["token_mask"][i]} for i in range(len(indices))]
-    latent_records.write_shard(
-        os.path.join(output, f"latents-{shard:05d}-of-{num_shards:05d}.array_record"), records)
-  latent_records.write_info(output, {
-      "num_records": num_clips, "vae_checkpoint": config.vae.checkpoint,
-      "clip_shape": [config.data.num_frames, config.data.height, config.data.width],
-      "moments_shape": list(moments.shape[1:])})
-
-
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv)
   config = _CONFIG.value
@@ -69,8 +36,9 @@ def main(argv: list[str]) -> None:
   if os.path.exists(_OUTPUT.value):
     exit_with_error(f"--output {_OUTPUT.value!r} already exists; choose a new directory")
   from videogen import checkpoints
+  from videogen.data import latent_records
   try:
-    encode_dataset(config, _OUTPUT.value, _NUM_CLIPS.value or config.data.synthetic.num_clips,
+    latent_records.encode_dataset(config, _OUTPUT.value, _NUM_CLIPS.value or config.data.synthetic.num_clips,
                    _BATCH.value, _RECORDS_PER_SHARD.value)
   except (checkpoints.CheckpointNotFoundError, ValueError) as e:
     exit_with_error(str(e))

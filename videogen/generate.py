@@ -71,7 +71,7 @@ class Generator:
     with jax.set_mesh(self.mesh):
       x0 = run(self.params, text, null_text, jax.random.PRNGKey(seed))
       if self.vae is not None:
-        x0 = self.vae.decode(x0, c.vae.chunk_latents)
+        x0 = self.vae.decode(x0)
     return np.asarray(to_uint8(x0))
 
 

@@ -81,7 +81,13 @@ class FrozenVae:
   def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
     return (*self.model.spec.latent_shape(frames, height, width), self.model.spec.latent_channels)
 
-  def decode(self, latents, chunk_latents: int | None = None) -> np.ndarray:
-    """Normalised latents → video in [-1, 1] (host array), in temporal chunks."""
+  def decode(self, latents) -> np.ndarray:
+    """Normalised latents → video in [-1, 1] (host array), in temporal chunks of
+    `vae.chunk_latents` and, when `vae.tile` > 0, in overlapping spatial tiles."""
+    vae = self.config.vae
     z = denormalize(jnp.asarray(latents), self.stats)
-    return chunked.decode(self.model, self.params, z, chunk_latents, on_host=True)
+    run = lambda z: chunked.decode(self.model, self.params, z, vae.chunk_latents, on_host=True)
+    if vae.tile <= 0:
+      return run(z)
+    factor = self.model.spec.spatial_factor
+    return chunked.tiled(run, z, vae.tile // factor, vae.tile_overlap // factor, factor)
