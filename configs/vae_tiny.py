@@ -12,11 +12,14 @@ from videogen.config import base_config
 def get_config(arg: str | None = None):
   c = base_config()
   c.task = "vae"
+  # L2, not L1: objects cover ~3% of the pixels and L1 learned only the background in 600
+  # steps (held-out PSNR 16.6 dB, objects absent); L2 drew them by step 300 (20.3 dB).
   c.vae.update(latent_channels=8, block_channels=(16, 32, 32, 64), layers_per_block=1,
-               norm_groups=8, kl_weight=1e-6, eval_clips=8, stats_clips=32, chunk_frames=8)
+               norm_groups=8, recon_loss="l2", kl_weight=1e-6, eval_clips=8, stats_clips=32,
+               chunk_frames=8)
   c.vae.disc.update(channels=16, num_layers=2, start_step=300)
   c.data.update(num_frames=9, height=32, width=32)
-  c.train.update(num_steps=600, batch_size=8, learning_rate=1e-3, warmup_steps=50,
+  c.train.update(num_steps=600, batch_size=8, learning_rate=2e-3, warmup_steps=50,
                  weight_decay=0.0, ema_decay=0.99, log_every=50)
   c.checkpoint.update(every_steps=200, keep=2)
   if arg == "test":  # what the test-suite trains: tiny, fast to compile

@@ -105,6 +105,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       if size % patch:
         raise ConfigError(f"data.{axis}={size} is not divisible by its model.patch_size "
                           f"entry {patch}")
+  tile, overlap = config.vae.tile, config.vae.tile_overlap
+  factor = 2 ** config.vae.spatial_levels
+  if tile > 0 and (tile % factor or overlap % factor or not 0 <= overlap < tile):
+    raise ConfigError(f"vae.tile={tile} and vae.tile_overlap={overlap} must be multiples of "
+                      f"{factor} with 0 <= overlap < tile")
   if data.source == "latents" and not (data.latents_path and config.vae.checkpoint):
     raise ConfigError("data.source='latents' needs data.latents_path and vae.checkpoint")
   for key in ("train.num_steps", "train.batch_size", "train.log_every",

@@ -60,7 +60,6 @@ def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
   import numpy as np
   from videogen.data import pipeline
   from videogen.parallel import mesh as mesh_lib
-  from videogen.vae import chunked
   from videogen.vae.latents import FrozenVae
 
   mesh = mesh_lib.create_mesh(config.mesh)
@@ -76,8 +75,7 @@ def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
       indices = np.arange(start, min(start + batch_size, num_clips,
                                      (shard + 1) * records_per_shard))
       batch = examples(indices)
-      moments = chunked.encode(vae.model, vae.params, batch["video"], config.vae.chunk_frames,
-                               on_host=True)
+      moments = vae.encode_moments(batch["video"])
       records += [{"latent_moments": moments[i], "tokens": batch["tokens"][i],
                    "token_mask": batch["token_mask"][i]} for i in range(len(indices))]
     write_shard(

@@ -81,13 +81,24 @@ class FrozenVae:
   def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
     return (*self.model.spec.latent_shape(frames, height, width), self.model.spec.latent_channels)
 
+  def _tiled(self, run, x, scale: float):
+    vae, factor = self.config.vae, self.model.spec.spatial_factor
+    if vae.tile <= 0:
+      return run(x)
+    unit = factor if scale > 1 else 1  # tile sizes are pixels; decode tiles latents
+    return chunked.tiled(run, x, vae.tile // unit, vae.tile_overlap // unit, scale)
+
+  def encode_moments(self, video) -> np.ndarray:
+    """Video → posterior moments (host array), in temporal chunks of `vae.chunk_frames` and,
+    when `vae.tile` > 0, in overlapping spatial tiles."""
+    run = lambda v: chunked.encode(self.model, self.params, v, self.config.vae.chunk_frames,
+                                   on_host=True)
+    return self._tiled(run, video, 1 / self.model.spec.spatial_factor)
+
   def decode(self, latents) -> np.ndarray:
     """Normalised latents → video in [-1, 1] (host array), in temporal chunks of
     `vae.chunk_latents` and, when `vae.tile` > 0, in overlapping spatial tiles."""
-    vae = self.config.vae
     z = denormalize(jnp.asarray(latents), self.stats)
-    run = lambda z: chunked.decode(self.model, self.params, z, vae.chunk_latents, on_host=True)
-    if vae.tile <= 0:
-      return run(z)
-    factor = self.model.spec.spatial_factor
-    return chunked.tiled(run, z, vae.tile // factor, vae.tile_overlap // factor, factor)
+    run = lambda z: chunked.decode(self.model, self.params, z, self.config.vae.chunk_latents,
+                                   on_host=True)
+    return self._tiled(run, z, self.model.spec.spatial_factor)

@@ -40,40 +40,54 @@ def _vae_loss_terms(vae_params, disc_params, x, key, *, model, disc, vae_config)
   return rec + vae_config.kl_weight * kl, gan, (recon, {"rec_loss": rec, "kl": kl})
 
 
+def _plain_gradients(params, x, key, step, *, model, vae_config):
+  """Reconstruction + KL only: (loss, grads, metrics)."""
+  del step
+
+  def loss_fn(vae_params):
+    main, _, (_, metrics) = _vae_loss_terms(vae_params, None, x, key, model=model, disc=None,
+                                            vae_config=vae_config)
+    return main, metrics
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  return loss, grads, metrics
+
+
+def _adversarial_gradients(params, x, key, step, *, model, disc, vae_config):
+  """VAE and discriminator gradients of one GAN step: (loss, grads, metrics)."""
+  active = (step >= vae_config.disc.start_step).astype(jnp.float32)
+
+  def terms(vae_params):
+    main, gan, aux = _vae_loss_terms(vae_params, params["discriminator"], x, key,
+                                     model=model, disc=disc, vae_config=vae_config)
+    return (main, gan), aux
+  # One forward, two backward passes: the adaptive weight needs each term's own gradient.
+  (main, gan), vjp, (recon, metrics) = jax.vjp(terms, params["vae"], has_aux=True)
+  main_grads, = vjp((jnp.ones(()), jnp.zeros(())))
+  gan_grads, = vjp((jnp.zeros(()), jnp.ones(())))
+  weight = vae_config.disc.weight * (
+      losses.adaptive_weight(optax.tree.norm(decoder_last_kernel(main_grads)),
+                             optax.tree.norm(decoder_last_kernel(gan_grads)))
+      if vae_config.disc.adaptive else 1.0)
+  vae_grads = jax.tree.map(lambda a, b: a + active * weight * b, main_grads, gan_grads)
+
+  def disc_loss_fn(disc_params):
+    real = disc.apply({"params": disc_params}, x)
+    fake = disc.apply({"params": disc_params}, jax.lax.stop_gradient(recon))
+    return losses.hinge_discriminator_loss(real, fake)
+  disc_loss, disc_grads = jax.value_and_grad(disc_loss_fn)(params["discriminator"])
+  grads = {"vae": vae_grads, "discriminator": jax.tree.map(lambda g: active * g, disc_grads)}
+  metrics = {**metrics, "gan_loss": gan, "disc_loss": disc_loss, "gan_weight": weight * active}
+  return main + active * weight * gan, grads, metrics
+
+
 def vae_train_step(state, batch, *, model, disc, tx, vae_config, ema):
   rng, key = jax.random.split(state.rng)
-  x = batch["video"]
+  gradients = (functools.partial(_plain_gradients, model=model, vae_config=vae_config)
+               if disc is None else
+               functools.partial(_adversarial_gradients, model=model, disc=disc,
+                                 vae_config=vae_config))
+  loss, grads, metrics = gradients(state.params, batch["video"], key, state.step)
   params = state.params
-  if disc is None:
-    def loss_fn(vae_params):
-      main, _, (_, metrics) = _vae_loss_terms(vae_params, None, x, key, model=model, disc=None,
-                                              vae_config=vae_config)
-      return main, metrics
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  else:
-    active = (state.step >= vae_config.disc.start_step).astype(jnp.float32)
-    def terms(vae_params):
-      main, gan, aux = _vae_loss_terms(vae_params, params["discriminator"], x, key,
-                                       model=model, disc=disc, vae_config=vae_config)
-      return (main, gan), aux
-    # One forward, two backward passes: the adaptive weight needs each term's gradient.
-    (main, gan), vjp, (recon, metrics) = jax.vjp(terms, params["vae"], has_aux=True)
-    main_grads, = vjp((jnp.ones(()), jnp.zeros(())))
-    gan_grads, = vjp((jnp.zeros(()), jnp.ones(())))
-    weight = vae_config.disc.weight * (
-        losses.adaptive_weight(optax.tree.norm(decoder_last_kernel(main_grads)),
-                               optax.tree.norm(decoder_last_kernel(gan_grads)))
-        if vae_config.disc.adaptive else 1.0)
-    vae_grads = jax.tree.map(lambda a, b: a + active * weight * b, main_grads, gan_grads)
-
-    def disc_loss_fn(disc_params):
-      real = disc.apply({"params": disc_params}, x)
-      fake = disc.apply({"params": disc_params}, jax.lax.stop_gradient(recon))
-      return losses.hinge_discriminator_loss(real, fake)
-    disc_loss, disc_grads = jax.value_and_grad(disc_loss_fn)(params["discriminator"])
-    grads = {"vae": vae_grads, "discriminator": jax.tree.map(lambda g: active * g, disc_grads)}
-    loss = main + active * weight * gan
-    metrics = {**metrics, "gan_loss": gan, "disc_loss": disc_loss, "gan_weight": weight * active}
   updates, opt_state = tx.update(grads, state.opt_state, params)
   params = optax.apply_updates(params, updates)
   decay = state_lib.ema_decay(state.step, ema)
