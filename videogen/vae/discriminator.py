@@ -39,14 +39,15 @@ class PatchDiscriminator3D(nn.Module):
   num_layers: int = 3
   dtype: str = "float32"
 
-  def _conv(self, x: jax.Array, features: int, stride: int, name: str) -> jax.Array:
+  def _conv(self, x: jax.Array, features: int, stride: int, name: str,
+            out_axis: str | None = "vae_channels") -> jax.Array:
     """A 4×4×4 conv padded on both sides; a stride of 2 applies to time only while T ≥ 4
     and to height/width only while they are ≥ 2 (see above)."""
     strides = tuple(stride if n >= min_n else 1 for n, min_n in zip(x.shape[1:4], (4, 2, 2)))
     t_pad, h_pad, w_pad = (STRIDED_PAD if s == 2 else SAME_PAD for s in strides)
     x = jnp.pad(x, ((0, 0), t_pad, (0, 0), (0, 0), (0, 0)))
     return Conv(features, (KERNEL,) * 3, strides, (h_pad, w_pad), dtype=self.dtype,
-                name=name)(x)
+                out_axis=out_axis, name=name)(x)
 
   def _norm_act(self, x: jax.Array, name: str) -> jax.Array:
     x = GroupNorm(norm_groups(x.shape[-1]), stats_over="clip", name=name)(x)
@@ -60,4 +61,4 @@ class PatchDiscriminator3D(nn.Module):
       h = self._norm_act(h, f"down_{n}_norm")
     h = self._conv(h, self.channels * min(2 ** self.num_layers, 8), 1, "mid_conv")
     h = self._norm_act(h, "mid_norm")
-    return self._conv(h, 1, 1, "conv_out").astype(jnp.float32)
+    return self._conv(h, 1, 1, "conv_out", out_axis=None).astype(jnp.float32)

@@ -63,21 +63,23 @@ def _conv_kernel_init():
 class Conv(nn.Module):
   """A 3D convolution over `(B, T, H, W, C)` with explicit padding; kernel `(kt, kh, kw, I, O)`.
 
-  Time padding is the caller's business (causal); `spatial_padding` is zeros on (H, W)."""
+  Time padding is the caller's business (causal); `spatial_padding` is zeros on (H, W).
+  `out_axis=None` keeps a layer with a handful of outputs (pixels, logits) unsharded."""
 
   features: int
   kernel: tuple[int, int, int]
   strides: tuple[int, int, int] = (1, 1, 1)
   spatial_padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
   dtype: str = "float32"
+  out_axis: str | None = "vae_channels"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.with_logical_partitioning(
-        _conv_kernel_init(), (None, None, None, None, "vae_channels")),
+        _conv_kernel_init(), (None, None, None, None, self.out_axis)),
         (*self.kernel, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
-                                                           ("vae_channels",)),
+                                                           (self.out_axis,)),
                       (self.features,), jnp.float32)
     y = jax.lax.conv_general_dilated(
         x.astype(self.dtype), kernel.astype(self.dtype), self.strides,
@@ -94,6 +96,7 @@ class CausalConv3d(nn.Module):
   features: int
   kernel: tuple[int, int, int] = (3, 3, 3)
   dtype: str = "float32"
+  out_axis: str | None = "vae_channels"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -108,7 +111,7 @@ class CausalConv3d(nn.Module):
         self.put_variable("cache", "past", x[:, -past:])
     pad_h, pad_w = (self.kernel[1] - 1) // 2, (self.kernel[2] - 1) // 2
     return Conv(self.features, self.kernel, spatial_padding=((pad_h, pad_h), (pad_w, pad_w)),
-                dtype=self.dtype, name="conv")(x)
+                dtype=self.dtype, out_axis=self.out_axis, name="conv")(x)
 
 
 class GroupNorm(nn.Module):
@@ -300,7 +303,8 @@ class Decoder(nn.Module):
                      name=f"up_blocks_{i}_upsampler")(h, first_chunk)
     h = SpatialNorm(spec.norm_groups, spec.norm_scope, spec.dtype, name="norm_out")(
         h, z, first_chunk)
-    out = CausalConv3d(spec.in_channels, kernel, spec.dtype, name="conv_out")(nn.silu(h))
+    out = CausalConv3d(spec.in_channels, kernel, spec.dtype, out_axis=None,
+                       name="conv_out")(nn.silu(h))
     return out.astype(jnp.float32)
 
 
