@@ -55,16 +55,21 @@ def _to_torch_layout(y) -> np.ndarray:
   return np.asarray(y).transpose(0, 4, 1, 2, 3)  # BTHWC → NCTHW
 
 
+def _diffusers_reference(vae, seed, video_shape, latent_shape):
+  """Random (video, latents) NCTHW and what diffusers makes of them: (posterior, decoded)."""
+  torch.manual_seed(seed)
+  video = torch.rand(*video_shape) * 2 - 1
+  latents = torch.randn(*latent_shape)
+  with torch.no_grad():
+    return video, latents, vae.encode(video).latent_dist, vae.decode(latents).sample.numpy()
+
+
 def test_encoder_and_decoder_match_diffusers(saved):
   vae, folder = saved
   spec, params = convert.load_cogvideox_vae(folder)
   model = Autoencoder(spec)
-  torch.manual_seed(1)
-  video = torch.rand(1, 3, 9, 16, 24) * 2 - 1
-  latents = torch.randn(1, 4, 3, 2, 3)
-  with torch.no_grad():
-    posterior = vae.encode(video).latent_dist
-    want_video = vae.decode(latents).sample.numpy()
+  video, latents, posterior, want_video = _diffusers_reference(vae, 1, (1, 3, 9, 16, 24),
+                                                               (1, 4, 3, 2, 3))
   mean, logvar = model.apply({"params": params}, _to_ours(video), method="encode")
   decoded = model.apply({"params": params}, _to_ours(latents), method="decode")
   assert _to_torch_layout(mean).shape == posterior.mean.shape == (1, 4, 3, 2, 3)
@@ -176,12 +181,9 @@ def test_chunked_codec_matches_diffusers_frame_batches(saved):
   vae, folder = saved
   spec, params = convert.load_cogvideox_vae(folder)
   model = Autoencoder(spec)
-  torch.manual_seed(2)
-  video = torch.rand(1, 3, 17, 16, 8) * 2 - 1
-  latents = torch.randn(1, 4, 5, 2, 1)
-  with torch.no_grad():
-    want_mean = vae.encode(video).latent_dist.mean.numpy()
-    want_video = vae.decode(latents).sample.numpy()
+  video, latents, posterior, want_video = _diffusers_reference(vae, 2, (1, 3, 17, 16, 8),
+                                                               (1, 4, 5, 2, 1))
+  want_mean = posterior.mean.numpy()
   moments = chunked.encode(model, params, _to_ours(video), chunk_frames=8)
   decoded = chunked.decode(model, params, _to_ours(latents), chunk_latents=2)
   np.testing.assert_allclose(_to_torch_layout(moments)[:, :4], want_mean, atol=1e-4, rtol=0)

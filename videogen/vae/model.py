@@ -209,35 +209,26 @@ def double_time(x: jax.Array, first_chunk: bool) -> jax.Array:
   return jnp.repeat(x, 2, axis=1)
 
 
-class Downsample(nn.Module):
+class Resample(nn.Module):
+  """Halves (`down`) or doubles (`up`) time and/or space, as CogVideoX does: time by frame
+  pair averaging / repetition (first frame apart), space by a stride-2 3×3 convolution / a
+  nearest ×2 upsample followed by a 3×3 convolution, per frame."""
+
   features: int
   spec: CodecSpec
   spatial: bool
   temporal: bool
+  down: bool
 
   @nn.compact
   def __call__(self, x: jax.Array, first_chunk: bool) -> jax.Array:
     if self.temporal:
-      x = halve_time(x, first_chunk)
+      x = (halve_time if self.down else double_time)(x, first_chunk)
     if not self.spatial:
       return x
-    # CogVideoX: pad right/bottom by one, then a stride-2 3×3 convolution per frame.
-    return Conv(self.features, (1, 3, 3), (1, 2, 2), ((0, 1), (0, 1)), self.spec.dtype,
-                name="conv")(x)
-
-
-class Upsample(nn.Module):
-  features: int
-  spec: CodecSpec
-  spatial: bool
-  temporal: bool
-
-  @nn.compact
-  def __call__(self, x: jax.Array, first_chunk: bool) -> jax.Array:
-    if self.temporal:
-      x = double_time(x, first_chunk)
-    if not self.spatial:
-      return x
+    if self.down:  # pad right/bottom by one, then stride 2
+      return Conv(self.features, (1, 3, 3), (1, 2, 2), ((0, 1), (0, 1)), self.spec.dtype,
+                  name="conv")(x)
     x = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
     return Conv(self.features, (1, 3, 3), spatial_padding=((1, 1), (1, 1)),
                 dtype=self.spec.dtype, name="conv")(x)
@@ -259,9 +250,9 @@ class Encoder(nn.Module):
       for j in range(spec.layers_per_block):
         h = ResnetBlock(channels, spec, name=f"down_blocks_{i}_resnets_{j}")(h, None, first_chunk)
       if i < last and (i < spec.spatial_levels or i < spec.temporal_levels):
-        h = Downsample(channels, spec, spatial=i < spec.spatial_levels,
-                       temporal=i < spec.temporal_levels,
-                       name=f"down_blocks_{i}_downsampler")(h, first_chunk)
+        h = Resample(channels, spec, spatial=i < spec.spatial_levels,
+                     temporal=i < spec.temporal_levels, down=True,
+                     name=f"down_blocks_{i}_downsampler")(h, first_chunk)
     for j in range(2):
       h = ResnetBlock(spec.block_channels[-1], spec, name=f"mid_block_resnets_{j}")(
           h, None, first_chunk)
@@ -298,8 +289,8 @@ class Decoder(nn.Module):
       # Mirror of the encoder: the deepest levels come first on the way up.
       level = last - 1 - i
       if i < last and (level < spec.spatial_levels or i < spec.temporal_levels):
-        h = Upsample(features, spec, spatial=level < spec.spatial_levels,
-                     temporal=i < spec.temporal_levels,
+        h = Resample(features, spec, spatial=level < spec.spatial_levels,
+                     temporal=i < spec.temporal_levels, down=False,
                      name=f"up_blocks_{i}_upsampler")(h, first_chunk)
     h = SpatialNorm(spec.norm_groups, spec.norm_scope, spec.dtype, name="norm_out")(
         h, z, first_chunk)
