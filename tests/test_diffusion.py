@@ -87,3 +87,17 @@ def test_time_shift_keeps_the_ends_and_moves_toward_noise():
   assert bool(jnp.all(shifted[1:-1] > t[1:-1])) and bool(jnp.all(jnp.diff(shifted) > 0))
   samples = diffusion.sample_time(jax.random.PRNGKey(0), 10000)
   assert float(jnp.mean(samples > 0.85)) > 0.2  # vs ~4% unshifted
+
+
+def test_guidance_rescale_restores_the_conditional_std():
+  cond = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 6, 6, 3)), jnp.float32)
+  uncond = 0.5 * cond + 0.1
+  denoise = lambda x, t, text: jnp.concatenate([cond, uncond])  # one call: [cond; null]
+  x, t = jnp.zeros_like(cond), jnp.zeros((2,))
+  plain = samplers.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0)
+  full = samplers.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0, rescale=1.0)
+  half = samplers.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0, rescale=0.5)
+  axes = (1, 2, 3, 4)
+  assert float(plain.std(axes).min()) > 2 * float(cond.std(axes).max())  # inflated by CFG
+  np.testing.assert_allclose(full.std(axes), cond.std(axes), rtol=1e-5)
+  np.testing.assert_allclose(half, 0.5 * (plain + full), rtol=1e-5, atol=1e-6)

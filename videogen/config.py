@@ -66,8 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
       ema_decay=0.999, caption_dropout=0.1, log_every=50)
 
   # sample.shift: flow sampler time-grid shift; None = the training `diffusion.shift`.
-  c.sample = dict(steps=30, guidance=4.0, eta=0.0, fps=8, shift=ml_collections.FieldReference(
-      None, field_type=float))
+  # guidance_rescale: 0 = plain CFG; ~0.7 counters the over-saturation of strong guidance.
+  c.sample = dict(steps=30, guidance=4.0, guidance_rescale=0.0, eta=0.0, fps=8,
+                  shift=ml_collections.FieldReference(None, field_type=float))
 
   c.checkpoint = dict(every_steps=500, keep=3, async_save=True)
 

@@ -49,7 +49,8 @@ class Generator:
 
   def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
                height: int | None = None, width: int | None = None, steps: int | None = None,
-               guidance: float | None = None, negative_prompt: str = "") -> np.ndarray:
+               guidance: float | None = None, guidance_rescale: float | None = None,
+               negative_prompt: str = "") -> np.ndarray:
     """Samples one video per prompt: uint8 `(N, T, H, W, 3)`. Unset options come from the
     checkpoint's config (its training clip shape and `sample.*`)."""
     c = self.config
@@ -61,10 +62,12 @@ class Generator:
       shape = (len(prompts), *self.vae.latent_shape(frames, height, width))
     steps = steps or c.sample.steps
     guidance = c.sample.guidance if guidance is None else guidance
+    if guidance_rescale is None:
+      guidance_rescale = c.sample.get("guidance_rescale", 0.0)
     tokenizer = tokenizer_from_config(c)
     text = tokenizer.encode(prompts)
     null_text = tokenizer.encode([negative_prompt] * len(prompts))
-    key = (shape, steps, float(guidance))
+    key = (shape, steps, float(guidance), float(guidance_rescale))
     if key not in self._compiled:
       self._compiled[key] = _compiled_sampler(c, self.model, self.mesh, *key)
     run = self._compiled[key]
@@ -89,7 +92,7 @@ def to_uint8(x: jax.Array) -> jax.Array:
   return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
-def _compiled_sampler(config, model, mesh, shape, steps, guidance):
+def _compiled_sampler(config, model, mesh, shape, steps, guidance, guidance_rescale):
   diffusion = diffusion_from_config(config.diffusion)
   rules = mesh_lib.rules_from_config(config.mesh)
 
@@ -104,7 +107,8 @@ def _compiled_sampler(config, model, mesh, shape, steps, guidance):
 
       return samplers.sample(diffusion, denoise, noise, text, null_text, steps=steps,
                              guidance=guidance, key=sampler_key, eta=config.sample.eta,
-                             shift=config.sample.get("shift"))
+                             shift=config.sample.get("shift"),
+                             guidance_rescale=guidance_rescale)
 
   # Prompts are replicated (tiny); the video batch is split over data × fsdp when it divides.
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]

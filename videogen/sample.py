@@ -21,6 +21,8 @@ _HEIGHT = flags.DEFINE_integer("height", None, "Height in pixels (default: as tr
 _WIDTH = flags.DEFINE_integer("width", None, "Width in pixels (default: as trained).")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (default: config sample.steps).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "CFG scale (default: config sample.guidance).")
+_RESCALE = flags.DEFINE_float("guidance_rescale", None,
+                              "Guidance rescale in [0, 1] (default: sample.guidance_rescale).")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1, "Videos to draw; written as FILE_k.ext.")
 _UPSCALE = flags.DEFINE_integer("upscale", 1, "Nearest-neighbour upscaling of written frames.")
@@ -37,6 +39,7 @@ def main(argv: list[str]) -> None:
     videos = generator([_PROMPT.value] * _NUM_SAMPLES.value, seed=_SEED.value,
                        num_frames=_NUM_FRAMES.value, height=_HEIGHT.value, width=_WIDTH.value,
                        steps=_STEPS.value, guidance=_GUIDANCE.value,
+                       guidance_rescale=_RESCALE.value,
                        negative_prompt=_NEGATIVE.value)
   except ValueError as e:  # e.g. a requested shape the patch size does not divide
     exit_with_error(str(e))

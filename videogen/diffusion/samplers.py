@@ -17,14 +17,23 @@ from videogen.diffusion.objectives import Diffusion
 Denoise = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
 
-def guided(denoise: Denoise, x, t_net, text, null_text, guidance: float):
-  """CFG: uncond + g·(cond − uncond), both halves in one batched call."""
+def rescale_guidance(guided_out: jax.Array, cond: jax.Array, rescale: float) -> jax.Array:
+  """Guidance rescale (Lin et al. 2023): pull the guided prediction's per-example std back
+  toward the conditional one's, which strong guidance inflates (over-saturation)."""
+  axes = tuple(range(1, cond.ndim))
+  ratio = cond.std(axes, keepdims=True) / (guided_out.std(axes, keepdims=True) + 1e-8)
+  return rescale * guided_out * ratio + (1.0 - rescale) * guided_out
+
+
+def guided(denoise: Denoise, x, t_net, text, null_text, guidance: float, rescale: float = 0.0):
+  """CFG: uncond + g·(cond − uncond), both halves in one batched call; optional rescale."""
   if guidance == 1.0:
     return denoise(x, t_net, text)
   both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), text, null_text)
   out = denoise(jnp.concatenate([x, x]), jnp.concatenate([t_net, t_net]), both)
   cond, uncond = jnp.split(out, 2)
-  return uncond + guidance * (cond - uncond)
+  combined = uncond + guidance * (cond - uncond)
+  return rescale_guidance(combined, cond, rescale) if rescale else combined
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
@@ -34,15 +43,16 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
 
 def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_text, *,
            steps: int, guidance: float, key: jax.Array, eta: float = 0.0,
-           shift: float | None = None) -> jax.Array:
+           shift: float | None = None, guidance_rescale: float = 0.0) -> jax.Array:
   """Runs the reverse process from `noise` (x at t = T) and returns x0 estimates.
 
   `shift` (flow only) warps the time grid toward the noise end; None uses the training
-  shift."""
+  shift. `guidance_rescale` in [0, 1] (0 = plain CFG)."""
   batch = noise.shape[0]
 
   def predict(x, t_net):
-    return guided(denoise, x, jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance)
+    return guided(denoise, x, jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance,
+                  guidance_rescale)
 
   if diffusion.is_flow:
     grid = diffusion if shift is None else dataclasses.replace(diffusion, shift=shift)
