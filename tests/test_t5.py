@@ -1,0 +1,129 @@
+"""T5 / UMT5 encoder: parity with HF transformers on tiny random models, conversion errors,
+and the XXL parameter count."""
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from videogen.text.convert_t5 import convert_t5_state_dict, load_t5_encoder
+from videogen.text.t5 import PRESETS, T5Encoder, param_count, spec_from_hf_config
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TINY = dict(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, relative_attention_max_distance=16,
+            dropout_rate=0.0)
+
+
+def _hf_model(kind: str, proj: str = "gated-gelu"):
+  torch.manual_seed(0)
+  if kind == "t5":
+    model = transformers.T5EncoderModel(transformers.T5Config(**TINY, feed_forward_proj=proj))
+  else:
+    model = transformers.UMT5EncoderModel(
+        transformers.UMT5Config(**TINY, feed_forward_proj=proj))
+  # HF's init is tiny for these dims; perturb every weight so mistakes show up in the output.
+  with torch.no_grad():
+    for p in model.parameters():
+      p.copy_(torch.randn_like(p) * 0.3 + (1.0 if p.ndim == 1 else 0.0))
+  return model.eval()
+
+
+def _inputs():
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(3, TINY["vocab_size"], (2, 12)).astype(np.int32)
+  mask = np.ones((2, 12), bool)
+  mask[:, -3:] = False
+  tokens[~mask] = 0
+  return tokens, mask
+
+
+@pytest.mark.parametrize("kind,proj", [("t5", "gated-gelu"), ("umt5", "gated-gelu"),
+                                       ("t5", "relu")])
+def test_matches_hf(tmp_path, kind, proj):
+  model = _hf_model(kind, proj)
+  model.save_pretrained(tmp_path, safe_serialization=True)
+  spec, params = load_t5_encoder(tmp_path)
+  assert spec.per_layer_position_bias == (kind == "umt5")
+  assert spec.is_gated == (proj == "gated-gelu")
+  tokens, mask = _inputs()
+  with torch.no_grad():
+    want = model(input_ids=torch.from_numpy(tokens).long(),
+                 attention_mask=torch.from_numpy(mask).long()).last_hidden_state.numpy()
+  got = np.asarray(jax.jit(lambda p, t, m: T5Encoder(spec).apply({"params": p}, t, m))(
+      params, jnp.asarray(tokens), jnp.asarray(mask)))
+  assert got.shape == want.shape
+  err = np.abs(got - want)[mask].max()
+  print(f"{kind}/{proj}: max abs err {err:.2e} (output scale {np.abs(want).max():.2f})")
+  np.testing.assert_allclose(got[mask], want[mask], atol=1e-4, rtol=1e-4)
+
+
+def test_unexpected_and_missing_keys():
+  model = _hf_model("t5")
+  spec = spec_from_hf_config(model.config.to_dict())
+  state = {k: v.numpy() for k, v in model.state_dict().items()}
+  convert_t5_state_dict(state, spec)
+  with pytest.raises(ValueError, match="unexpected.*encoder.block.9.extra"):
+    convert_t5_state_dict({**state, "encoder.block.9.extra": np.zeros(1)}, spec)
+  missing = dict(state)
+  del missing["encoder.final_layer_norm.weight"]
+  with pytest.raises(ValueError, match="final_layer_norm"):
+    convert_t5_state_dict(missing, spec)
+
+
+def test_unsupported_config():
+  with pytest.raises(ValueError, match="feed_forward_proj"):
+    spec_from_hf_config({"model_type": "t5", "feed_forward_proj": "gated-swishy"})
+  with pytest.raises(ValueError, match="model_type"):
+    spec_from_hf_config({"model_type": "bert"})
+
+
+def test_xxl_param_count():
+  s = PRESETS["t5-v1_1-xxl"]
+  per_layer = 4 * s.d_model * s.num_heads * s.d_kv + 3 * s.d_model * s.d_ff + 2 * s.d_model
+  expected = (s.vocab_size * s.d_model + s.num_layers * per_layer
+              + s.relative_attention_num_buckets * s.num_heads + s.d_model)
+  assert param_count(s) == expected
+  assert abs(expected - 4.762e9) < 1e6
+  u = PRESETS["umt5-xxl"]
+  assert param_count(u) == expected + (u.vocab_size - s.vocab_size) * s.d_model + (
+      s.num_layers - 1) * s.relative_attention_num_buckets * s.num_heads
+
+
+def test_sharded_matches_unsharded():
+  """Under a (data 1, fsdp 2, tensor 2, sequence 2) mesh with the default rules, sharded
+  params and activation constraints compute the same function."""
+  import flax.linen as nn
+  from jax.sharding import NamedSharding
+  from videogen.parallel.mesh import AXES, DEFAULT_RULES
+  from videogen.text.t5 import abstract_params
+  spec = PRESETS["tiny"]
+  tokens, mask = _inputs()
+  params = nn.unbox(T5Encoder(spec).init(jax.random.key(1), tokens, mask)["params"])
+  want = np.asarray(T5Encoder(spec).apply({"params": params}, tokens, mask))
+  mesh = jax.make_mesh((1, 2, 2, 2), AXES, devices=jax.devices()[:8],
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
+  specs = nn.logical_to_mesh(nn.get_partition_spec(abstract_params(spec)), DEFAULT_RULES)
+  sharded = jax.tree.map(lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), params, specs)
+  q_spec = sharded["layers_0"]["attention"]["q_kernel"].sharding.spec
+  assert q_spec == jax.sharding.PartitionSpec("fsdp", "tensor", None)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
+    got = jax.jit(lambda p, t, m: T5Encoder(spec).apply({"params": p}, t, m))(
+        sharded, jnp.asarray(tokens), jnp.asarray(mask))
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=1e-5)
+
+
+def test_bfloat16_compute_close():
+  import dataclasses
+  import flax.linen as nn
+  spec = PRESETS["tiny"]
+  tokens, mask = _inputs()
+  params = nn.unbox(T5Encoder(spec).init(jax.random.key(2), tokens, mask)["params"])
+  f32 = T5Encoder(spec).apply({"params": params}, tokens, mask)
+  bf16 = T5Encoder(dataclasses.replace(spec, dtype="bfloat16")).apply(
+      {"params": params}, tokens, mask)
+  assert bf16.dtype == jnp.bfloat16
+  rel = np.abs(np.asarray(bf16, np.float32) - np.asarray(f32)).max() / np.abs(f32).max()
+  assert rel < 5e-2, rel
