@@ -63,3 +63,24 @@ def test_encode_dataset_cli_needs_a_vae(tmp_path):
                    str(tmp_path / "latents"))
   assert result.returncode == 2
   assert result.stderr == "error: --config must name a VAE: set vae.checkpoint\n"
+
+
+def test_frozen_vae_tile_sizes_are_pixels_for_encode_and_decode(vae_workdir):
+  from videogen.parallel import mesh as mesh_lib
+  from videogen.vae.latents import FrozenVae
+  mesh = mesh_lib.create_mesh({"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1},
+                              jax.devices()[:1])
+  vae = FrozenVae.load(vae_workdir, mesh, ())
+  video = np.random.default_rng(0).uniform(-1, 1, (1, 5, 16, 24, 3)).astype(np.float32)
+  whole_moments, whole_video = vae.encode_moments(video), vae.decode(np.ones((1, 2, 2, 3, 4)))
+  # 8-pixel tiles: encode runs 2×3 pixel tiles of one latent each, decode 2×3 one-latent tiles
+  # of 8×8 pixels; the blend reassembles the full frame either way.
+  vae.config.vae.update(tile=8, tile_overlap=0)
+  tiled_moments = vae.encode_moments(video)
+  tiled_video = vae.decode(np.ones((1, 2, 2, 3, 4)))
+  assert tiled_moments.shape == whole_moments.shape and tiled_video.shape == whole_video.shape
+  assert np.isfinite(tiled_moments).all() and np.isfinite(tiled_video).all()
+  assert np.abs(tiled_moments - whole_moments).max() > 1e-4  # it really tiled
+  vae.config.vae.update(tile=32, tile_overlap=8)  # larger than the frame: the one-shot pass
+  np.testing.assert_allclose(vae.encode_moments(video), whole_moments, atol=1e-5)
+  np.testing.assert_allclose(vae.decode(np.ones((1, 2, 2, 3, 4))), whole_video, atol=1e-5)
