@@ -91,9 +91,12 @@ def _latest_step(workdir: str) -> int:
 
 
 def _load_json(path: str, export_file: str, item: str) -> dict:
-  """A JSON item from an export directory or the latest checkpoint of a workdir."""
-  exported = os.path.join(path, export_file)
-  if os.path.isfile(exported):
+  """A JSON item from an export directory or the latest checkpoint of a workdir; {} when
+  that export or checkpoint has none (it predates the item)."""
+  if os.path.isdir(os.path.join(path, EXPORT_PARAMS_SUBDIR)):
+    exported = os.path.join(path, export_file)
+    if not os.path.isfile(exported):
+      return {}
     with open(exported) as f:
       return json.load(f)
   step = _latest_step(path)
@@ -114,9 +117,6 @@ def load_config(path: str) -> ml_collections.ConfigDict:
 
 def load_metadata(path: str) -> dict:
   """The task's metadata (e.g. a VAE's `latent_stats`); {} when none was saved."""
-  if os.path.isdir(os.path.join(path, EXPORT_PARAMS_SUBDIR)):
-    exported = os.path.join(path, EXPORT_METADATA_FILE)
-    return json.load(open(exported)) if os.path.isfile(exported) else {}
   return _load_json(path, EXPORT_METADATA_FILE, "metadata")
 
 

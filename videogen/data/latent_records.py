@@ -57,7 +57,6 @@ def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
                    records_per_shard: int = 4096) -> None:
   """Encodes clips 0..num_clips-1 of `config.data` with the VAE at `config.vae.checkpoint`
   into ArrayRecord shards of {latent_moments, tokens, token_mask} under `output`."""
-  import numpy as np
   from videogen.data import pipeline
   from videogen.parallel import mesh as mesh_lib
   from videogen.vae.latents import FrozenVae

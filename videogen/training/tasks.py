@@ -25,7 +25,6 @@ class Task:
   build_step: Callable                          # (state_shardings, batch_sharding, rules) → step
   evaluate: Callable | None = None              # state → {metric: float}, at each checkpoint
   metadata: Callable | None = None              # state → JSON saved with each checkpoint
-  export_params: Callable = lambda params: params  # the params a model user needs
 
 
 def dit_task(config: ml_collections.ConfigDict, mesh, rules) -> Task:

@@ -20,6 +20,7 @@ from videogen.training.tasks import Task
 from videogen.vae import losses
 from videogen.vae.discriminator import PatchDiscriminator3D
 from videogen.vae.latents import example_video, measure_latent_stats
+from videogen.vae.latents import init_params as init_vae_params
 from videogen.vae.model import Autoencoder, spec_from_config
 
 
@@ -117,11 +118,11 @@ def vae_task(config: ml_collections.ConfigDict) -> Task:
 
   def init_params(key):
     vae_key, disc_key = jax.random.split(key)
-    video = example_video(model.spec)
-    vae_params = model.init(vae_key, video)["params"]
+    vae_params = init_vae_params(model, vae_key)
     if disc is None:
       return vae_params
-    return {"vae": vae_params, "discriminator": disc.init(disc_key, video)["params"]}
+    return {"vae": vae_params,
+            "discriminator": disc.init(disc_key, example_video(model.spec))["params"]}
 
   def vae_params(params):
     return params["vae"] if disc is not None else params
@@ -136,8 +137,9 @@ def vae_task(config: ml_collections.ConfigDict) -> Task:
     return jax.jit(with_rules, in_shardings=(state_shardings, batch_sharding),
                    out_shardings=(state_shardings, None), donate_argnums=(0,))
 
-  held_out = pipeline.held_out_videos(config, config.vae.eval_clips)
-  stats_clips = pipeline.held_out_videos(config, config.vae.stats_clips)
+  # Both sets are prefixes of one held-out stream: render it once.
+  clips = pipeline.held_out_videos(config, max(config.vae.eval_clips, config.vae.stats_clips))
+  held_out, stats_clips = clips[:config.vae.eval_clips], clips[:config.vae.stats_clips]
   reconstruct = jax.jit(lambda p, x: model.apply({"params": p}, x)[0])
 
   def evaluate(state):
@@ -151,4 +153,4 @@ def vae_task(config: ml_collections.ConfigDict) -> Task:
                                                  config.vae.chunk_frames)}
 
   return Task(init_params=init_params, tx=tx, build_step=build_step, evaluate=evaluate,
-              metadata=metadata, export_params=vae_params)
+              metadata=metadata)
