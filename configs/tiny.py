@@ -2,6 +2,12 @@
 
     python -m videogen.train --config configs/tiny.py --workdir runs/tiny
     python -m videogen.train --config configs/tiny.py:test ...   # seconds-long smoke variant
+    python -m videogen.train --config configs/tiny.py:t5 ...     # frozen T5 text path
+
+`:t5` conditions on a frozen T5 encoder (the `tiny` preset, randomly initialised: no download)
+through a sentencepiece tokenizer trained on the synthetic captions in the workdir, with a
+learned null embedding for caption dropout. Point `text.t5.checkpoint` at an HF T5 folder and
+`text.tokenizer_path` at its spiece.model for real weights.
 """
 from videogen.config import base_config
 
@@ -23,6 +29,8 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=4, batch_size=8, warmup_steps=1, log_every=1)
     c.checkpoint.update(every_steps=2, keep=5)
     c.sample.update(steps=4, guidance=4.0)
+  elif arg == "t5":
+    c.text.update(tokenizer="sentencepiece", encoder="t5", null="learned")
   elif arg:
-    raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '' or 'test')")
+    raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '', 'test' or 't5')")
   return c

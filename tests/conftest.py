@@ -26,6 +26,13 @@ def tiny_config(**overrides):
   return config
 
 
+def word_features(config):
+  """The data pipeline's caption → `tokens`/`token_mask` map for a words-tokenizer config."""
+  from videogen.text.conditioning import tokenizer_from_config
+  from videogen.text.tokenizer import TokenFeatures
+  return TokenFeatures(tokenizer_from_config(config))
+
+
 @pytest.fixture
 def config():
   return tiny_config()

@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, word_features
 from videogen.data import pipeline, synthetic
 from videogen.eval import synthetic_judge
 
@@ -67,7 +67,7 @@ def test_unknown_world_values_are_named():
 
 
 def _first_batches(config, n, **kwargs):
-  iterator = iter(pipeline.make_dataset(config, **kwargs))
+  iterator = iter(pipeline.make_dataset(config, word_features(config), **kwargs))
   return iterator, [next(iterator) for _ in range(n)]
 
 
@@ -97,7 +97,7 @@ def test_iterator_state_resumes_the_stream_exactly():
   iterator, _ = _first_batches(config, 3)
   state = iterator.get_state()
   expected = [next(iterator) for _ in range(2)]
-  resumed = iter(pipeline.make_dataset(config))
+  resumed = iter(pipeline.make_dataset(config, word_features(config)))
   resumed.set_state(state)
   for want in expected:
     got = next(resumed)

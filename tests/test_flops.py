@@ -12,7 +12,7 @@ def test_analytic_flops_match_xla_cost_analysis():
                           "model.scan_layers": False,
                           "data.num_frames": 4, "data.height": 32, "data.width": 32})
   model = build_model(config, 128)
-  inputs = example_inputs(config, batch=2)
+  inputs = example_inputs(config, model, batch=2)
   params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *inputs))["params"]
   compiled = jax.jit(lambda p, *a: model.apply({"params": p}, *a)).lower(params, *inputs).compile()
   cost = compiled.cost_analysis()

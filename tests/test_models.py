@@ -25,11 +25,13 @@ def test_patchify_rejects_indivisible_shape():
 def test_one_set_of_weights_runs_at_many_shapes(pos_embed):
   config = tiny_config(**{"model.pos_embed": pos_embed})
   model = build_model(config, vocab_size=40)
-  params = model.init(jax.random.PRNGKey(0), *example_inputs(config))["params"]
+  params = model.init(jax.random.PRNGKey(0), *example_inputs(config, model))["params"]
   tokens = jnp.array([[5, 6, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 2)
+  no_drop = jnp.zeros((2,), bool)
   for shape in [(4, 16, 16), (8, 16, 32), (2, 24, 8)]:
     x = jax.random.normal(jax.random.PRNGKey(1), (2, *shape, 3))
-    out = model.apply({"params": params}, x, jnp.array([10.0, 500.0]), tokens, tokens > 0)
+    out = model.apply({"params": params}, x, jnp.array([10.0, 500.0]), tokens, tokens > 0,
+                      no_drop)
     assert out.shape == x.shape
     assert bool(jnp.isfinite(out).all())
 
@@ -72,7 +74,7 @@ def test_scan_and_unrolled_stacks_compute_the_same_function():
   scanned_config = tiny_config()
   unrolled_config = tiny_config(**{"model.scan_layers": False})
   scanned, unrolled = (build_model(c, 40) for c in (scanned_config, unrolled_config))
-  inputs = example_inputs(scanned_config, batch=2)
+  inputs = example_inputs(scanned_config, scanned, batch=2)
   x = jax.random.normal(jax.random.PRNGKey(3), inputs[0].shape)
   inputs = (x, jnp.array([100.0, 700.0]), *inputs[2:])
   params = nn.meta.unbox(scanned.init(jax.random.PRNGKey(0), *inputs)["params"])
@@ -91,10 +93,10 @@ def test_scan_and_unrolled_stacks_compute_the_same_function():
 def test_bfloat16_compute_keeps_float32_params_and_tracks_float32():
   f32_config = tiny_config()
   bf16_config = tiny_config(**{"model.dtype": "bfloat16"})
-  inputs = example_inputs(f32_config, batch=2)
+  f32_model, bf16_model = build_model(f32_config, 40), build_model(bf16_config, 40)
+  inputs = example_inputs(f32_config, f32_model, batch=2)
   x = jax.random.normal(jax.random.PRNGKey(3), inputs[0].shape)
   inputs = (x, jnp.array([100.0, 700.0]), *inputs[2:])
-  f32_model, bf16_model = build_model(f32_config, 40), build_model(bf16_config, 40)
   params = nn.meta.unbox(f32_model.init(jax.random.PRNGKey(0), *inputs)["params"])
   params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(1), p.shape),
                         params)

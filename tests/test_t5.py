@@ -127,3 +127,27 @@ def test_bfloat16_compute_close():
   assert bf16.dtype == jnp.bfloat16
   rel = np.abs(np.asarray(bf16, np.float32) - np.asarray(f32)).max() / np.abs(f32).max()
   assert rel < 5e-2, rel
+
+
+def test_relative_position_buckets_match_a_hand_computed_table():
+  """8 bidirectional buckets, max distance 16: 4 per direction, distances 0 and 1 exact,
+  then log-spaced (2..5 → 2, 6+ → 3); keys after the query (key − query > 0) add 4."""
+  from videogen.text.t5 import relative_position_bucket
+  table = {-20: 3, -8: 3, -6: 3, -5: 2, -4: 2, -3: 2, -2: 2, -1: 1, 0: 0,
+           1: 5, 2: 6, 3: 6, 5: 6, 6: 7, 8: 7, 16: 7, 20: 7}
+  rel = jnp.array(list(table))
+  got = relative_position_bucket(rel, num_buckets=8, max_distance=16)
+  assert dict(zip(table, np.asarray(got).tolist())) == table
+
+
+def test_output_is_invariant_to_padding_length():
+  """Valid positions' states do not depend on how many pad tokens follow them."""
+  import flax.linen as nn
+  spec = PRESETS["tiny"]
+  tokens, mask = _inputs()  # 9 valid tokens then 3 pads
+  params = nn.unbox(T5Encoder(spec).init(jax.random.key(3), tokens, mask)["params"])
+  padded_tokens = np.concatenate([tokens, np.zeros((2, 20), np.int32)], axis=1)
+  padded_mask = np.concatenate([mask, np.zeros((2, 20), bool)], axis=1)
+  short = T5Encoder(spec).apply({"params": params}, tokens, mask)
+  long = T5Encoder(spec).apply({"params": params}, padded_tokens, padded_mask)
+  np.testing.assert_allclose(np.asarray(long)[:, :9], np.asarray(short)[:, :9], atol=1e-5)

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, word_features
 from videogen import checkpoints
 from videogen.data import pipeline
 from videogen.parallel import mesh as mesh_lib
@@ -35,7 +35,8 @@ def _run(config, devices, batch, num_steps):
 
 @pytest.fixture(scope="module")
 def batch():
-  return next(iter(pipeline.make_dataset(tiny_config())))
+  config = tiny_config()
+  return next(iter(pipeline.make_dataset(config, word_features(config))))
 
 
 def test_loss_falls_when_overfitting_one_batch(batch):

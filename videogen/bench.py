@@ -45,7 +45,6 @@ def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5) -> float:
 def bench_config(name: str, steps: int, peak: float) -> dict:
   import jax
   import numpy as np
-  from videogen.data.pipeline import tokenizer_from_config
   from videogen.models.flops import dit_forward_flops, train_step_flops
   from videogen.models.text_to_video import spec_from_config
   from videogen.parallel import mesh as mesh_lib
@@ -59,17 +58,15 @@ def bench_config(name: str, steps: int, peak: float) -> dict:
     config.model.dtype = _DTYPE.value
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
-  tokenizer = tokenizer_from_config(config)
   task = build_task(config, mesh, rules)
   state, shardings = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh,
                                                   rules)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   step = task.build_step(shardings, mesh_lib.batch_sharding(mesh), rules)
   data, b = config.data, config.train.batch_size
-  tokens, mask = tokenizer.encode(["a red circle moving right"] * b)
   batch = {"video": np.random.default_rng(0).uniform(
       -1, 1, (b, data.num_frames, data.height, data.width, config.model.channels)
-  ).astype(np.float32), "tokens": tokens, "token_mask": mask}
+  ).astype(np.float32), **task.text_features(["a red circle moving right"] * b)}
   with jax.set_mesh(mesh):
     batch = {k: jax.device_put(v, mesh_lib.batch_sharding(mesh)) for k, v in batch.items()}
     state, metrics = step(state, batch)  # compile + warm-up

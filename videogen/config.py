@@ -11,9 +11,11 @@ import sys
 import ml_collections
 from absl import flags
 
+from videogen.data.recaption import MODES as RECAPTION_MODES
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.dit import LAYOUTS, REMAT_POLICIES
 from videogen.parallel.mesh import DEFAULT_RULES
+from videogen.text.conditioning import ENCODERS, NULLS, TOKENIZERS
 from videogen.vae.model import NORM_SCOPES, VARIANTS as VAE_VARIANTS, check_video_shape
 from videogen.vae.model import spec_from_config as vae_spec_from_config
 
@@ -28,7 +30,15 @@ def base_config() -> ml_collections.ConfigDict:
       channels=3, text_dim=64, pos_embed="rope", pooled_text=True, attention_backend="xla",
       dtype="float32", scan_layers=True, remat_policy="none")
 
-  c.text = dict(max_length=16)
+  # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
+  # "sentencepiece" (tokenizer_path, or "" = trained on the source's captions and cached in
+  # the workdir). encoder: "embedding" (trained with the DiT; model.text_dim wide) | "t5"
+  # (frozen: t5.checkpoint = HF folder, or "" = random t5.preset, tests/demo only).
+  # null: caption-dropout / unguided target, "empty" | "zero" | "learned".
+  # embeddings_path: cache from `videogen.encode_text`, read instead of encoding in the step.
+  c.text = dict(max_length=16, tokenizer="words", tokenizer_path="", encoder="embedding",
+                t5=dict(checkpoint="", preset="tiny", seed=0, dtype="float32"),
+                null="empty", embeddings_path="")
 
   # The video VAE. For task="vae" this is the model being trained; for task="dit",
   # `vae.checkpoint` names a trained VAE (workdir or export) whose latents the DiT models
@@ -52,6 +62,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = dict(
       source="synthetic", seed=0, num_frames=8, height=32, width=32, num_threads=2, prefetch=4,
       latents_path="",  # source="latents": ArrayRecord written by `videogen.encode_dataset`
+      # Replace/augment captions from a sidecar file or a callable (videogen/data/recaption.py).
+      recaption=dict(path="", callable="", mode="replace", prob=0.5),
       synthetic=dict(num_clips=1_000_000, num_objects=1, radius=0.14, speed=(0.06, 0.09),
                      allow_bounces=False, background="plain", camera="static",
                      camera_speed=0.03, caption_forms=("plain",),
@@ -91,7 +103,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "model.layout": (model.layout, LAYOUTS),
              "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
              "model.dtype": (model.dtype, ("float32", "bfloat16")),
-             "model.remat_policy": (model.remat_policy, tuple(REMAT_POLICIES))}
+             "model.remat_policy": (model.remat_policy, tuple(REMAT_POLICIES)),
+             "text.tokenizer": (config.text.tokenizer, TOKENIZERS),
+             "text.encoder": (config.text.encoder, ENCODERS),
+             "text.null": (config.text.null, NULLS),
+             "text.t5.dtype": (config.text.t5.dtype, ("float32", "bfloat16")),
+             "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES)}
   for key, (value, allowed) in choices.items():
     if value not in allowed:
       raise ConfigError(f"{key}={value!r} is not one of {allowed}")
@@ -111,6 +128,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if tile > 0 and (tile % factor or overlap % factor or not 0 <= overlap < tile):
     raise ConfigError(f"vae.tile={tile} and vae.tile_overlap={overlap} must be multiples of "
                       f"{factor} with 0 <= overlap < tile")
+  if config.text.max_length < 1:
+    raise ConfigError(f"text.max_length={config.text.max_length} must be >= 1 (room for EOS)")
+  if config.text.embeddings_path and config.text.encoder != "t5":
+    raise ConfigError("text.embeddings_path holds frozen-encoder outputs: set text.encoder='t5'")
+  if config.text.tokenizer == "words" and config.text.encoder == "t5" and config.text.t5.checkpoint:
+    raise ConfigError("a T5 checkpoint needs its own tokenizer: set text.tokenizer="
+                      "'sentencepiece' and text.tokenizer_path to its spiece.model")
   if data.source == "latents" and not (data.latents_path and config.vae.checkpoint):
     raise ConfigError("data.source='latents' needs data.latents_path and vae.checkpoint")
   for key in ("train.num_steps", "train.batch_size", "train.log_every",

@@ -5,6 +5,7 @@ Works for DiT and VAE runs (a VAE export carries its latent statistics).
     python -m videogen.sample --checkpoint OUT --prompt ... --output video.mp4
 """
 import os
+import shutil
 import sys
 
 from absl import flags
@@ -36,6 +37,9 @@ def main(argv: list[str]) -> None:
     from videogen.generate import load_or_exit
     generator = load_or_exit(_WORKDIR.value)
     checkpoints.export_params(_OUTPUT.value, generator.params, generator.config)
+    from videogen.text.conditioning import run_files
+    for name in run_files(generator.config):  # e.g. a tokenizer trained in the workdir
+      shutil.copy(os.path.join(_WORKDIR.value, name), os.path.join(_OUTPUT.value, name))
   print(_OUTPUT.value)
 
 

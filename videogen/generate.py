@@ -1,4 +1,5 @@
-"""Text-to-video generation from trained params: tokenizer → jitted, sharded sampler → uint8.
+"""Text-to-video generation from trained params: text conditioning → jitted, sharded sampler
+→ uint8.
 
 Shared by the `sample` CLI, the benchmark and evaluation; it never imports the training code.
 """
@@ -12,12 +13,12 @@ import numpy as np
 
 from videogen import checkpoints
 from videogen.config import exit_with_error
-from videogen.data.pipeline import tokenizer_from_config
 from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, param_shardings
 from videogen.parallel import mesh as mesh_lib
+from videogen.text.conditioning import TextConditioning
 from videogen.vae.latents import FrozenVae
 
 
@@ -29,6 +30,7 @@ class Generator:
   model: TextToVideo
   params: dict
   mesh: jax.sharding.Mesh
+  text: TextConditioning
   vae: FrozenVae | None = None  # set when the model lives in a VAE's latent space
   _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -37,15 +39,16 @@ class Generator:
     """From a training workdir (EMA of the latest step) or an export directory."""
     config = checkpoints.load_config(path)
     mesh = mesh_lib.create_mesh(mesh_config or config.mesh)
-    model = build_model(config, tokenizer_from_config(config).vocab_size)
     rules = mesh_lib.rules_from_config(config.mesh)
+    text = TextConditioning.create(config, path, mesh, rules)
+    model = build_model(config, text.model_vocab_size, text.dim)
     vae = FrozenVae.load(config.vae.checkpoint, mesh, rules) if config.vae.checkpoint else None
     latent_shape = vae and vae.latent_shape(config.data.num_frames, config.data.height,
                                             config.data.width)
     abstract, shardings = param_shardings(model, config, mesh, rules, latent_shape)
     with jax.set_mesh(mesh):
       params = checkpoints.load_ema_params(path, abstract, shardings)
-    return cls(config, model, params, mesh, vae)
+    return cls(config, model, params, mesh, text, vae)
 
   def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
                height: int | None = None, width: int | None = None, steps: int | None = None,
@@ -64,9 +67,8 @@ class Generator:
     guidance = c.sample.guidance if guidance is None else guidance
     if guidance_rescale is None:
       guidance_rescale = c.sample.get("guidance_rescale", 0.0)
-    tokenizer = tokenizer_from_config(c)
-    text = tokenizer.encode(prompts)
-    null_text = tokenizer.encode([negative_prompt] * len(prompts))
+    text = self.text.conditional(prompts)
+    null_text = self.text.unconditional(len(prompts), negative_prompt)
     key = (shape, steps, float(guidance), float(guidance_rescale))
     if key not in self._compiled:
       self._compiled[key] = _compiled_sampler(c, self.model, self.mesh, *key)
@@ -84,7 +86,7 @@ def load_or_exit(workdir: str | None, checkpoint: str | None = None) -> Generato
     exit_with_error("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
   try:
     return Generator.load(workdir or checkpoint)
-  except checkpoints.CheckpointNotFoundError as e:
+  except FileNotFoundError as e:  # no checkpoint, no tokenizer, no T5 weights
     exit_with_error(str(e))
 
 
@@ -101,9 +103,8 @@ def _compiled_sampler(config, model, mesh, shape, steps, guidance, guidance_resc
       noise_key, sampler_key = jax.random.split(key)
       noise = jax.random.normal(noise_key, shape, jnp.float32)
 
-      def denoise(x, t, tokens_and_mask):
-        tokens, mask = tokens_and_mask
-        return model.apply({"params": params}, x, t, tokens, mask)
+      def denoise(x, t, text_mask_drop):
+        return model.apply({"params": params}, x, t, *text_mask_drop)
 
       return samplers.sample(diffusion, denoise, noise, text, null_text, steps=steps,
                              guidance=guidance, key=sampler_key, eta=config.sample.eta,

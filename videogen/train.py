@@ -22,13 +22,15 @@ def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv)
   from videogen.parallel.distributed import initialize_from_env
   initialize_from_env()
-  from videogen.checkpoints import CheckpointNotFoundError
   from videogen.config import ConfigError, exit_with_error
+  from videogen.data.recaption import RecaptionError
+  from videogen.text.embedding_cache import MissingCaptionError
   from videogen.training.loop import enable_compilation_cache, train
   enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
   try:
     train(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, CheckpointNotFoundError) as e:  # e.g. a DiT that does not fit its VAE
+  # A DiT that does not fit its VAE, a missing tokenizer or checkpoint, a stale text cache.
+  except (ConfigError, FileNotFoundError, RecaptionError, MissingCaptionError) as e:
     exit_with_error(f"invalid config: {e}" if isinstance(e, ConfigError) else str(e))
 
 

@@ -1,4 +1,4 @@
-"""Pre-encoded training examples in ArrayRecord: VAE posterior moments plus caption tokens.
+"""Pre-encoded training examples in ArrayRecord: VAE posterior moments plus the caption.
 
 Written by `python -m videogen.encode_dataset`, read by the `latents` data source. Record i
 is clip i of the source dataset, so a latent run visits the same clips in the same order as
@@ -56,7 +56,8 @@ def shard_paths(directory: str) -> list[str]:
 def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
                    records_per_shard: int = 4096) -> None:
   """Encodes clips 0..num_clips-1 of `config.data` with the VAE at `config.vae.checkpoint`
-  into ArrayRecord shards of {latent_moments, tokens, token_mask} under `output`."""
+  into ArrayRecord shards of {latent_moments, caption} under `output` (captions after
+  recaptioning; the reader turns them into the run's text features)."""
   from videogen.data import pipeline
   from videogen.parallel import mesh as mesh_lib
   from videogen.vae.latents import FrozenVae
@@ -64,7 +65,7 @@ def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
   mesh = mesh_lib.create_mesh(config.mesh)
   vae = FrozenVae.load(config.vae.checkpoint, mesh, mesh_lib.rules_from_config(config.mesh))
   examples = pipeline.SyntheticExamples(pipeline.world_from_config(config.data), config.data.seed,
-                                        pipeline.tokenizer_from_config(config))
+                                        recaptioner=pipeline.recaptioner_from_config(config))
   os.makedirs(output)
   num_shards = -(-num_clips // records_per_shard)
   for shard in range(num_shards):
@@ -75,8 +76,8 @@ def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
                                      (shard + 1) * records_per_shard))
       batch = examples(indices)
       moments = vae.encode_moments(batch["video"])
-      records += [{"latent_moments": moments[i], "tokens": batch["tokens"][i],
-                   "token_mask": batch["token_mask"][i]} for i in range(len(indices))]
+      records += [{"latent_moments": moments[i], "caption": batch["caption"][i]}
+                  for i in range(len(indices))]
     write_shard(
         os.path.join(output, f"latents-{shard:05d}-of-{num_shards:05d}.array_record"), records)
   write_info(output, {
@@ -86,17 +87,22 @@ def encode_dataset(config, output: str, num_clips: int, batch_size: int = 8,
 
 
 class LatentExamples:
-  """Index batch → stacked `latent_moments`, `tokens`, `token_mask` (picklable for Grain)."""
+  """Index batch → stacked `latent_moments` and `caption`, plus `text_features(captions)`
+  (picklable for Grain)."""
 
-  def __init__(self, directory: str):
+  def __init__(self, directory: str, text_features=None):
     self.paths = shard_paths(directory)
+    self.text_features = text_features
     self._source = None
 
   def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     if self._source is None:
       self._source = grain.sources.ArrayRecordDataSource(self.paths)
     rows = [decode_record(self._source[int(i)]) for i in indices]
-    return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+    batch = {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+    if self.text_features is not None:
+      batch.update(self.text_features([str(c) for c in batch["caption"]]))
+    return batch
 
   def __getstate__(self):
-    return {"paths": self.paths, "_source": None}
+    return {**self.__dict__, "_source": None}

@@ -6,7 +6,9 @@ Sharding at the index level means the global batch at step k is the same clips i
 order whatever the process count, and each host only decodes its own rows.
 Batches are dicts of host numpy arrays:
 `video` `(B, T, H, W, 3)` float32 in [-1, 1] (or, from the `latents` source, VAE
-`latent_moments`), `tokens` and `token_mask` `(B, L)`.
+`latent_moments`), plus what the task's text features make of the captions: `tokens` and
+`token_mask` `(B, L)`, or cached encoder states `text_embedding` `(B, L, D)` and `text_mask`.
+Captions pass through the recaptioning hook (`data.recaption`) first.
 The clip shape comes from config (or, later, the bucket), never from the code.
 """
 import dataclasses
@@ -17,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from videogen.data import latent_records, synthetic
-from videogen.text.tokenizer import WordTokenizer
+from videogen.data.recaption import Recaptioner
 
 SOURCES = ("synthetic", "latents")
 
@@ -30,21 +32,43 @@ def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:
                          **overrides)
 
 
-def tokenizer_from_config(config: ml_collections.ConfigDict) -> WordTokenizer:
-  return WordTokenizer(synthetic.VOCABULARY, config.text.max_length)
+def recaptioner_from_config(config: ml_collections.ConfigDict) -> Recaptioner:
+  return Recaptioner(config.data.recaption, config.data.seed)
 
 
 class SyntheticExamples:
-  """Index → training example; picklable so Grain worker processes can run it."""
+  """Index batch → `{video, caption}` plus `text_features(captions)`; picklable so Grain
+  worker processes can run it."""
 
-  def __init__(self, world: synthetic.World, seed: int, tokenizer: WordTokenizer):
-    self.world, self.seed, self.tokenizer = world, seed, tokenizer
+  def __init__(self, world: synthetic.World, seed: int, text_features=None,
+               recaptioner: Recaptioner | None = None):
+    self.world, self.seed = world, seed
+    self.text_features, self.recaptioner = text_features, recaptioner
+
+  def captions(self, indices) -> list[str]:
+    captions = [synthetic.render_clip(self.world, self.seed, int(i)).caption for i in indices]
+    return self._recaption(indices, captions)
+
+  def _recaption(self, indices, captions):
+    if self.recaptioner is None:
+      return captions
+    return [self.recaptioner(str(int(i)), c) for i, c in zip(indices, captions)]
 
   def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     clips = [synthetic.render_clip(self.world, self.seed, int(i)) for i in indices]
-    tokens, mask = self.tokenizer.encode([clip.caption for clip in clips])
+    captions = self._recaption(indices, [clip.caption for clip in clips])
     video = np.stack([clip.video for clip in clips]).astype(np.float32) / 127.5 - 1.0
-    return {"video": video, "tokens": tokens, "token_mask": mask}
+    batch = {"video": video, "caption": np.array(captions)}
+    if self.text_features is not None:
+      batch.update(self.text_features(captions))
+    return batch
+
+
+def source_captions(config: ml_collections.ConfigDict, num_clips: int) -> list[str]:
+  """The (recaptioned) captions of the source's first `num_clips` training clips."""
+  examples = SyntheticExamples(world_from_config(config.data), config.data.seed,
+                               recaptioner=recaptioner_from_config(config))
+  return examples.captions(np.arange(num_clips))
 
 
 # Held-out clips come from a seed the training stream never uses.
@@ -54,8 +78,7 @@ HELD_OUT_SEED_OFFSET = 1_000_003
 def held_out_videos(config: ml_collections.ConfigDict, num_clips: int) -> np.ndarray:
   """`num_clips` evaluation clips `(N, T, H, W, 3)` in [-1, 1], disjoint from training."""
   examples = SyntheticExamples(world_from_config(config.data),
-                               config.data.seed + HELD_OUT_SEED_OFFSET,
-                               tokenizer_from_config(config))
+                               config.data.seed + HELD_OUT_SEED_OFFSET)
   return examples(np.arange(num_clips))["video"]
 
 
@@ -69,20 +92,22 @@ class ProcessRows:
     return global_indices[self.start:self.stop]
 
 
-def _examples(config: ml_collections.ConfigDict):
+def _examples(config: ml_collections.ConfigDict, text_features):
   """(index batch → example batch, number of clips) for `data.source`."""
   data = config.data
   if data.source == "latents":
     info = latent_records.read_info(data.latents_path)
-    return latent_records.LatentExamples(data.latents_path), info["num_records"]
-  examples = SyntheticExamples(world_from_config(data), data.seed, tokenizer_from_config(config))
+    return latent_records.LatentExamples(data.latents_path, text_features), info["num_records"]
+  examples = SyntheticExamples(world_from_config(data), data.seed, text_features,
+                               recaptioner_from_config(config))
   return examples, data.synthetic.num_clips
 
 
-def make_dataset(config: ml_collections.ConfigDict,
+def make_dataset(config: ml_collections.ConfigDict, text_features=None,
                  process_index: int | None = None,
                  process_count: int | None = None) -> grain.IterDataset:
-  """The training stream for this process: its rows of each global batch."""
+  """The training stream for this process: its rows of each global batch.
+  `text_features(captions) → dict of arrays` is the task's (None: captions only)."""
   data = config.data
   if data.source not in SOURCES:
     raise ValueError(f"data.source={data.source!r}; available sources: {SOURCES}")
@@ -91,7 +116,7 @@ def make_dataset(config: ml_collections.ConfigDict,
   if config.train.batch_size % process_count:
     raise ValueError(f"train.batch_size={config.train.batch_size} must divide evenly over "
                      f"{process_count} processes")
-  examples, num_clips = _examples(config)
+  examples, num_clips = _examples(config, text_features)
   dataset = (grain.MapDataset.range(num_clips)
              .seed(data.seed).shuffle().repeat()
              .batch(config.train.batch_size, drop_remainder=True)
@@ -102,5 +127,7 @@ def make_dataset(config: ml_collections.ConfigDict,
 
 
 def to_global_batch(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
-  """Assembles each process's slice into one global array sharded along the batch axis."""
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+  """Assembles each process's slice into one global array sharded along the batch axis
+  (host-only fields such as the caption strings stay behind)."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()
+          if k != "caption"}

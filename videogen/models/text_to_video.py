@@ -1,7 +1,10 @@
-"""The trained network: caption tokens → text context → DiT.
+"""The trained network: text input → text context → DiT.
 
-`CaptionEmbedding` is the small trainable stand-in for a frozen T5 encoder. It produces the
-same `(context, context_mask)` interface the T5 encoder will, so the DiT never changes.
+The DiT reads either caption token ids through its own trainable `CaptionEmbedding` (when
+`vocab_size > 0`) or a frozen encoder's hidden states `(B, L, D)` (T5; `vocab_size == 0`).
+Rows flagged by `drop` are replaced by the null embedding when `null` is "zero" or "learned"
+(caption dropout in training, the unconditional branch in sampling); with "empty" the caller
+passes the encoded empty prompt instead and `drop` is unused.
 """
 import flax.linen as nn
 import jax
@@ -24,17 +27,29 @@ class CaptionEmbedding(nn.Module):
 
 
 class TextToVideo(nn.Module):
-  """Denoiser `f(x_bthwc, t, tokens, token_mask) → tensor shaped like x`."""
+  """Denoiser `f(x_bthwc, t, text, text_mask, drop) → tensor shaped like x`."""
 
   spec: DiTSpec
-  vocab_size: int
+  vocab_size: int  # 0: `text` is frozen-encoder states, not token ids
   text_dim: int
+  null: str = "empty"
+  text_length: int = 16
 
   @nn.compact
-  def __call__(self, x_bthwc: jax.Array, t: jax.Array, tokens: jax.Array,
-               token_mask: jax.Array) -> jax.Array:
-    context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(tokens)
-    return DiT(self.spec, name="dit")(x_bthwc, t, context, token_mask)
+  def __call__(self, x_bthwc: jax.Array, t: jax.Array, text: jax.Array, text_mask: jax.Array,
+               drop: jax.Array) -> jax.Array:
+    if self.vocab_size:
+      context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(text)
+    else:
+      context = constrain(text.astype(jnp.float32), ("batch", "text_length", "text_embed"))
+    if self.null != "empty":
+      shape = (self.text_length, self.text_dim)
+      null = (self.param("null_text", nn.with_logical_partitioning(
+          nn.initializers.normal(self.text_dim ** -0.5), ("text_length", "text_embed")), shape)
+              if self.null == "learned" else jnp.zeros(shape, jnp.float32))
+      context = jnp.where(drop[:, None, None], null[None], context)
+      text_mask = jnp.where(drop[:, None], True, text_mask)
+    return DiT(self.spec, name="dit")(x_bthwc, t, context, text_mask)
 
 
 def spec_from_config(model: ml_collections.ConfigDict) -> DiTSpec:
@@ -46,26 +61,33 @@ def spec_from_config(model: ml_collections.ConfigDict) -> DiTSpec:
       scan_layers=model.scan_layers, remat_policy=model.remat_policy)
 
 
-def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TextToVideo:
+def build_model(config: ml_collections.ConfigDict, vocab_size: int,
+                text_dim: int | None = None) -> TextToVideo:
+  """`vocab_size` 0 builds a DiT that reads `text_dim`-wide frozen-encoder states."""
   # Pad the table so its vocab axis divides any tensor-parallel degree up to 128.
   padded_vocab = -(-vocab_size // 128) * 128
-  return TextToVideo(spec_from_config(config.model), padded_vocab, config.model.text_dim)
+  return TextToVideo(spec_from_config(config.model), padded_vocab,
+                     text_dim or config.model.text_dim, config.text.null,
+                     config.text.max_length)
 
 
-def example_inputs(config: ml_collections.ConfigDict, batch: int = 1,
+def example_inputs(config: ml_collections.ConfigDict, model: TextToVideo, batch: int = 1,
                    latent_shape: tuple[int, ...] | None = None):
-  """Dummy `(x, t, tokens, token_mask)` at the configured clip shape (or the VAE's latent
+  """Dummy `(x, t, text, text_mask, drop)` at the configured clip shape (or the VAE's latent
   `(T, H, W, C)` shape for a latent-space model), for init/eval_shape."""
-  data, model = config.data, config.model
-  shape = latent_shape or (data.num_frames, data.height, data.width, model.channels)
+  data = config.data
+  shape = latent_shape or (data.num_frames, data.height, data.width, config.model.channels)
   x = jnp.zeros((batch, *shape), jnp.float32)
-  tokens = jnp.zeros((batch, config.text.max_length), jnp.int32)
-  return x, jnp.zeros((batch,), jnp.float32), tokens, tokens > 0
+  length = config.text.max_length
+  text = (jnp.zeros((batch, length), jnp.int32) if model.vocab_size
+          else jnp.zeros((batch, length, model.text_dim), jnp.float32))
+  return (x, jnp.zeros((batch,), jnp.float32), text, jnp.ones((batch, length), bool),
+          jnp.zeros((batch,), bool))
 
 
 def param_shardings(model: TextToVideo, config, mesh, rules, latent_shape=None):
   """(abstract unboxed params, NamedShardings) for restoring params alone (sampling)."""
-  inputs = example_inputs(config, latent_shape=latent_shape)
+  inputs = example_inputs(config, model, latent_shape=latent_shape)
   abstract = jax.eval_shape(lambda k: model.init(k, *inputs)["params"], jax.random.PRNGKey(0))
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, rules)
   return nn.meta.unbox(abstract), shardings

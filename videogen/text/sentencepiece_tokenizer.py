@@ -4,6 +4,7 @@ A drop-in for `WordTokenizer` (`encode(captions) → (tokens, mask)`) that loads
 `spiece.model`, or trains a small one in-process so runs on synthetic data need no download.
 The model is pickled as bytes, not a path, so Grain worker processes need no shared filesystem.
 """
+import hashlib
 import io
 import os
 import tempfile
@@ -12,7 +13,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import sentencepiece as spm
 
-PAD, EOS, UNK = 0, 1, 2
+from videogen.text.tokenizer import EOS, PAD, UNK, pad_and_truncate
+
 MODEL_FILENAME = "spiece.model"
 
 
@@ -55,15 +57,16 @@ class SentencePieceTokenizer:
   def vocab_size(self) -> int:
     return self._sp.get_piece_size()
 
+  @property
+  def fingerprint(self) -> str:
+    """Identifies the token ids this tokenizer produces (for embedding caches)."""
+    return "sentencepiece:" + hashlib.sha256(self._model_proto).hexdigest()[:16]
+
   def encode(self, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Captions → `(tokens, mask)`, both `(N, max_length)`; "" encodes to just EOS (the null
     caption used for classifier-free guidance). Long captions are truncated, keeping EOS."""
-    tokens = np.full((len(captions), self.max_length), PAD, np.int32)
     pieces = self._sp.encode(list(captions), out_type=int) if len(captions) else []
-    for row, ids in enumerate(pieces):
-      ids = ids[:self.max_length - 1] + [EOS]
-      tokens[row, :len(ids)] = ids
-    return tokens, tokens != PAD
+    return pad_and_truncate(pieces, self.max_length)
 
   def decode(self, tokens: Sequence[int]) -> str:
     """Ids → text, skipping pad/EOS so a padded row from `encode` decodes cleanly."""
@@ -71,7 +74,11 @@ class SentencePieceTokenizer:
 
 
 def train_sentencepiece(sentences: Iterable[str], output_path: str, vocab_size: int = 256) -> str:
-  """Trains a unigram model with T5 special ids and writes it to `output_path`.
+  """Trains a BPE model with T5 special ids and writes it to `output_path`.
+
+  BPE, not T5's unigram: on a small caption corpus (the synthetic world has ~100 distinct
+  captions) the unigram trainer stops at ~35 character-level pieces, so a 5-word caption
+  takes 21 tokens and is truncated; BPE learns the whole words.
 
   `hard_vocab_limit=False` lets a small corpus yield fewer pieces than `vocab_size` instead of
   failing, so one default works for any caption set."""
@@ -79,7 +86,7 @@ def train_sentencepiece(sentences: Iterable[str], output_path: str, vocab_size: 
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(sentences), model_writer=buffer, vocab_size=vocab_size,
       pad_id=PAD, eos_id=EOS, unk_id=UNK, bos_id=-1, hard_vocab_limit=False,
-      model_type="unigram", minloglevel=2)
+      model_type="bpe", minloglevel=2)
   with open(output_path, "wb") as f:
     f.write(buffer.getvalue())
   return output_path

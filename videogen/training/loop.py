@@ -59,7 +59,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if config.train.batch_size % batch_shards:
     raise ConfigError(f"train.batch_size={config.train.batch_size} does not divide over the "
                       f"{batch_shards} batch shards of mesh axes data × fsdp")
-  task = build_task(config, mesh, rules)
+  task = build_task(config, mesh, rules, workdir)
   schedule = state_lib.learning_rate_schedule(config.train)
 
   abstract_state, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
@@ -68,7 +68,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     replicated = mesh_lib.replicated_fraction(shardings.params, abstract_state.params)
     print(f"{config.task}: {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
           f"{replicated:.1%} of param bytes replicated", file=sys.stderr)
-  data_iterator = iter(pipeline.make_dataset(config))
+  data_iterator = iter(pipeline.make_dataset(config, task.text_features))
   manager = checkpoints.make_manager(workdir, config.checkpoint.keep, config.checkpoint.async_save)
   if manager.latest_step() is not None:
     with jax.set_mesh(mesh):

@@ -11,6 +11,7 @@ import optax
 
 from videogen.diffusion.objectives import Diffusion
 from videogen.models.text_to_video import TextToVideo
+from videogen.text.conditioning import encode_tokens
 from videogen.training.state import TrainState, ema_decay
 from videogen.vae.latents import latents_from_moments
 
@@ -28,28 +29,50 @@ def clean_sample(batch: dict, vae_params, key: jax.Array, vae) -> jax.Array:
   return jax.lax.stop_gradient(latents_from_moments(moments, sample_key, vae.stats))
 
 
-def train_step(state: TrainState, batch: dict, vae_params=None, *, model: TextToVideo,
-               diffusion: Diffusion, tx: optax.GradientTransformation, null_tokens: jax.Array,
-               caption_dropout: float, ema: float, vae=None):
+def text_input(batch: dict, text_params, text_encoder) -> tuple[jax.Array, jax.Array]:
+  """What the DiT reads: token ids (its own embedding), a frozen encoder's states computed
+  here, or states pre-computed by `videogen.encode_text` (the same values either way)."""
+  if "text_embedding" in batch:
+    return batch["text_embedding"], batch["text_mask"]
+  tokens, mask = batch["tokens"], batch["token_mask"]
+  if text_encoder is None:
+    return tokens, mask
+  return jax.lax.stop_gradient(encode_tokens(text_encoder.model, text_params, tokens, mask)), mask
+
+
+def drop_captions(key, text, mask, probability: float, null_text):
+  """Caption dropout, which trains the unconditional branch used by CFG: `drop` flags rows
+  for the DiT's own null embedding, or (null="empty") they become the encoded empty prompt."""
+  drop = jax.random.bernoulli(key, probability, (text.shape[0],))
+  if null_text is not None:
+    null, null_mask = null_text
+    rows = drop.reshape((-1,) + (1,) * (text.ndim - 1))
+    text = jnp.where(rows, null.astype(text.dtype), text)
+    mask = jnp.where(drop[:, None], null_mask, mask)
+  return text, mask, drop
+
+
+def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: TextToVideo,
+               diffusion: Diffusion, tx: optax.GradientTransformation, null_text,
+               caption_dropout: float, ema: float, vae=None, text_encoder=None):
   """One optimisation step. `batch`: `video` (B,T,H,W,C) or `latent_moments`, and
-  `tokens`/`token_mask` (B,L)."""
+  `tokens`/`token_mask` (B,L) or `text_embedding`/`text_mask`. `frozen`: the frozen VAE's
+  and text encoder's params (or None)."""
+  vae_params, text_params = frozen
   rng, step_key = jax.random.split(state.rng)
   time_key, noise_key, drop_key, latent_key = jax.random.split(step_key, 4)
   x0 = clean_sample(batch, vae_params, latent_key, vae)
   n = x0.shape[0]
-
-  # Caption dropout to the null caption trains the unconditional branch used by CFG.
-  drop = jax.random.bernoulli(drop_key, caption_dropout, (n,))[:, None]
-  tokens = jnp.where(drop, null_tokens[None], batch["tokens"])
-  token_mask = tokens != 0
+  text, text_mask = text_input(batch, text_params, text_encoder)
+  text, text_mask, drop = drop_captions(drop_key, text, text_mask, caption_dropout, null_text)
 
   t = diffusion.sample_time(time_key, n)
   noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
   x_t = diffusion.corrupt(x0, noise, t)
 
   def loss_fn(params):
-    prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), tokens,
-                             token_mask)
+    prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), text,
+                             text_mask, drop)
     return diffusion.loss(prediction, x0, noise, t)
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -63,23 +86,23 @@ def train_step(state: TrainState, batch: dict, vae_params=None, *, model: TextTo
   return new_state, metrics
 
 
-def jit_train_step(config, model, diffusion, tx, null_tokens, state_shardings, batch_sharding,
-                   rules, vae=None):
+def jit_train_step(config, model, diffusion, tx, null_text, state_shardings, batch_sharding,
+                   rules, vae=None, text_encoder=None):
   """`train_step` bound to a config and compiled with in/out shardings and donation.
 
-  Returns `step(state, batch)`; a frozen VAE's params are passed in (not baked in as
-  constants) with their own shardings."""
+  Returns `step(state, batch)`; frozen VAE and text-encoder params are passed in (not baked
+  in as constants) with their own shardings."""
   step = functools.partial(train_step, model=model, diffusion=diffusion, tx=tx,
-                           null_tokens=jnp.asarray(null_tokens),
-                           caption_dropout=config.train.caption_dropout, ema=config.train.ema_decay,
-                           vae=vae)
+                           null_text=null_text, caption_dropout=config.train.caption_dropout,
+                           ema=config.train.ema_decay, vae=vae, text_encoder=text_encoder)
 
-  def with_rules(state, batch, vae_params):
+  def with_rules(state, batch, frozen):
     with nn.logical_axis_rules(rules):
-      return step(state, batch, vae_params)
+      return step(state, batch, frozen)
 
-  vae_params = vae.params if vae is not None else None
-  vae_shardings = jax.tree.map(lambda x: x.sharding, vae_params)
-  compiled = jax.jit(with_rules, in_shardings=(state_shardings, batch_sharding, vae_shardings),
+  frozen = (vae.params if vae is not None else None,
+            text_encoder.params if text_encoder is not None else None)
+  frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
+  compiled = jax.jit(with_rules, in_shardings=(state_shardings, batch_sharding, frozen_shardings),
                      out_shardings=(state_shardings, None), donate_argnums=(0,))
-  return lambda state, batch: compiled(state, batch, vae_params)
+  return lambda state, batch: compiled(state, batch, frozen)

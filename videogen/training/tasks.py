@@ -1,7 +1,8 @@
 """What `videogen.train` trains, chosen by `config.task`: the few pieces the loop needs.
 
 `dit`: the text-to-video denoiser, in pixel space or, when `vae.checkpoint` names a trained
-VAE, in its normalised latent space (encoded inside the step, or read pre-encoded).
+VAE, in its normalised latent space (encoded inside the step, or read pre-encoded), and
+conditioned through `config.text` (`videogen.text.conditioning`).
 `vae`: the video autoencoder (`videogen.vae.training`).
 """
 import dataclasses
@@ -11,7 +12,6 @@ import jax
 import ml_collections
 import optax
 
-from videogen.data import pipeline
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, example_inputs
 from videogen.training import state as state_lib
@@ -25,11 +25,30 @@ class Task:
   build_step: Callable                          # (state_shardings, batch_sharding, rules) → step
   evaluate: Callable | None = None              # state → {metric: float}, at each checkpoint
   metadata: Callable | None = None              # state → JSON saved with each checkpoint
+  text_features: Callable | None = None         # captions → batch arrays (the data pipeline)
 
 
-def dit_task(config: ml_collections.ConfigDict, mesh, rules) -> Task:
-  tokenizer = pipeline.tokenizer_from_config(config)
-  model = build_model(config, tokenizer.vocab_size)
+def text_features(config, conditioning):
+  """The pipeline's caption → arrays map: token ids, or an `encode_text` cache lookup."""
+  from videogen.text.tokenizer import TokenFeatures
+  path = config.text.embeddings_path
+  if not path:
+    return TokenFeatures(conditioning.tokenizer)
+  from videogen.config import ConfigError
+  from videogen.text import embedding_cache
+  if conditioning.encoder is None:
+    raise ConfigError("text.embeddings_path needs a frozen encoder (text.encoder='t5')")
+  try:
+    embedding_cache.check_fingerprint(path, conditioning.fingerprint())
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(str(e)) from None
+  return embedding_cache.TextEmbeddingCache(path, config.text.max_length)
+
+
+def dit_task(config: ml_collections.ConfigDict, mesh, rules, workdir: str | None = None) -> Task:
+  from videogen.text.conditioning import TextConditioning
+  conditioning = TextConditioning.create(config, workdir, mesh, rules, train_tokenizer=True)
+  model = build_model(config, conditioning.model_vocab_size, conditioning.dim)
   tx = state_lib.make_optimizer(config.train)
   diffusion = diffusion_from_config(config.diffusion)
   vae = None
@@ -37,15 +56,15 @@ def dit_task(config: ml_collections.ConfigDict, mesh, rules) -> Task:
     from videogen.vae.latents import FrozenVae
     vae = FrozenVae.load(config.vae.checkpoint, mesh, rules)
     check_latent_model(config, vae)
-  inputs = example_inputs(config, latent_shape=_latent_shape(config, vae))
-  null_tokens = tokenizer.encode([""])[0][0]
+  inputs = example_inputs(config, model, latent_shape=_latent_shape(config, vae))
+  null_text = conditioning.null_text()
 
   def build_step(state_shardings, batch_sharding, rules):
-    return jit_train_step(config, model, diffusion, tx, null_tokens, state_shardings,
-                          batch_sharding, rules, vae=vae)
+    return jit_train_step(config, model, diffusion, tx, null_text, state_shardings,
+                          batch_sharding, rules, vae=vae, text_encoder=conditioning.encoder)
 
   return Task(init_params=lambda key: model.init(key, *inputs)["params"], tx=tx,
-              build_step=build_step)
+              build_step=build_step, text_features=text_features(config, conditioning))
 
 
 def _latent_shape(config, vae):
@@ -68,8 +87,10 @@ def check_latent_model(config, vae) -> None:
                         f"model.patch_size entry {patch}")
 
 
-def build_task(config: ml_collections.ConfigDict, mesh, rules) -> Task:
+def build_task(config: ml_collections.ConfigDict, mesh, rules, workdir: str | None = None
+               ) -> Task:
+  """`workdir` holds run-local state the task may create (a trained tokenizer)."""
   if config.task == "vae":
     from videogen.vae.training import vae_task
     return vae_task(config)
-  return dit_task(config, mesh, rules)
+  return dit_task(config, mesh, rules, workdir)
