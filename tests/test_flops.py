@@ -1,13 +1,19 @@
 import jax
+import pytest
 
 from conftest import tiny_config
 from videogen.models.flops import dit_forward_flops
 from videogen.models.text_to_video import build_model, example_inputs, spec_from_config
 
 
-def test_analytic_flops_match_xla_cost_analysis():
+@pytest.mark.parametrize("layout,adaln,text_projection", [
+    ("joint", "per_block", "linear"), ("joint", "single", "mlp"),
+    ("expert", "per_block", "linear"), ("factorized", "single", "linear")])
+def test_analytic_flops_match_xla_cost_analysis(layout, adaln, text_projection):
   config = tiny_config(**{"model.width": 256, "model.num_heads": 4, "model.depth": 2,
                           "model.patch_size": (1, 4, 4), "model.text_dim": 64,
+                          "model.layout": layout, "model.adaln": adaln,
+                          "model.text_projection": text_projection,
                           # XLA counts a while-loop body once, so compare the unrolled stack.
                           "model.scan_layers": False,
                           "data.num_frames": 4, "data.height": 32, "data.width": 32})

@@ -13,7 +13,9 @@ from absl import flags
 
 from videogen.data.recaption import MODES as RECAPTION_MODES
 from videogen.diffusion.objectives import from_config as diffusion_from_config
-from videogen.models.dit import LAYOUTS, REMAT_POLICIES
+from videogen.models.attention import QK_NORMS
+from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
+from videogen.models.embeddings import ROPE_SPLITS
 from videogen.parallel.mesh import DEFAULT_RULES
 from videogen.text.conditioning import ENCODERS, NULLS, TOKENIZERS
 from videogen.vae.model import NORM_SCOPES, VARIANTS as VAE_VARIANTS, check_video_shape
@@ -25,10 +27,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.task = "dit"  # what `videogen.train` trains: "dit" (the denoiser) or "vae"
 
+  # The DiT (videogen/models/dit.py): layout joint | expert (CogVideoX) | factorized (STDiT);
+  # adaln per_block | single (PixArt/Wan); depth counts (spatial, temporal) pairs when
+  # factorized. qk_norm rms | layer | rms_across_heads | none; rope_split cogvideox | wan;
+  # text_projection linear | mlp; time_embed_dim 0 = width.
   c.model = dict(
       layout="joint", width=128, depth=4, num_heads=4, mlp_ratio=4.0, patch_size=(1, 4, 4),
-      channels=3, text_dim=64, pos_embed="rope", pooled_text=True, attention_backend="xla",
-      dtype="float32", scan_layers=True, remat_policy="none")
+      channels=3, text_dim=64, adaln="per_block", pos_embed="rope", rope_split="cogvideox",
+      qk_norm="rms", text_projection="linear", pooled_text=True, time_frequency_dim=256,
+      time_embed_dim=0, norm_eps=1e-6, attention_backend="xla", dtype="float32",
+      scan_layers=True, remat_policy="none")
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
   # "sentencepiece" (tokenizer_path, or "" = trained on the source's captions and cached in
@@ -101,6 +109,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "vae.norm_scope": (config.vae.norm_scope, NORM_SCOPES),
              "vae.recon_loss": (config.vae.recon_loss, ("l1", "l2")),
              "model.layout": (model.layout, LAYOUTS),
+             "model.adaln": (model.adaln, ADALN),
+             "model.rope_split": (model.rope_split, ROPE_SPLITS),
+             "model.qk_norm": (model.qk_norm, QK_NORMS),
+             "model.text_projection": (model.text_projection, TEXT_PROJECTIONS),
              "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
              "model.dtype": (model.dtype, ("float32", "bfloat16")),
              "model.remat_policy": (model.remat_policy, tuple(REMAT_POLICIES)),
@@ -112,6 +124,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key, (value, allowed) in choices.items():
     if value not in allowed:
       raise ConfigError(f"{key}={value!r} is not one of {allowed}")
+  if model.adaln == "single" and (model.layout == "expert" or model.time_embed_dim):
+    raise ConfigError("model.adaln='single' needs model.layout joint or factorized and "
+                      "model.time_embed_dim=0")
   if model.width % model.num_heads:
     raise ConfigError(f"model.width={model.width} is not divisible by "
                       f"model.num_heads={model.num_heads}")

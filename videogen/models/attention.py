@@ -7,9 +7,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videogen.models.layers import RMSNorm, constrain
+from videogen.models.layers import LayerNorm, RMSNorm, constrain
 
 BACKENDS = ("xla", "cudnn", "reference")
+# Normalisation of q and k before the logits: per head (RMS: ours and Open-Sora; LayerNorm:
+# CogVideoX), across all heads at once (RMS: Wan), or none.
+QK_NORMS = ("rms", "layer", "rms_across_heads", "none")
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
@@ -42,6 +45,33 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   return rotated.reshape(x.shape).astype(x.dtype)
 
 
+class RMSNormAcrossHeads(nn.Module):
+  """RMS over all heads' channels of a `(B, L, H, Dh)` tensor, scale `(H, Dh)` (Wan)."""
+
+  epsilon: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.square(x32).mean((-2, -1), keepdims=True) + self.epsilon)
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones,
+                                                             ("heads", "kv")),
+                       x.shape[-2:], jnp.float32)
+    return (y * scale).astype(x.dtype)
+
+
+def qk_normalizer(kind: str, name: str):
+  if kind == "rms":  # RMS-normalised q/k keep attention logits bounded in bf16.
+    return RMSNorm("kv", name=name)
+  if kind == "layer":
+    return LayerNorm(axis="kv", name=name)
+  if kind == "rms_across_heads":
+    return RMSNormAcrossHeads(name=name)
+  if kind == "none":
+    return lambda x: x
+  raise ValueError(f"model.qk_norm={kind!r}; expected one of {QK_NORMS}")
+
+
 class MultiHeadAttention(nn.Module):
   """Self- or cross-attention (cross when `context` is given) with optional RoPE on q and k.
 
@@ -53,7 +83,7 @@ class MultiHeadAttention(nn.Module):
   num_heads: int
   backend: str = "xla"
   dtype: jnp.dtype = jnp.float32
-  qk_norm: bool = True
+  qk_norm: str = "rms"
 
   def _kernel(self, name, shape, axes):
     return self.param(name, nn.with_logical_partitioning(nn.initializers.xavier_uniform(
@@ -79,9 +109,8 @@ class MultiHeadAttention(nn.Module):
     kv_input = x if context is None else context
     q, k, v = (self._heads("query", x, head_dim), self._heads("key", kv_input, head_dim),
                self._heads("value", kv_input, head_dim))
-    if self.qk_norm:  # RMS-normalised q/k keep attention logits bounded in bf16.
-      q = RMSNorm("kv", name="query_norm")(q)
-      k = RMSNorm("kv", name="key_norm")(k)
+    q = qk_normalizer(self.qk_norm, "query_norm")(q)
+    k = qk_normalizer(self.qk_norm, "key_norm")(k)
     if rope is not None:
       q, k = apply_rope(q, *rope), apply_rope(k, *rope)
     out = dot_product_attention(q, k, v, context_mask, self.backend)

@@ -1,9 +1,22 @@
-"""Spacetime diffusion transformer: 3D patches, AdaLN-Zero blocks, 3D RoPE or sin-cos.
+"""Spacetime diffusion transformer in three layouts that share one set of blocks.
 
 `DiT(x_bthwc, t, context, context_mask)` predicts a tensor shaped like `x_bthwc`. It does not
 care whether `x` holds pixels or VAE latents; `context` is any `(B, L, Dc)` text encoding.
+
+    joint       (Sora, Wan) full spatiotemporal self-attention over all video tokens, text by
+                cross-attention, AdaLN-Zero.
+    expert      (CogVideoX) text and video tokens in one sequence under full 3D attention, each
+                modality with its own ("expert") adaptive LayerNorm; text dropped at the end.
+    factorized  (Open-Sora STDiT) each of `depth` layers is a spatial block (attention within
+                a frame) then a temporal block (across frames at one position), both with
+                text cross-attention.
+
+`adaln="single"` (PixArt-α, Open-Sora, Wan) replaces each block's modulation MLP with one
+shared projection of the timestep embedding plus a learned per-block table. Positions (3D
+RoPE or sin-cos) come from the runtime (T, H, W), so one set of weights runs at any shape.
 """
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -13,7 +26,9 @@ from videogen.models import embeddings
 from videogen.models.attention import MultiHeadAttention
 from videogen.models.layers import Dense, LayerNorm, Mlp, constrain, modulate
 
-LAYOUTS = ("joint",)
+LAYOUTS = ("joint", "expert", "factorized")
+ADALN = ("per_block", "single")
+TEXT_PROJECTIONS = ("linear", "mlp")
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -26,14 +41,21 @@ class DiTSpec:
   """Hyper-parameters of the DiT; built from the `model` config section."""
 
   width: int = 128
-  depth: int = 4
+  depth: int = 4                   # blocks; for `factorized`, (spatial, temporal) pairs
   num_heads: int = 4
   mlp_ratio: float = 4.0
   patch_size: tuple[int, int, int] = (1, 4, 4)
   channels: int = 3
   layout: str = "joint"
+  adaln: str = "per_block"         # "per_block" | "single"
   pos_embed: str = "rope"          # "rope" | "sincos"
+  rope_split: str = "cogvideox"    # how head channels split over (t, h, w)
+  qk_norm: str = "rms"             # see attention.QK_NORMS
+  text_projection: str = "linear"  # context → width: "linear" | "mlp" (Wan)
   pooled_text: bool = True         # also condition AdaLN on the mean text embedding
+  time_frequency_dim: int = 256    # sinusoidal timestep features
+  time_embed_dim: int = 0          # timestep embedding width; 0 = width (CogVideoX: 512)
+  norm_eps: float = 1e-6
   attention_backend: str = "xla"
   dtype: str = "float32"           # compute dtype; parameters stay f32
   scan_layers: bool = True
@@ -43,38 +65,178 @@ class DiTSpec:
   def head_dim(self) -> int:
     return self.width // self.num_heads
 
+  @property
+  def cond_dim(self) -> int:
+    return self.time_embed_dim or self.width
 
-class JointBlock(nn.Module):
-  """AdaLN-Zero block: full spatiotemporal self-attention, text cross-attention, MLP."""
+  def check(self) -> None:
+    for name, value, allowed in (("layout", self.layout, LAYOUTS),
+                                 ("adaln", self.adaln, ADALN),
+                                 ("text_projection", self.text_projection, TEXT_PROJECTIONS)):
+      if value not in allowed:
+        raise ValueError(f"model.{name}={value!r}; expected one of {allowed}")
+    if self.adaln == "single" and (self.layout == "expert" or self.time_embed_dim):
+      raise ValueError("model.adaln='single' shares one width-sized timestep projection: it "
+                       "needs layout joint/factorized and time_embed_dim=0")
+
+
+class Modulation(nn.Module):
+  """`chunks` per-example `(B, width)` modulation vectors (shift/scale/gate…) from `cond`.
+
+  per_block: `Dense(silu(cond))`, zero-initialised (AdaLN-Zero: every gate starts at 0).
+  single: `cond` is the shared projection `(B, chunks·width)`; add this block's learned table
+  (zero-initialised too, so both start as identity blocks)."""
 
   spec: DiTSpec
+  chunks: int
+
+  @nn.compact
+  def __call__(self, cond: jax.Array) -> list[jax.Array]:
+    spec, width = self.spec, self.spec.width
+    if spec.adaln == "single":
+      table = self.param("scale_shift_table", nn.with_logical_partitioning(
+          nn.initializers.zeros, (None, "embed")), (self.chunks, width), jnp.float32)
+      mod = cond.reshape(cond.shape[0], self.chunks, width) + table[None].astype(cond.dtype)
+    else:
+      mod = Dense(self.chunks * width, ("embed", "mlp"), dtype=jnp.dtype(spec.dtype),
+                  kernel_init=nn.initializers.zeros, name="linear")(nn.silu(cond))
+      mod = mod.reshape(cond.shape[0], self.chunks, width)
+    return [mod[:, i] for i in range(self.chunks)]
+
+
+def _attention(spec: DiTSpec, name: str) -> MultiHeadAttention:
+  return MultiHeadAttention(spec.num_heads, spec.attention_backend, jnp.dtype(spec.dtype),
+                            qk_norm=spec.qk_norm, name=name)
+
+
+def _regroup(x, grid, attend):
+  """`(B, T·H·W, D)` → the attention groups: per frame `(B·T, H·W, D)`, per position
+  `(B·H·W, T, D)`, or unchanged for full attention."""
+  if attend == "all":
+    return x
+  b, _, d = x.shape
+  t, hw = grid[0], grid[1] * grid[2]
+  if attend == "space":
+    return x.reshape(b * t, hw, d)
+  return x.reshape(b, t, hw, d).transpose(0, 2, 1, 3).reshape(b * hw, t, d)
+
+
+def _ungroup(x, grid, batch, attend):
+  if attend == "all":
+    return x
+  t, hw = grid[0], grid[1] * grid[2]
+  d = x.shape[-1]
+  if attend == "space":
+    return x.reshape(batch, t * hw, d)
+  return x.reshape(batch, hw, t, d).transpose(0, 2, 1, 3).reshape(batch, t * hw, d)
+
+
+class DiTBlock(nn.Module):
+  """AdaLN-Zero block: self-attention (over all tokens, within frames, or across frames),
+  text cross-attention, MLP. The joint layout stacks these; factorized alternates them."""
+
+  spec: DiTSpec
+  attend: str = "all"  # "all" | "space" | "time"
+  grid: tuple[int, int, int] | None = None  # the token grid; needed to regroup space/time
 
   @nn.compact
   def __call__(self, x, cond, context, context_mask, rope):
-    spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
-    # Zero-initialised modulation: every gate starts at 0, so each block starts as identity.
-    mod = Dense(6 * spec.width, ("embed", "mlp"), dtype=dtype, kernel_init=nn.initializers.zeros,
-                name="adaln")(nn.silu(cond))
-    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = jnp.split(mod, 6, axis=-1)
-
-    attn = MultiHeadAttention(spec.num_heads, spec.attention_backend, dtype, name="self_attn")
-    h = modulate(LayerNorm(use_scale=False, name="norm1")(x), shift_a, scale_a)
-    x = x + gate_a[:, None] * attn(h, rope=rope)
+    spec, dtype, grid = self.spec, jnp.dtype(self.spec.dtype), self.grid
+    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = Modulation(spec, 6, name="adaln")(cond)
+    h = modulate(LayerNorm(use_scale=False, epsilon=spec.norm_eps, name="norm1")(x),
+                 shift_a, scale_a)
+    groups = _regroup(h, grid, self.attend)
+    attended = _attention(spec, "self_attn")(groups, rope=rope)
+    x = x + gate_a[:, None] * _ungroup(attended, grid, x.shape[0], self.attend)
     x = constrain(x, ("batch", "length", "embed"))
 
-    cross = MultiHeadAttention(spec.num_heads, spec.attention_backend, dtype, name="cross_attn")
-    x = x + cross(LayerNorm(name="norm2")(x), context, context_mask)
+    cross = _attention(spec, "cross_attn")
+    x = x + cross(LayerNorm(epsilon=spec.norm_eps, name="norm2")(x), context, context_mask)
 
-    h = modulate(LayerNorm(use_scale=False, name="norm3")(x), shift_m, scale_m)
-    x = x + gate_m[:, None] * Mlp(int(spec.width * spec.mlp_ratio), dtype, name="mlp")(h)
+    h = modulate(LayerNorm(use_scale=False, epsilon=spec.norm_eps, name="norm3")(x),
+                 shift_m, scale_m)
+    x = x + gate_m[:, None] * Mlp(round(spec.width * spec.mlp_ratio), dtype, name="mlp")(h)
     return constrain(x, ("batch", "length", "embed"))
 
 
-class ScannedBlock(JointBlock):
-  """`JointBlock` with the (carry, output) signature `nn.scan` wants."""
+class FactorizedBlock(nn.Module):
+  """STDiT layer: a spatial block, then a temporal block."""
 
+  spec: DiTSpec
+  grid: tuple[int, int, int] | None = None
+
+  @nn.compact
   def __call__(self, x, cond, context, context_mask, rope):
-    return super().__call__(x, cond, context, context_mask, rope), None
+    space_rope, time_rope = rope
+    x = DiTBlock(self.spec, "space", self.grid, name="spatial")(x, cond, context, context_mask,
+                                                                 space_rope)
+    return DiTBlock(self.spec, "time", self.grid, name="temporal")(x, cond, context,
+                                                                    context_mask, time_rope)
+
+
+class ExpertBlock(nn.Module):
+  """CogVideoX block: one sequence [text; video] under full attention and a shared MLP, with
+  separate ("expert") modulation and gates for the text and the video tokens."""
+
+  spec: DiTSpec
+
+  def _expert_norm(self, name, x, text, cond):
+    eps = self.spec.norm_eps
+    shift, scale, gate, t_shift, t_scale, t_gate = Modulation(self.spec, 6,
+                                                              name=f"{name}_adaln")(cond)
+    norm = LayerNorm(epsilon=eps, name=f"{name}_norm")
+    return (modulate(norm(x), shift, scale), modulate(norm(text), t_shift, t_scale),
+            gate, t_gate)
+
+  @nn.compact
+  def __call__(self, carry, cond, mask, rope):
+    x, text = carry
+    spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
+    length = text.shape[1]
+    h, h_text, gate, t_gate = self._expert_norm("norm1", x, text, cond)
+    both = jnp.concatenate([h_text, h], axis=1)
+    out = _attention(spec, "attn")(both, context_mask=mask, rope=rope)
+    x = x + gate[:, None] * out[:, length:]
+    text = text + t_gate[:, None] * out[:, :length]
+
+    h, h_text, gate, t_gate = self._expert_norm("norm2", x, text, cond)
+    out = Mlp(round(spec.width * spec.mlp_ratio), dtype, name="mlp")(
+        jnp.concatenate([h_text, h], axis=1))
+    x = constrain(x + gate[:, None] * out[:, length:], ("batch", "length", "embed"))
+    text = constrain(text + t_gate[:, None] * out[:, :length], ("batch", "text_length", "embed"))
+    return x, text
+
+
+@functools.cache
+def _scannable(block: type) -> type:
+  """`block` with the `(carry, *broadcast) → (carry, None)` signature `nn.scan` wants."""
+
+  class Scanned(block):
+    def __call__(self, carry, *args):
+      return super().__call__(carry, *args), None
+
+  Scanned.__name__ = f"Scanned{block.__name__}"
+  return Scanned
+
+
+def _stack(spec: DiTSpec, block: type, fields: dict, carry, *args):
+  """`depth` blocks `block(spec, **fields)`: `nn.scan` over stacked params (compile time
+  independent of depth) or an unrolled loop, each optionally rematerialised by the configured
+  policy. `fields` are static (shapes), `args` are broadcast to every block."""
+  policy = REMAT_POLICIES[spec.remat_policy]
+  if spec.scan_layers:
+    unit = _scannable(block)
+    if spec.remat_policy != "none":
+      unit = nn.remat(unit, policy=policy, prevent_cse=False)
+    stack = nn.scan(unit, variable_axes={"params": 0}, split_rngs={"params": True},
+                    in_axes=(nn.broadcast,) * len(args), length=spec.depth,
+                    metadata_params={nn.PARTITION_NAME: "layers"})
+    carry, _ = stack(spec, **fields, name="blocks")(carry, *args)
+    return carry
+  unit = block if spec.remat_policy == "none" else nn.remat(block, policy=policy)
+  for i in range(spec.depth):
+    carry = unit(spec, **fields, name=f"block_{i}")(carry, *args)
+  return carry
 
 
 class DiT(nn.Module):
@@ -83,8 +245,7 @@ class DiT(nn.Module):
   @nn.compact
   def __call__(self, x_bthwc, t, context, context_mask):
     spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
-    if spec.layout not in LAYOUTS:
-      raise ValueError(f"model.layout={spec.layout!r} is not implemented; expected {LAYOUTS}")
+    spec.check()
     _, frames, height, width, channels = x_bthwc.shape
     grid = (frames // spec.patch_size[0], height // spec.patch_size[1],
             width // spec.patch_size[2])
@@ -93,43 +254,69 @@ class DiT(nn.Module):
     x = Dense(spec.width, ("patch", "embed"), dtype=dtype, name="patch_embed")(tokens)
     if spec.pos_embed == "sincos":
       x = x + embeddings.sincos_3d(grid, spec.width).astype(dtype)
-    rope = embeddings.rope_3d(grid, spec.head_dim) if spec.pos_embed == "rope" else None
     x = constrain(x, ("batch", "length", "embed"))
 
-    cond = embeddings.TimestepEmbedding(spec.width, dtype=dtype, name="t_embed")(t)
-    text = Dense(spec.width, ("text_embed", "embed"), dtype=dtype, name="context_proj")(context)
-    text = constrain(text, ("batch", "text_length", "embed"))
+    temb = embeddings.TimestepEmbedding(spec.cond_dim, spec.time_frequency_dim, dtype=dtype,
+                                        name="t_embed")(t)
+    text = self._project_text(context)
     if spec.pooled_text:
       weights = context_mask[..., None].astype(jnp.float32)
       pooled = (context * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
-      cond = cond + Dense(spec.width, ("text_embed", "embed"), dtype=dtype,
+      temb = temb + Dense(spec.cond_dim, ("text_embed", "embed"), dtype=dtype,
                           name="pooled_proj")(pooled)
+    temb = constrain(temb, ("batch", "embed"))
+    # adaLN-single: one projection of the timestep embedding, shared by every block.
+    cond = temb if spec.adaln == "per_block" else Dense(
+        6 * spec.width, ("embed", "mlp"), dtype=dtype, kernel_init=nn.initializers.zeros,
+        name="t_block")(nn.silu(temb))
 
-    cond = constrain(cond, ("batch", "embed"))
-    x = self._blocks(x, cond, text, context_mask, rope)
-
-    shift, scale = jnp.split(
-        Dense(2 * spec.width, ("embed", "mlp"), dtype=dtype, kernel_init=nn.initializers.zeros,
-              name="final_adaln")(nn.silu(cond)), 2, axis=-1)
-    x = modulate(LayerNorm(use_scale=False, name="final_norm")(x), shift, scale)
+    x = self._blocks(x, cond, text, context_mask, grid)
+    x = self._final_layer(x, temb)
     patch_dim = spec.patch_size[0] * spec.patch_size[1] * spec.patch_size[2] * channels
     x = Dense(patch_dim, ("embed", "patch"), dtype=dtype, kernel_init=nn.initializers.zeros,
               name="final_proj")(x)
     return embeddings.unpatchify(x.astype(jnp.float32), grid, spec.patch_size, channels)
 
-  def _blocks(self, x, cond, text, context_mask, rope):
+  def _project_text(self, context):
+    spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
+    if spec.text_projection == "mlp":  # PixArt-α / Wan caption projection
+      h = Dense(spec.width, ("text_embed", "embed"), dtype=dtype, name="context_proj")(context)
+      context = nn.gelu(h, approximate=True)
+      text = Dense(spec.width, ("embed", "mlp"), dtype=dtype, name="context_proj2")(context)
+    else:
+      text = Dense(spec.width, ("text_embed", "embed"), dtype=dtype, name="context_proj")(context)
+    return constrain(text, ("batch", "text_length", "embed"))
+
+  def _rope(self, grid, leading=0):
     spec = self.spec
-    policy = REMAT_POLICIES[spec.remat_policy]
-    if spec.scan_layers:
-      block = ScannedBlock
-      if spec.remat_policy != "none":
-        block = nn.remat(block, policy=policy, prevent_cse=False)
-      stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                      in_axes=(nn.broadcast,) * 4, length=spec.depth,
-                      metadata_params={nn.PARTITION_NAME: "layers"})
-      x, _ = stack(spec, name="blocks")(x, cond, text, context_mask, rope)
-      return x
-    block = JointBlock if spec.remat_policy == "none" else nn.remat(JointBlock, policy=policy)
-    for i in range(spec.depth):
-      x = block(spec, name=f"block_{i}")(x, cond, text, context_mask, rope)
+    if spec.pos_embed != "rope":
+      return None
+    return embeddings.rope_3d(grid, spec.head_dim, split=spec.rope_split, leading=leading)
+
+  def _blocks(self, x, cond, text, context_mask, grid):
+    spec = self.spec
+    if spec.layout == "joint":
+      return _stack(spec, DiTBlock, {}, x, cond, text, context_mask, self._rope(grid))
+    if spec.layout == "factorized":
+      rope = (self._rope((1, grid[1], grid[2])), self._rope((grid[0], 1, 1)))
+      return _stack(spec, FactorizedBlock, {"grid": grid}, x, cond, text, context_mask, rope)
+    # expert: text tokens join the sequence (identity rotation for them), masked where padded.
+    mask = jnp.concatenate([context_mask, jnp.ones(x.shape[:2], bool)], axis=1)
+    x, _ = _stack(spec, ExpertBlock, {}, (x, text), cond, mask,
+                  self._rope(grid, leading=text.shape[1]))
     return x
+
+  def _final_layer(self, x, temb):
+    spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
+    if spec.layout == "expert":  # CogVideoX normalises twice: norm_final, then AdaLN
+      x = LayerNorm(epsilon=spec.norm_eps, name="final_norm_pre")(x)
+    if spec.adaln == "single":
+      table = self.param("final_scale_shift_table", nn.with_logical_partitioning(
+          nn.initializers.zeros, (None, "embed")), (2, spec.width), jnp.float32)
+      shift, scale = table[0] + temb, table[1] + temb
+    else:
+      shift, scale = jnp.split(
+          Dense(2 * spec.width, ("embed", "mlp"), dtype=dtype, kernel_init=nn.initializers.zeros,
+                name="final_adaln")(nn.silu(temb)), 2, axis=-1)
+    norm = LayerNorm(use_scale=spec.layout == "expert", epsilon=spec.norm_eps, name="final_norm")
+    return modulate(norm(x), shift, scale)

@@ -33,12 +33,22 @@ def unpatchify(tokens: jax.Array, grid: tuple[int, int, int],
   return x.reshape(b, gt * pt, gh * ph, gw * pw, channels)
 
 
-def axis_split(dim: int) -> tuple[int, int, int]:
-  """Splits `dim` channels over (t, h, w) as CogVideoX does: 1/4 time, 3/8 each space axis."""
-  dim_t = dim // 4
-  dim_h = dim_w = (dim - dim_t) // 2
+ROPE_SPLITS = ("cogvideox", "wan")
+
+
+def axis_split(dim: int, split: str = "cogvideox") -> tuple[int, int, int]:
+  """Splits `dim` channels over (t, h, w): CogVideoX gives 1/4 to time and 3/8 to each space
+  axis; Wan gives 2·(dim // 6) to each space axis and the rest to time."""
+  if split == "wan":
+    dim_h = dim_w = 2 * (dim // 6)
+    dim_t = dim - dim_h - dim_w
+  elif split == "cogvideox":
+    dim_t = dim // 4
+    dim_h = dim_w = (dim - dim_t) // 2
+  else:
+    raise ValueError(f"model.rope_split={split!r}; expected one of {ROPE_SPLITS}")
   if dim % 2 or dim_t % 2 or dim_h % 2 or dim_t + dim_h + dim_w != dim:
-    raise ValueError(f"3D positions need a dimension whose 1/4 and 3/8 splits are even; "
+    raise ValueError(f"3D positions need a dimension whose ({split}) t/h/w splits are even; "
                      f"got {dim} (use a head_dim/width that is a multiple of 16)")
   return dim_t, dim_h, dim_w
 
@@ -54,11 +64,14 @@ def _angles(positions: np.ndarray, dim: int, theta: float) -> np.ndarray:
   return positions[:, None].astype(np.float64) * freqs[None]
 
 
-def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0):
-  """3D rotary embedding: `(cos, sin)`, each `(L, head_dim/2)`, from the token grid."""
+def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0,
+            split: str = "cogvideox", leading: int = 0):
+  """3D rotary embedding: `(cos, sin)`, each `(leading + L, head_dim/2)`, from the token grid.
+  `leading` rows of identity rotation go first (text tokens that share the sequence)."""
   pos = _grid_positions(grid)
   angles = np.concatenate([_angles(pos[:, i], d, theta)
-                           for i, d in enumerate(axis_split(head_dim))], axis=-1)
+                           for i, d in enumerate(axis_split(head_dim, split))], axis=-1)
+  angles = np.concatenate([np.zeros((leading, angles.shape[1])), angles])
   return jnp.asarray(np.cos(angles), jnp.float32), jnp.asarray(np.sin(angles), jnp.float32)
 
 

@@ -49,6 +49,7 @@ class LayerNorm(nn.Module):
 
   use_scale: bool = True
   epsilon: float = 1e-6
+  axis: str = "embed"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -58,9 +59,9 @@ class LayerNorm(nn.Module):
     var = jnp.square(x - mean).mean(-1, keepdims=True)
     y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
     if self.use_scale:
-      scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+      scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, (self.axis,)),
                          (x.shape[-1],), jnp.float32)
-      bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+      bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, (self.axis,)),
                         (x.shape[-1],), jnp.float32)
       y = y * scale + bias
     return y.astype(dtype)

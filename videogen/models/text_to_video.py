@@ -6,6 +6,8 @@ Rows flagged by `drop` are replaced by the null embedding when `null` is "zero" 
 (caption dropout in training, the unconditional branch in sampling); with "empty" the caller
 passes the encoded empty prompt instead and `drop` is unused.
 """
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -53,12 +55,9 @@ class TextToVideo(nn.Module):
 
 
 def spec_from_config(model: ml_collections.ConfigDict) -> DiTSpec:
-  return DiTSpec(
-      width=model.width, depth=model.depth, num_heads=model.num_heads,
-      mlp_ratio=model.mlp_ratio, patch_size=tuple(model.patch_size), channels=model.channels,
-      layout=model.layout, pos_embed=model.pos_embed, pooled_text=model.pooled_text,
-      attention_backend=model.attention_backend, dtype=model.dtype,
-      scan_layers=model.scan_layers, remat_policy=model.remat_policy)
+  fields = {f.name for f in dataclasses.fields(DiTSpec)}
+  values = {k: v for k, v in model.to_dict().items() if k in fields}
+  return DiTSpec(**{**values, "patch_size": tuple(model.patch_size)})
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int,

@@ -1,0 +1,131 @@
+"""The three DiT layouts: shapes at many (T, H, W), AdaLN-Zero at init, factorized attention
+that never crosses its axis, padding-independent text, and sharded = unsharded."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from videogen.models.dit import DiT, DiTBlock, DiTSpec
+
+LAYOUTS = [("joint", "per_block"), ("joint", "single"), ("expert", "per_block"),
+           ("factorized", "per_block"), ("factorized", "single")]
+
+
+def _spec(layout, adaln, **overrides):
+  return DiTSpec(**{"width": 32, "depth": 2, "num_heads": 2, "patch_size": (1, 2, 2),
+                    "channels": 3, "layout": layout, "adaln": adaln, **overrides})
+
+
+def _inputs(shape=(3, 8, 12), batch=2, text_length=5, seed=0):
+  keys = jax.random.split(jax.random.key(seed), 2)
+  x = jax.random.normal(keys[0], (batch, *shape, 3))
+  context = jax.random.normal(keys[1], (batch, text_length, 8))
+  mask = jnp.arange(text_length)[None] < jnp.array([[3], [5]])[:batch]
+  return x, jnp.array([10.0, 700.0])[:batch], context, mask
+
+
+def _perturbed(params, scale=0.2, seed=1):
+  """Wake the zero-initialised gates and output layer so every path matters."""
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape)
+                                   for p, k in zip(leaves, keys)])
+
+
+def _init(spec, inputs):
+  return nn.unbox(DiT(spec).init(jax.random.key(0), *inputs)["params"])
+
+
+@pytest.mark.parametrize("layout,adaln", LAYOUTS)
+def test_one_model_runs_at_many_shapes_and_starts_at_zero(layout, adaln):
+  spec = _spec(layout, adaln)
+  params = _init(spec, _inputs())
+  for shape in [(3, 8, 12), (5, 16, 8), (1, 6, 6), (4, 10, 14)]:
+    inputs = _inputs(shape)
+    out = DiT(spec).apply({"params": params}, *inputs)
+    assert out.shape == inputs[0].shape
+    np.testing.assert_array_equal(out, 0.0)  # AdaLN-Zero: zero output layer at init
+    moved = DiT(spec).apply({"params": _perturbed(params)}, *inputs)
+    assert moved.shape == inputs[0].shape and bool(jnp.isfinite(moved).all())
+  spec_2x = _spec(layout, adaln, patch_size=(2, 2, 2))
+  inputs = _inputs((6, 8, 10))
+  assert DiT(spec_2x).apply({"params": _init(spec_2x, inputs)}, *inputs).shape == (2, 6, 8, 10, 3)
+
+
+@pytest.mark.parametrize("layout,adaln", LAYOUTS)
+def test_gated_branches_are_off_at_init(layout, adaln):
+  """With the modulation still at its zero init, every gated branch (self-attention and MLP;
+  for expert, everything) contributes nothing: re-drawing those weights changes no output."""
+  spec = _spec(layout, adaln)
+  inputs = _inputs()
+  params = _init(spec, inputs)
+  awake = dict(_perturbed({k: v for k, v in params.items() if k in ("final_proj",)}))
+  base = {**params, **awake}
+
+  def redraw(path, leaf):
+    names = [getattr(p, "key", "") for p in path]
+    gated = any(n in ("self_attn", "mlp", "attn") for n in names)
+    return leaf + jax.random.normal(jax.random.key(len(names)), leaf.shape) if gated else leaf
+
+  redrawn = jax.tree_util.tree_map_with_path(redraw, base)
+  np.testing.assert_allclose(DiT(spec).apply({"params": base}, *inputs),
+                             DiT(spec).apply({"params": redrawn}, *inputs), atol=1e-6)
+
+
+def test_factorized_blocks_never_cross_their_axis():
+  """Perturbing frame 0 leaves a spatial block's other frames unchanged; perturbing one
+  position leaves a temporal block's other positions unchanged (in every frame)."""
+  spec = _spec("factorized", "per_block")
+  grid = (3, 4, 6)
+  tokens = jax.random.normal(jax.random.key(0), (2, 72, 32))
+  cond = jax.random.normal(jax.random.key(1), (2, 32))
+  context = jax.random.normal(jax.random.key(2), (2, 5, 32))
+  mask = jnp.ones((2, 5), bool)
+  for attend in ("space", "time"):
+    block = DiTBlock(spec, attend, grid)
+    params = _perturbed(nn.unbox(block.init(jax.random.key(3), tokens, cond, context, mask,
+                                            None)["params"]))
+    out = block.apply({"params": params}, tokens, cond, context, mask, None)
+    touched = np.zeros((3, 24), bool)
+    if attend == "space":
+      touched[0, :] = True   # every token of frame 0
+    else:
+      touched[:, 5] = True   # position 5 in every frame
+    delta = jnp.where(touched.reshape(1, 72, 1), 1.0, 0.0)
+    moved = block.apply({"params": params}, tokens + delta, cond, context, mask, None)
+    changed = np.abs(np.asarray(moved - out)).max(axis=(0, 2)).reshape(3, 24) > 1e-6
+    np.testing.assert_array_equal(changed, touched)
+
+
+@pytest.mark.parametrize("layout,adaln", LAYOUTS)
+def test_padded_text_does_not_matter(layout, adaln):
+  spec = _spec(layout, adaln)
+  x, t, context, mask = _inputs()
+  params = _perturbed(_init(spec, (x, t, context, mask)))
+  garbage = jnp.where(mask[..., None], context, 50.0 * jax.random.normal(jax.random.key(9),
+                                                                         context.shape))
+  out = DiT(spec).apply({"params": params}, x, t, context, mask)
+  np.testing.assert_allclose(DiT(spec).apply({"params": params}, x, t, garbage, mask), out,
+                             atol=1e-5)
+  assert not np.allclose(DiT(spec).apply({"params": params}, x, t, garbage, mask | True), out,
+                         atol=1e-3)
+
+
+@pytest.mark.parametrize("layout,adaln", [("expert", "per_block"), ("factorized", "single")])
+def test_sharded_forward_equals_single_device(layout, adaln):
+  """fsdp × tensor sharding of params and activations (the default rules) changes nothing."""
+  from jax.sharding import NamedSharding
+  from videogen.parallel.mesh import AXES, DEFAULT_RULES
+  spec = _spec(layout, adaln, width=64, num_heads=4)
+  inputs = _inputs(batch=2)
+  boxed = DiT(spec).init(jax.random.key(0), *inputs)["params"]
+  params = _perturbed(nn.unbox(boxed))
+  want = DiT(spec).apply({"params": params}, *inputs)
+  mesh = jax.make_mesh((1, 2, 2, 1), AXES, devices=jax.devices()[:4],
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
+  specs = nn.logical_to_mesh(nn.get_partition_spec(boxed), DEFAULT_RULES)
+  sharded = jax.tree.map(lambda p, s: jax.device_put(p, NamedSharding(mesh, s)), params, specs)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
+    got = jax.jit(lambda p, *a: DiT(spec).apply({"params": p}, *a))(sharded, *inputs)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5, rtol=1e-4)
