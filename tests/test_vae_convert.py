@@ -163,7 +163,7 @@ def test_unsupported_configs_are_refused(override, message):
 
 
 def test_missing_files_are_one_line_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match="no VAE weights at"):
+  with pytest.raises(FileNotFoundError, match="no weights at"):
     convert.load_state_dict(tmp_path / "nope.safetensors")
   with pytest.raises(FileNotFoundError, match="holds none of diffusion_pytorch_model"):
     convert.load_state_dict(tmp_path)
@@ -195,8 +195,8 @@ def test_import_cli_writes_an_export_a_dit_can_name_as_its_vae(saved, tmp_path):
   from videogen.parallel import mesh as mesh_lib
   from videogen.vae.latents import FrozenVae
   vae, folder = saved
-  run_cli("videogen.import_weights", "--input", str(folder), "--output", str(tmp_path / "out"),
-          check=True)
+  run_cli("videogen.convert", "--from", "diffusers-cogvideox-vae", str(folder),
+          "--to", str(tmp_path / "out"), check=True)
   loaded = FrozenVae.load(str(tmp_path / "out"), mesh_lib.create_mesh(
       {"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1}, jax.devices()[:1]), ())
   assert loaded.stats["std"] == pytest.approx([1 / vae.config.scaling_factor] * 4)
@@ -210,7 +210,7 @@ def test_import_cli_writes_an_export_a_dit_can_name_as_its_vae(saved, tmp_path):
 
 
 def test_import_cli_reports_a_missing_input_in_one_line(tmp_path):
-  result = run_cli("videogen.import_weights", "--input", str(tmp_path / "nope"), "--output",
-                   str(tmp_path / "out"))
+  result = run_cli("videogen.convert", "--from", "diffusers-cogvideox-vae",
+                   str(tmp_path / "nope"), "--to", str(tmp_path / "out"))
   assert result.returncode == 2
   assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1, result.stderr

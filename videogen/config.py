@@ -201,14 +201,15 @@ def _flag_value(argv: list[str], name: str) -> str | None:
   return None
 
 
-def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> None:
-  """Parses absl flags; any problem becomes one `error:` line on stderr and exit code 2."""
+def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> list[str]:
+  """Parses absl flags; any problem becomes one `error:` line on stderr and exit code 2.
+  Returns the positional arguments (program name first)."""
   if config_flag:
     path = _flag_value(argv, config_flag)
     if path is not None and not os.path.isfile(path.split(":", 1)[0]):
       exit_with_error(f"--{config_flag}: config file {path.split(':', 1)[0]!r} does not exist")
   try:
-    flags.FLAGS(argv)
+    positional = flags.FLAGS(argv)
     if config_flag and flags.FLAGS[config_flag].present:
       config = flags.FLAGS[config_flag].value
       validate(config)
@@ -226,6 +227,7 @@ def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> 
     exit_with_error(re.sub(r"\s+", " ", message))
   except ConfigError as e:
     exit_with_error(f"invalid config: {e}")
+  return positional
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:

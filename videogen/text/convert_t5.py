@@ -3,7 +3,7 @@
 Conversion walks the expected HF key set for the spec, moves each tensor onto our tree (torch
 Linear weights are `(out, in)`, so transposed; q/k/v split heads as `(d_model, heads, d_kv)`,
 o as `(heads, d_kv, d_model)`) and fails on any missing or leftover key. Decoder / lm_head
-weights of a full T5 checkpoint are ignored. Files are read by `videogen.vae.convert`'s
+weights of a full T5 checkpoint are ignored. Files are read by `videogen.weights`'
 non-unpickling readers.
 """
 import json
@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
-from videogen.vae.convert import _listing, load_state_dict
+from videogen.weights import _listing, load_state_dict
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")

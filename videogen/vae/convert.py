@@ -8,19 +8,17 @@ target leaf filled, so a config/weights mismatch fails loudly instead of loading
 Weights are read without unpickling: safetensors is parsed directly (numpy alone, bf16 via
 ml_dtypes), and torch `.bin/.pt` files only through `torch.load(..., weights_only=True)`.
 """
-import json
-import math
 import os
 import re
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 from flax import traverse_util
 
 from videogen.vae.model import Autoencoder, CodecSpec, VaeSpec
+from videogen.weights import _listing, load_diffusers_config, load_state_dict, model_folder
 
 # diffusers' `AutoencoderKLCogVideoX.__init__` defaults: what a config.json may leave out.
 DIFFUSERS_DEFAULTS = dict(
@@ -28,8 +26,6 @@ DIFFUSERS_DEFAULTS = dict(
     layers_per_block=3, act_fn="silu", norm_eps=1e-6, norm_num_groups=32,
     temporal_compression_ratio=4, scaling_factor=1.15258426, shift_factor=None,
     use_quant_conv=False, use_post_quant_conv=False)
-WEIGHT_FILES = ("diffusion_pytorch_model.safetensors",
-                "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin")
 _EPSILON = 1e-6  # videogen.vae.model.GroupNorm's (fixed) epsilon
 
 
@@ -122,12 +118,6 @@ def to_flax(value: np.ndarray, leaf: str) -> np.ndarray:
   return np.array(value, np.float32, order="C")  # a writable copy, not a view of the file
 
 
-def _listing(keys, limit: int = 4) -> str:
-  keys = sorted(keys)
-  more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-  return ", ".join(keys[:limit]) + more
-
-
 def convert_state_dict(state_dict: dict[str, np.ndarray], spec: VaeSpec):
   """diffusers state dict → params for `Autoencoder(spec)` (nested dicts of float32 arrays)."""
   if spec.variant != "causal3d" or len(spec.codecs) != 1:
@@ -158,109 +148,6 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], spec: VaeSpec):
   return traverse_util.unflatten_dict(params)
 
 
-_SAFETENSORS_DTYPES = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype("<i8"), "I32": np.dtype("<i4"),
-    "I16": np.dtype("<i2"), "I8": np.dtype("i1"), "U8": np.dtype("u1"), "BOOL": np.dtype("?")}
-
-
-def read_safetensors(path: str) -> dict[str, np.ndarray]:
-  """One `.safetensors` file → numpy arrays. Parsed here: the format is a JSON header and raw
-  little-endian buffers, and numpy-side readers reject bf16."""
-  with open(path, "rb") as f:
-    header_size = int.from_bytes(f.read(8), "little")
-    try:
-      header = json.loads(f.read(header_size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-      raise ValueError(f"{path} is not a safetensors file ({e})") from None
-    data = f.read()
-  tensors = {}
-  for key, info in header.items():
-    if key == "__metadata__":
-      continue
-    if info["dtype"] not in _SAFETENSORS_DTYPES:
-      raise ValueError(f"{path}: tensor {key!r} has unsupported dtype {info['dtype']}")
-    dtype, shape = _SAFETENSORS_DTYPES[info["dtype"]], tuple(info["shape"])
-    start, stop = info["data_offsets"]
-    if stop - start != math.prod(shape) * dtype.itemsize or stop > len(data):
-      raise ValueError(f"{path} is truncated or corrupt (tensor {key!r})")
-    tensors[key] = np.frombuffer(data, dtype, math.prod(shape), start).reshape(shape)
-  return tensors
-
-
-def read_sharded_safetensors(index_path: str) -> dict[str, np.ndarray]:
-  """A `*.safetensors.index.json` and the shards its `weight_map` names."""
-  with open(index_path) as f:
-    weight_map = json.load(f)["weight_map"]
-  folder, tensors = os.path.dirname(index_path), {}
-  for shard in sorted(set(weight_map.values())):
-    shard_path = os.path.join(folder, shard)
-    if not os.path.isfile(shard_path):
-      raise FileNotFoundError(f"{index_path} names shard {shard}, which is missing")
-    tensors.update(read_safetensors(shard_path))
-  absent = set(weight_map) - set(tensors)
-  if absent:
-    raise ValueError(f"{index_path}: shards lack {len(absent)} listed tensors: {_listing(absent)}")
-  return tensors
-
-
-def read_torch(path: str) -> dict[str, np.ndarray]:
-  """A torch `.bin/.pt` state dict, loaded with `weights_only=True` (no arbitrary unpickling)."""
-  import torch  # the `convert` extra; only torch files need it
-  state = torch.load(path, map_location="cpu", weights_only=True)
-  if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-    raise ValueError(f"{path} does not hold a flat state dict of tensors")
-  return {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().numpy()
-          for k, v in state.items()}
-
-
-def weights_file(path: str) -> str:
-  """A weights file, or the diffusers weights file inside a folder."""
-  if not os.path.isdir(path):
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"no VAE weights at {path}")
-    return path
-  for name in WEIGHT_FILES:
-    if os.path.isfile(os.path.join(path, name)):
-      return os.path.join(path, name)
-  raise FileNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
-
-
-def load_state_dict(path) -> dict[str, np.ndarray]:
-  """`.safetensors`, sharded `*.safetensors.index.json`, torch `.bin/.pt/.pth`, or a folder
-  holding diffusers' `diffusion_pytorch_model.*` → {key: numpy array}."""
-  path = weights_file(os.fspath(path))
-  if path.endswith(".safetensors.index.json"):
-    return read_sharded_safetensors(path)
-  if path.endswith(".safetensors"):
-    return read_safetensors(path)
-  if path.endswith((".bin", ".pt", ".pth")):
-    return read_torch(path)
-  raise ValueError(f"{path}: unknown weights format (want .safetensors, "
-                   ".safetensors.index.json, .bin, .pt or .pth)")
-
-
-def model_folder(path: str) -> str:
-  """The folder with `config.json`: that of a weights file, `path` itself, or a pipeline's
-  `vae/` subfolder."""
-  if not os.path.isdir(path):
-    return os.path.dirname(path) or "."
-  if not os.path.isfile(os.path.join(path, "config.json")) and os.path.isfile(
-      os.path.join(path, "vae", "config.json")):
-    return os.path.join(path, "vae")
-  return path
-
-
-def load_diffusers_config(path) -> dict:
-  """The `config.json` that describes the weights at `path` (see `model_folder`)."""
-  folder = model_folder(os.fspath(path))
-  config_path = os.path.join(folder, "config.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"no config.json in {folder} (want a diffusers VAE folder)")
-  with open(config_path) as f:
-    return json.load(f)
-
-
 def load_cogvideox_vae(path) -> tuple[VaeSpec, dict]:
   """A diffusers `AutoencoderKLCogVideoX` folder (or a weights file beside its config.json)
   → (VaeSpec, params)."""
@@ -269,3 +156,27 @@ def load_cogvideox_vae(path) -> tuple[VaeSpec, dict]:
   spec = spec_from_diffusers_config(cfg)
   weights = path if not os.path.isdir(path) else model_folder(path)
   return spec, convert_state_dict(load_state_dict(weights), spec)
+
+
+def export_cogvideox_vae(source: str, output: str) -> None:
+  """A diffusers CogVideoX VAE → an export a DiT can name as its `vae.checkpoint`."""
+  from videogen import checkpoints
+  from videogen.config import base_config
+
+  spec, params = load_cogvideox_vae(source)
+  diffusers_config = load_diffusers_config(source)
+  codec = spec.codecs[0]
+  config = base_config()
+  config.task = "vae"
+  config.vae.update(
+      variant="causal3d", latent_channels=codec.latent_channels,
+      block_channels=codec.block_channels, layers_per_block=codec.layers_per_block,
+      spatial_levels=codec.spatial_levels, temporal_levels=codec.temporal_levels,
+      norm_groups=codec.norm_groups, norm_scope=codec.norm_scope,
+      use_quant_conv=codec.use_quant_conv,
+      # diffusers runs CogVideoX in chunks of 8 frames / 2 latents, each with its own
+      # GroupNorm statistics: these sizes reproduce its latents and videos exactly.
+      chunk_frames=8, chunk_latents=2)
+  checkpoints.export_params(output, params, config, {
+      "latent_stats": latent_stats_from_diffusers_config(diffusers_config),
+      "imported_from": os.path.abspath(source)})

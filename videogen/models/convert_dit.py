@@ -1,0 +1,239 @@
+"""Imports diffusers video transformers into the DiT layouts.
+
+    CogVideoXTransformer3DModel → layout "expert" (CogVideoX 5B and 1.5: 3D RoPE positions)
+    WanTransformer3DModel       → layout "joint"  (Wan 2.1 text-to-video: adaLN-single,
+                                                   cross-attention, RMS q/k across heads)
+
+Each importer reads the diffusers config.json into `model.*` settings, then takes every
+tensor it expects by name, checks its shape, moves it onto our tree (torch Linear weights are
+`(out, in)`; q/k/v become `(embed, heads, head_dim)`; patch convolutions become Dense kernels
+over our `(pt, ph, pw, C)` patch order) and fails on a missing, misshapen or leftover tensor.
+Variants whose maths we do not implement are refused by name rather than loaded wrongly.
+"""
+import os
+
+import numpy as np
+
+from videogen.weights import _listing
+
+COGVIDEOX_DEFAULTS = dict(
+    num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16,
+    flip_sin_to_cos=True, freq_shift=0, time_embed_dim=512, ofs_embed_dim=None,
+    text_embed_dim=4096, num_layers=30, attention_bias=True, patch_size=2, patch_size_t=None,
+    max_text_seq_length=226, activation_fn="gelu-approximate", timestep_activation_fn="silu",
+    norm_elementwise_affine=True, norm_eps=1e-5, use_rotary_positional_embeddings=False,
+    use_learned_positional_embeddings=False, patch_bias=True)
+WAN_DEFAULTS = dict(
+    patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16,
+    out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40,
+    cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None,
+    added_kv_proj_dim=None, pos_embed_seq_len=None)
+KINDS = ("cogvideox", "wan")
+CLASS_NAMES = {"cogvideox": "CogVideoXTransformer3DModel", "wan": "WanTransformer3DModel"}
+
+
+def _refuse(cfg: dict, kind: str, checks: dict) -> None:
+  for key, (ok, why) in checks.items():
+    if not ok(cfg[key]):
+      raise ValueError(f"{kind} config {key}={cfg[key]!r}: {why}")
+
+
+def cogvideox_model_config(config_json: dict) -> dict:
+  """diffusers CogVideoX config → our `model.*` settings (layout expert)."""
+  cfg = {**COGVIDEOX_DEFAULTS, **config_json}
+  _refuse(cfg, "CogVideoX", {
+      "use_rotary_positional_embeddings": (bool, "CogVideoX 1.0 2B-style 3D sin-cos positions "
+                                           "(with interpolation scales) are not implemented"),
+      "use_learned_positional_embeddings": (lambda v: not v, "learned positions (5B-I2V) "
+                                            "are not implemented"),
+      "ofs_embed_dim": (lambda v: not v, "the 1.5 I2V ofs embedding is not implemented"),
+      "activation_fn": (lambda v: v == "gelu-approximate", "only gelu-approximate"),
+      "timestep_activation_fn": (lambda v: v == "silu", "only silu"),
+      "flip_sin_to_cos": (bool, "only cos-first timestep features"),
+      "freq_shift": (lambda v: v == 0, "only freq_shift 0"),
+      "norm_elementwise_affine": (bool, "only affine LayerNorms"),
+      "attention_bias": (bool, "only biased q/k/v"),
+      "patch_bias": (bool, "only a biased patch embedding"),
+      "out_channels": (lambda v: v == cfg["in_channels"], "must equal in_channels")})
+  width = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+  return dict(layout="expert", width=width, depth=cfg["num_layers"],
+              num_heads=cfg["num_attention_heads"], mlp_ratio=4.0,
+              patch_size=(cfg["patch_size_t"] or 1, cfg["patch_size"], cfg["patch_size"]),
+              channels=cfg["in_channels"], text_dim=cfg["text_embed_dim"], adaln="per_block",
+              pos_embed="rope", rope_split="cogvideox", qk_norm="layer",
+              text_projection="linear", pooled_text=False, time_frequency_dim=width,
+              time_embed_dim=cfg["time_embed_dim"], norm_eps=cfg["norm_eps"])
+
+
+def wan_model_config(config_json: dict) -> dict:
+  """diffusers Wan config → our `model.*` settings (layout joint, adaLN-single)."""
+  cfg = {**WAN_DEFAULTS, **config_json}
+  _refuse(cfg, "Wan", {
+      "cross_attn_norm": (bool, "our cross-attention input is always LayerNorm-ed"),
+      "qk_norm": (lambda v: v == "rms_norm_across_heads", "only rms_norm_across_heads"),
+      "image_dim": (lambda v: v is None, "image-to-video (CLIP image context) is not "
+                    "implemented"),
+      "added_kv_proj_dim": (lambda v: v is None, "added k/v projections are not implemented"),
+      "pos_embed_seq_len": (lambda v: v is None, "image position embeddings are not "
+                            "implemented"),
+      "out_channels": (lambda v: v == cfg["in_channels"], "must equal in_channels")})
+  width = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+  return dict(layout="joint", width=width, depth=cfg["num_layers"],
+              num_heads=cfg["num_attention_heads"], mlp_ratio=cfg["ffn_dim"] / width,
+              patch_size=tuple(cfg["patch_size"]), channels=cfg["in_channels"],
+              text_dim=cfg["text_dim"], adaln="single", pos_embed="rope", rope_split="wan",
+              qk_norm="rms_across_heads", text_projection="mlp", pooled_text=False,
+              time_frequency_dim=cfg["freq_dim"], time_embed_dim=0, norm_eps=cfg["eps"])
+
+
+class _Tensors:
+  """Takes named tensors out of a state dict, checking shapes; `finish` fails on leftovers."""
+
+  def __init__(self, state_dict: dict, kind: str):
+    self.remaining = dict(state_dict)
+    self.kind = kind
+
+  def take(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    if key not in self.remaining:
+      raise ValueError(f"{self.kind} state dict lacks {key!r}")
+    value = np.array(self.remaining.pop(key), np.float32)
+    if shape is not None and value.shape != tuple(shape):
+      raise ValueError(f"{self.kind} {key}: shape {value.shape}, expected {tuple(shape)}")
+    return value
+
+  def dense(self, prefix: str, fan_in: int, fan_out: int) -> dict:
+    return {"kernel": self.take(f"{prefix}.weight", (fan_out, fan_in)).T,
+            "bias": self.take(f"{prefix}.bias", (fan_out,))}
+
+  def norm(self, prefix: str, dim: int) -> dict:
+    return {"scale": self.take(f"{prefix}.weight", (dim,)), "bias": self.take(f"{prefix}.bias",
+                                                                             (dim,))}
+
+  def attention(self, prefix: str, m: dict, q_norm, kv_dim: int | None = None) -> dict:
+    width, heads = m["width"], m["num_heads"]
+    head_dim = width // heads
+    params = {}
+    for ours, theirs, fan_in in (("query", "to_q", width), ("key", "to_k", kv_dim or width),
+                                 ("value", "to_v", kv_dim or width)):
+      dense = self.dense(f"{prefix}.{theirs}", fan_in, width)
+      params[f"{ours}_kernel"] = dense["kernel"].reshape(fan_in, heads, head_dim)
+      params[f"{ours}_bias"] = dense["bias"].reshape(heads, head_dim)
+    out = self.dense(f"{prefix}.to_out.0", width, width)
+    params["out_kernel"] = out["kernel"].reshape(heads, head_dim, width)
+    params["out_bias"] = out["bias"]
+    params["query_norm"], params["key_norm"] = q_norm(f"{prefix}.norm_q"), q_norm(
+        f"{prefix}.norm_k")
+    return params
+
+  def finish(self) -> None:
+    if self.remaining:
+      raise ValueError(f"{self.kind} state dict has {len(self.remaining)} unexpected tensors: "
+                       f"{_listing(self.remaining)}")
+
+
+def _patch_in(weight: np.ndarray, patch: tuple[int, int, int], channels: int) -> np.ndarray:
+  """A patch projection over `(C, pt, ph, pw)` inputs (a Conv2d/Conv3d weight, or CogVideoX
+  1.5's Linear) → our Dense kernel over `(pt, ph, pw, C)`."""
+  out = weight.shape[0]
+  return weight.reshape(out, channels, *patch).transpose(2, 3, 4, 1, 0).reshape(-1, out)
+
+
+def _mlp(t: _Tensors, prefix: str, width: int, hidden: int) -> dict:
+  return {"fc1": t.dense(f"{prefix}.net.0.proj", width, hidden),
+          "fc2": t.dense(f"{prefix}.net.2", hidden, width)}
+
+
+def convert_cogvideox(state_dict: dict, m: dict) -> dict:
+  """CogVideoX state dict → `DiT` params (unrolled `block_i`) for model settings `m`."""
+  t = _Tensors(state_dict, "CogVideoX")
+  width, e, heads = m["width"], m["time_embed_dim"], m["num_heads"]
+  patch, c = m["patch_size"], m["channels"]
+  patch_dim = int(np.prod(patch)) * c
+  head_norm = lambda key: t.norm(key, width // heads)  # noqa: E731
+  proj = t.take("patch_embed.proj.weight")
+  params = {
+      "patch_embed": {"kernel": _patch_in(proj, patch, c),
+                      "bias": t.take("patch_embed.proj.bias", (width,))},
+      "context_proj": t.dense("patch_embed.text_proj", m["text_dim"], width),
+      "t_embed": {"fc1": t.dense("time_embedding.linear_1", width, e),
+                  "fc2": t.dense("time_embedding.linear_2", e, e)},
+      "final_norm_pre": t.norm("norm_final", width),
+      "final_adaln": t.dense("norm_out.linear", e, 2 * width),
+      "final_norm": t.norm("norm_out.norm", width),
+  }
+  out = t.dense("proj_out", width, patch_dim)  # outputs in (C, pt, ph, pw) order
+  params["final_proj"] = {
+      "kernel": out["kernel"].reshape(width, c, *patch).transpose(0, 2, 3, 4, 1).reshape(
+          width, patch_dim),
+      "bias": out["bias"].reshape(c, *patch).transpose(1, 2, 3, 0).reshape(-1)}
+  for i in range(m["depth"]):
+    b = f"transformer_blocks.{i}"
+    params[f"block_{i}"] = {
+        "norm1_adaln": {"linear": t.dense(f"{b}.norm1.linear", e, 6 * width)},
+        "norm1_norm": t.norm(f"{b}.norm1.norm", width),
+        "attn": t.attention(f"{b}.attn1", m, head_norm),
+        "norm2_adaln": {"linear": t.dense(f"{b}.norm2.linear", e, 6 * width)},
+        "norm2_norm": t.norm(f"{b}.norm2.norm", width),
+        "mlp": _mlp(t, f"{b}.ff", width, 4 * width),
+    }
+  t.remaining.pop("patch_embed.pos_embedding", None)  # a non-persistent buffer, if saved
+  t.finish()
+  return params
+
+
+def convert_wan(state_dict: dict, m: dict) -> dict:
+  """Wan state dict → `DiT` params (unrolled `block_i`) for model settings `m`."""
+  t = _Tensors(state_dict, "Wan")
+  width, heads, patch, c = m["width"], m["num_heads"], m["patch_size"], m["channels"]
+  hidden = round(width * m["mlp_ratio"])
+  across = lambda key: {"scale": t.take(f"{key}.weight", (width,)).reshape(  # noqa: E731
+      heads, width // heads)}
+  embed = "condition_embedder"
+  params = {
+      "patch_embed": {"kernel": _patch_in(t.take("patch_embedding.weight"), patch, c),
+                      "bias": t.take("patch_embedding.bias", (width,))},
+      "context_proj": t.dense(f"{embed}.text_embedder.linear_1", m["text_dim"], width),
+      "context_proj2": t.dense(f"{embed}.text_embedder.linear_2", width, width),
+      "t_embed": {"fc1": t.dense(f"{embed}.time_embedder.linear_1", m["time_frequency_dim"],
+                                 width),
+                  "fc2": t.dense(f"{embed}.time_embedder.linear_2", width, width)},
+      "t_block": t.dense(f"{embed}.time_proj", width, 6 * width),
+      "final_scale_shift_table": t.take("scale_shift_table", (1, 2, width))[0],
+      "final_proj": t.dense("proj_out", width, int(np.prod(patch)) * c),
+  }
+  for i in range(m["depth"]):
+    b = f"blocks.{i}"
+    params[f"block_{i}"] = {
+        "adaln": {"scale_shift_table": t.take(f"{b}.scale_shift_table", (1, 6, width))[0]},
+        "self_attn": t.attention(f"{b}.attn1", m, across),
+        "cross_attn": t.attention(f"{b}.attn2", m, across),
+        "norm2": t.norm(f"{b}.norm2", width),
+        "mlp": _mlp(t, f"{b}.ffn", width, hidden),
+    }
+  t.finish()
+  return params
+
+
+def stack_blocks(params: dict, depth: int) -> dict:
+  """Unrolled `block_i` params → the `blocks` tree `nn.scan` keeps (leading layer axis)."""
+  import jax
+  params = dict(params)
+  layers = [params.pop(f"block_{i}") for i in range(depth)]
+  params["blocks"] = jax.tree.map(lambda *xs: np.stack(xs), *layers)
+  return params
+
+
+def load_diffusers_dit(path: str, kind: str) -> tuple[dict, dict]:
+  """A diffusers transformer folder (or a pipeline with `transformer/`) → (model settings,
+  unrolled params)."""
+  from videogen.weights import load_diffusers_config, load_state_dict, model_folder
+  if kind not in KINDS:
+    raise ValueError(f"unknown transformer kind {kind!r}; expected one of {KINDS}")
+  config_json = load_diffusers_config(path, "transformer")
+  found = config_json.get("_class_name", CLASS_NAMES[kind])
+  if found != CLASS_NAMES[kind]:
+    raise ValueError(f"{path} holds a {found}, not a {CLASS_NAMES[kind]}")
+  settings = (cogvideox_model_config if kind == "cogvideox" else wan_model_config)(config_json)
+  weights = path if not os.path.isdir(path) else model_folder(path, "transformer")
+  convert = convert_cogvideox if kind == "cogvideox" else convert_wan
+  return settings, convert(load_state_dict(weights), settings)
