@@ -3,6 +3,8 @@
     python -m videogen.train --config configs/tiny.py --workdir runs/tiny
     python -m videogen.train --config configs/tiny.py:test ...   # seconds-long smoke variant
     python -m videogen.train --config configs/tiny.py:t5 ...     # frozen T5 text path
+    python -m videogen.train --config configs/tiny.py:expert ...  # CogVideoX-style layout
+    python -m videogen.train --config configs/tiny.py:factorized ...  # STDiT-style layout
 
 `:t5` conditions on a frozen T5 encoder (the `tiny` preset, randomly initialised: no download)
 through a sentencepiece tokenizer trained on the synthetic captions in the workdir, with a
@@ -29,8 +31,13 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=4, batch_size=8, warmup_steps=1, log_every=1)
     c.checkpoint.update(every_steps=2, keep=5)
     c.sample.update(steps=4, guidance=4.0)
+  elif arg == "expert":  # text tokens in the sequence; expert AdaLN for text and video
+    c.model.update(layout="expert", pooled_text=False)
+  elif arg == "factorized":  # 2 (spatial, temporal) pairs ≈ the joint model's parameters
+    c.model.update(layout="factorized", depth=2, adaln="single")
   elif arg == "t5":
     c.text.update(tokenizer="sentencepiece", encoder="t5", null="learned")
   elif arg:
-    raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '', 'test' or 't5')")
+    raise ValueError(f"configs/tiny.py has no variant {arg!r} "
+                     f"(choose '', 'test', 't5', 'expert' or 'factorized')")
   return c

@@ -47,8 +47,8 @@ def model_info(config, frames: int, height: int, width: int) -> dict:
   return {"layout": spec.layout, "params": params, "params_B": round(params / 1e9, 4),
           "latent_shape": [t, h, w, spec.channels],
           "video_tokens": (t // pt) * (h // ph) * (w // pw),
-          "forward_TFLOP_per_clip": round(forward / 1e12, 3),
-          "train_TFLOP_per_clip": round(train_step_flops(forward) / 1e12, 3),
+          "forward_TFLOP_per_clip": float(f"{forward / 1e12:.4g}"),
+          "train_TFLOP_per_clip": float(f"{train_step_flops(forward) / 1e12:.4g}"),
           "adam_state_GB_f32": round(params * 16 / 1e9, 2)}  # params + grads + 2 moments
 
 
