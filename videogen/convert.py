@@ -39,6 +39,16 @@ TRANSFORMER_DEFAULTS = {
 }
 
 
+def _find_tokenizer(text_encoder: str) -> str:
+  """spiece.model beside the encoder weights, or in a diffusers pipeline's `tokenizer/`."""
+  text_encoder = text_encoder.rstrip("/")
+  for path in (os.path.join(text_encoder, "spiece.model"),
+               os.path.join(os.path.dirname(text_encoder), "tokenizer", "spiece.model")):
+    if os.path.isfile(path):
+      return path
+  raise FileNotFoundError(f"no spiece.model in {text_encoder} or its sibling tokenizer/")
+
+
 def export_transformer(kind: str, source: str, output: str, vae: str = "",
                        text_encoder: str = "") -> None:
   from videogen import checkpoints
@@ -52,7 +62,7 @@ def export_transformer(kind: str, source: str, output: str, vae: str = "",
                      width=defaults["width"])
   config.diffusion.update(**defaults["diffusion"])
   config.vae.checkpoint = os.path.abspath(vae) if vae else ""
-  tokenizer = os.path.join(text_encoder, "spiece.model") if text_encoder else ""
+  tokenizer = _find_tokenizer(text_encoder) if text_encoder else ""
   config.text.update(max_length=defaults["max_length"], tokenizer="sentencepiece",
                      tokenizer_path=os.path.abspath(tokenizer) if tokenizer else "",
                      encoder="t5", null="empty", t5=dict(
