@@ -70,6 +70,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = dict(
       source="synthetic", seed=0, num_frames=8, height=32, width=32, num_threads=2, prefetch=4,
       latents_path="",  # source="latents": ArrayRecord written by `videogen.encode_dataset`
+      # source="videos": a manifest (`videogen.prepare_data`), its filters, and shape buckets
+      # {resolution: {frames: (keep_probability, batch_size)}} (videogen/data/buckets.py).
+      manifest="",
+      filters=dict(min_duration=0.0, max_duration=0.0, min_resolution=0, min_motion=0.0,
+                   max_motion=0.0, min_scores={}),
+      buckets=dict(sizes={"256": {"17": (1.0, 8)}},
+                   aspect_ratios=(9 / 16, 3 / 4, 1.0, 4 / 3, 16 / 9), multiple=16,
+                   frame_stride=1),
       # Replace/augment captions from a sidecar file or a callable (videogen/data/recaption.py).
       recaption=dict(path="", callable="", mode="replace", prob=0.5),
       synthetic=dict(num_clips=1_000_000, num_objects=1, radius=0.14, speed=(0.06, 0.09),
@@ -83,7 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = dict(
       num_steps=1000, batch_size=16, learning_rate=5e-4, warmup_steps=100,
       final_lr_fraction=0.1, weight_decay=0.0, adam_b1=0.9, adam_b2=0.99, grad_clip_norm=1.0,
-      ema_decay=0.999, caption_dropout=0.1, log_every=50)
+      ema_decay=0.999, caption_dropout=0.1, log_every=50,
+      stages=())  # progressive: ((start_step, data.buckets.sizes-like dict), …)
 
   # sample.shift: flow sampler time-grid shift; None = the training `diffusion.shift`.
   # guidance_rescale: 0 = plain CFG; ~0.7 counters the over-saturation of strong guidance.
@@ -120,7 +129,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "text.encoder": (config.text.encoder, ENCODERS),
              "text.null": (config.text.null, NULLS),
              "text.t5.dtype": (config.text.t5.dtype, ("float32", "bfloat16")),
-             "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES)}
+             "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES),
+             "data.source": (data.source, ("synthetic", "latents", "videos"))}
   for key, (value, allowed) in choices.items():
     if value not in allowed:
       raise ConfigError(f"{key}={value!r} is not one of {allowed}")
@@ -150,6 +160,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.text.tokenizer == "words" and config.text.encoder == "t5" and config.text.t5.checkpoint:
     raise ConfigError("a T5 checkpoint needs its own tokenizer: set text.tokenizer="
                       "'sentencepiece' and text.tokenizer_path to its spiece.model")
+  if data.source == "videos" and not os.path.isfile(data.manifest):
+    raise ConfigError(f"data.source='videos' needs data.manifest, a manifest file "
+                      f"(videogen.prepare_data writes one); {data.manifest!r} does not exist")
   if data.source == "latents" and not (data.latents_path and config.vae.checkpoint):
     raise ConfigError("data.source='latents' needs data.latents_path and vae.checkpoint")
   for key in ("train.num_steps", "train.batch_size", "train.log_every",

@@ -23,6 +23,7 @@ def main(argv: list[str]) -> None:
   from videogen.parallel.distributed import initialize_from_env
   initialize_from_env()
   from videogen.config import ConfigError, exit_with_error
+  from videogen.data.manifest import ManifestError
   from videogen.data.recaption import RecaptionError
   from videogen.text.embedding_cache import MissingCaptionError
   from videogen.training.loop import enable_compilation_cache, train
@@ -30,7 +31,8 @@ def main(argv: list[str]) -> None:
   try:
     train(_CONFIG.value, _WORKDIR.value)
   # A DiT that does not fit its VAE, a missing tokenizer or checkpoint, a stale text cache.
-  except (ConfigError, FileNotFoundError, RecaptionError, MissingCaptionError) as e:
+  except (ConfigError, FileNotFoundError, ManifestError, RecaptionError,
+          MissingCaptionError) as e:
     exit_with_error(f"invalid config: {e}" if isinstance(e, ConfigError) else str(e))
 
 

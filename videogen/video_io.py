@@ -1,4 +1,6 @@
-"""Writing videos (mp4 through PyAV, gif through Pillow) and PNG frame strips."""
+"""Video files: probing and windowed decoding (PyAV), writing (mp4 through PyAV, gif through
+Pillow), and PNG frame strips."""
+import dataclasses
 import os
 
 import av
@@ -6,6 +8,86 @@ import numpy as np
 from PIL import Image
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+READABLE_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
+
+
+class VideoReadError(ValueError):
+  """A file that is not a readable video (missing, empty, corrupt, truncated)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+  num_frames: int
+  fps: float
+  height: int
+  width: int
+
+  @property
+  def duration(self) -> float:
+    return self.num_frames / self.fps if self.fps else 0.0
+
+
+def _open(path: str):
+  if not os.path.isfile(path):
+    raise VideoReadError(f"{path}: no such file")
+  if os.path.getsize(path) == 0:
+    raise VideoReadError(f"{path}: empty file")
+  try:
+    container = av.open(path)
+  except (av.error.FFmpegError, OSError, ValueError) as e:
+    raise VideoReadError(f"{path}: not a readable video ({e})") from None
+  if not container.streams.video:
+    container.close()
+    raise VideoReadError(f"{path}: has no video stream")
+  return container
+
+
+def probe(path: str) -> VideoInfo:
+  """Frame count, frame rate and size. Counts frames by demuxing packets (no decoding) when
+  the container does not state the count."""
+  with _open(path) as container:
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    count = stream.frames
+    try:
+      if not count:
+        count = sum(1 for packet in container.demux(stream) if packet.size)
+    except av.error.FFmpegError as e:
+      raise VideoReadError(f"{path}: unreadable stream ({e})") from None
+    if not count or not stream.codec_context.width:
+      raise VideoReadError(f"{path}: no frames")
+    return VideoInfo(int(count), fps, stream.codec_context.height, stream.codec_context.width)
+
+
+def read_frames(path: str, start: int, count: int, stride: int = 1) -> np.ndarray:
+  """Frames `start, start + stride, …` (`count` of them) as uint8 `(count, H, W, 3)`.
+
+  Seeks to the keyframe before `start` (by timestamp), then decodes forward only as far as
+  the window: a long file is never decoded whole."""
+  with _open(path) as container:
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    wanted = set(range(start, start + count * stride, stride))
+    frames = []
+    try:
+      if start > 0 and fps and stream.time_base:
+        container.seek(int(start / fps / stream.time_base), stream=stream, backward=True,
+                       any_frame=False)
+      for frame in container.decode(stream):
+        index = (round(frame.time * fps) if frame.time is not None and fps
+                 else len(frames))
+        if index in wanted:
+          frames.append(frame.to_ndarray(format="rgb24"))
+          if len(frames) == count:
+            break
+        elif index >= start + count * stride:
+          break
+    except (av.error.FFmpegError, ValueError) as e:
+      raise VideoReadError(f"{path}: decoding failed ({e})") from None
+  if len(frames) < count:
+    raise VideoReadError(f"{path}: wanted {count} frames from {start} (stride {stride}), "
+                         f"decoded {len(frames)}")
+  return np.stack(frames)
 
 
 def _upscale(frames: np.ndarray, factor: int) -> np.ndarray:

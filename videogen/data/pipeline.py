@@ -21,7 +21,9 @@ import numpy as np
 from videogen.data import latent_records, synthetic
 from videogen.data.recaption import Recaptioner
 
-SOURCES = ("synthetic", "latents")
+SOURCES = ("synthetic", "latents", "videos")
+# Batch fields that stay on the host: caption strings, the count of skipped clips.
+HOST_KEYS = ("caption", "skipped")
 
 
 def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:
@@ -113,21 +115,41 @@ def make_dataset(config: ml_collections.ConfigDict, text_features=None,
     raise ValueError(f"data.source={data.source!r}; available sources: {SOURCES}")
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
-  if config.train.batch_size % process_count:
+  if data.source != "videos" and config.train.batch_size % process_count:
     raise ValueError(f"train.batch_size={config.train.batch_size} must divide evenly over "
                      f"{process_count} processes")
+  read_options = grain.ReadOptions(num_threads=data.num_threads,
+                                   prefetch_buffer_size=data.prefetch)
+  if data.source == "videos":
+    return _video_dataset(config, text_features, process_index, process_count, read_options)
   examples, num_clips = _examples(config, text_features)
   dataset = (grain.MapDataset.range(num_clips)
              .seed(data.seed).shuffle().repeat()
              .batch(config.train.batch_size, drop_remainder=True)
              .map(ProcessRows(process_index, config.train.batch_size // process_count))
              .map(examples))
-  return dataset.to_iter_dataset(grain.ReadOptions(num_threads=data.num_threads,
-                                                   prefetch_buffer_size=data.prefetch))
+  return dataset.to_iter_dataset(read_options)
+
+
+def _video_dataset(config, text_features, process_index, process_count, read_options):
+  """Bucketed batches of real video: global batch k → its plan → this process's rows."""
+  from videogen.data import videos
+  for size in videos.batch_sizes(config):
+    if size % process_count:
+      raise ValueError(f"bucket batch size {size} must divide evenly over {process_count} "
+                       f"processes")
+  clips = videos.load_clips(config.data)
+  decode = videos.VideoBatches(clips, config.data.buckets.frame_stride, text_features,
+                               recaptioner_from_config(config), process_index, process_count)
+  # Batches are indexed by their global position, so the iterator state is just that index.
+  dataset = (grain.MapDataset.range(2 ** 40)
+             .map(videos.planned_batches(config, clips))
+             .map(decode))
+  return dataset.to_iter_dataset(read_options)
 
 
 def to_global_batch(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
   """Assembles each process's slice into one global array sharded along the batch axis
   (host-only fields such as the caption strings stay behind)."""
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()
-          if k != "caption"}
+          if k not in HOST_KEYS}

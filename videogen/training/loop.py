@@ -46,6 +46,14 @@ def enable_compilation_cache(directory: str) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def _batch_sizes(config) -> list[tuple[int, str]]:
+  """Every global batch size the data source can produce, with the config key that sets it."""
+  if config.data.source != "videos":
+    return [(config.train.batch_size, "train.batch_size")]
+  from videogen.data.videos import batch_sizes
+  return [(size, "data.buckets batch size") for size in batch_sizes(config)]
+
+
 def train(config: ml_collections.ConfigDict, workdir: str,
           stop_after_step: int | None = None) -> state_lib.TrainState:
   """Trains to `train.num_steps`, resuming from the latest checkpoint in `workdir`.
@@ -56,9 +64,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
   batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
-  if config.train.batch_size % batch_shards:
-    raise ConfigError(f"train.batch_size={config.train.batch_size} does not divide over the "
-                      f"{batch_shards} batch shards of mesh axes data × fsdp")
+  for size, key in _batch_sizes(config):
+    if size % batch_shards:
+      raise ConfigError(f"{key}={size} does not divide over the {batch_shards} batch shards "
+                        f"of mesh axes data × fsdp")
   task = build_task(config, mesh, rules, workdir)
   schedule = state_lib.learning_rate_schedule(config.train)
 
@@ -94,10 +103,15 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   progress = tqdm.tqdm(total=config.train.num_steps, initial=first_step, unit="step",
                        disable=jax.process_index() != 0, dynamic_ncols=True)
   log_start, log_start_step = time.perf_counter(), first_step
+  skipped, shapes = 0, set()  # unreadable clips replaced; distinct batch shapes (= compiles)
   try:
     with jax.set_mesh(mesh):
       for step in range(first_step + 1, last_step + 1):
-        batch = pipeline.to_global_batch(next(data_iterator), batch_sharding)
+        local = next(data_iterator)
+        skipped += int(local.get("skipped", 0))
+        shapes.add(tuple(v.shape for k, v in sorted(local.items())
+                         if k not in pipeline.HOST_KEYS))
+        batch = pipeline.to_global_batch(local, batch_sharding)
         state, metrics = train_step(state, batch)
         progress.update(1)
         if step % config.train.log_every == 0 or step == config.train.num_steps:
@@ -105,6 +119,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           now = time.perf_counter()
           values["steps_per_sec"] = (step - log_start_step) / (now - log_start)
           values["learning_rate"] = float(schedule(step - 1))
+          values.update(data_skipped=skipped, compiles=len(shapes))
           log_start, log_start_step = now, step
           writer.write(step, values)
           progress.set_postfix(loss=f"{values['loss']:.4f}")

@@ -105,4 +105,8 @@ def jit_train_step(config, model, diffusion, tx, null_text, state_shardings, bat
   frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
   compiled = jax.jit(with_rules, in_shardings=(state_shardings, batch_sharding, frozen_shardings),
                      out_shardings=(state_shardings, None), donate_argnums=(0,))
-  return lambda state, batch: compiled(state, batch, frozen)
+  def step_fn(state, batch):
+    return compiled(state, batch, frozen)
+
+  step_fn.jitted = compiled  # exposes the compile cache (one program per batch shape)
+  return step_fn

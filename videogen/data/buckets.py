@@ -1,0 +1,149 @@
+"""Shape buckets (Open-Sora style): every global batch has one (frames, height, width).
+
+`data.buckets.sizes` maps a resolution (the side of a square of the same area, in pixels) to
+`{frames: (keep_probability, batch_size)}`; `data.buckets.aspect_ratios` lists the height/width
+ratios a clip snaps to. A clip goes to the largest resolution it covers (never upscaled) and
+the longest frame count it can fill, each accepted with its keep probability (seeded per
+epoch and clip, so the same on every host); it is then resized and centre-cropped to its
+bucket. Each epoch's plan groups clips by bucket, shuffles them, cuts batches of the bucket's
+size and shuffles the batch order: no padding, and the train step compiles once per bucket.
+
+`train.stages` (progressive training) = `((start_step, sizes), …)`: global batch k (= step
+k + 1) draws from the stage whose start step it has reached, so a resumed run lands in the
+right stage from its iterator position alone.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Bucket:
+  frames: int
+  height: int
+  width: int
+  batch_size: int
+
+  @property
+  def shape(self) -> tuple[int, int, int]:
+    return self.frames, self.height, self.width
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketSpec:
+  """One stage's buckets: {resolution: {frames: (keep_probability, batch_size)}}."""
+
+  sizes: tuple[tuple[int, tuple[tuple[int, float, int], ...]], ...]
+  aspect_ratios: tuple[float, ...]
+  multiple: int = 16        # bucket sides are multiples of this (VAE 8 × patch 2)
+  frame_stride: int = 1
+
+  @classmethod
+  def from_config(cls, sizes: dict, aspect_ratios, multiple: int, frame_stride: int):
+    parsed = []
+    for resolution, frames in sizes.items():
+      entries = tuple(sorted(((int(f), float(p), int(b)) for f, (p, b) in frames.items()),
+                             reverse=True))
+      parsed.append((int(resolution), entries))
+    return cls(tuple(sorted(parsed, reverse=True)), tuple(float(a) for a in aspect_ratios),
+               multiple, frame_stride)
+
+  def dims(self, resolution: int, ratio: float) -> tuple[int, int]:
+    """(height, width) of `resolution`² pixels at height/width `ratio`, rounded to
+    `multiple`."""
+    m = self.multiple
+    height = max(m, round(resolution * math.sqrt(ratio) / m) * m)
+    width = max(m, round(resolution / math.sqrt(ratio) / m) * m)
+    return height, width
+
+  def buckets(self) -> list[Bucket]:
+    return sorted({Bucket(f, *self.dims(r, a), b) for r, frames in self.sizes
+                   for f, _, b in frames for a in self.aspect_ratios})
+
+  def assign(self, num_frames: int, height: int, width: int, rng: np.random.Generator
+             ) -> Bucket | None:
+    """The clip's bucket, or None (shorter or smaller than every bucket, or not kept)."""
+    ratio = min(self.aspect_ratios, key=lambda a: abs(math.log(a * width / height)))
+    for resolution, frames in self.sizes:
+      bucket_h, bucket_w = self.dims(resolution, ratio)
+      if height * width < bucket_h * bucket_w:
+        continue  # never upscale
+      for count, keep, batch_size in frames:
+        if num_frames >= (count - 1) * self.frame_stride + 1 and rng.random() < keep:
+          return Bucket(count, bucket_h, bucket_w, batch_size)
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedBatch:
+  bucket: Bucket
+  clips: tuple[int, ...]     # indices into the clip list, one per row
+  starts: tuple[int, ...]    # first frame of each row's window
+  spares: tuple[int, ...]    # other clips of the bucket, to stand in for unreadable ones
+
+
+def epoch_plan(clip_shapes: np.ndarray, spec: BucketSpec, seed: int, epoch: int
+               ) -> list[PlannedBatch]:
+  """All of one epoch's batches. `clip_shapes` is `(N, 3)`: frames, height, width."""
+  groups: dict[Bucket, list[int]] = {}
+  starts = {}
+  for index, (frames, height, width) in enumerate(clip_shapes):
+    rng = np.random.default_rng([seed, epoch, index])
+    bucket = spec.assign(int(frames), int(height), int(width), rng)
+    if bucket is not None:
+      groups.setdefault(bucket, []).append(index)
+      span = (bucket.frames - 1) * spec.frame_stride + 1
+      starts[index] = int(rng.integers(0, int(frames) - span + 1))
+  rng = np.random.default_rng([seed, epoch, 1 << 30])
+  batches = []
+  for bucket in sorted(groups):
+    order = [int(i) for i in rng.permutation(groups[bucket])]
+    for b in range(len(order) // bucket.batch_size):
+      rows = tuple(order[b * bucket.batch_size:(b + 1) * bucket.batch_size])
+      spares = tuple(order[(b + 1) * bucket.batch_size:][:4] or order[:4])
+      batches.append(PlannedBatch(bucket, rows, tuple(starts[i] for i in rows), spares))
+  return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class BucketedBatches:
+  """Global batch k → its PlannedBatch, walking epochs (and stages) in order. Picklable and
+  stateless apart from a cache, so Grain can index it from any position."""
+
+  def __init__(self, clip_shapes: np.ndarray, stages: tuple[tuple[int, BucketSpec], ...],
+               seed: int):
+    self.clip_shapes, self.stages, self.seed = clip_shapes, stages, seed
+    self._lengths: dict[int, list[int]] = {}  # stage → batches in each epoch planned so far
+    self._plans: dict[tuple[int, int], list[PlannedBatch]] = {}
+
+  def __getstate__(self):
+    return {"clip_shapes": self.clip_shapes, "stages": self.stages, "seed": self.seed}
+
+  def __setstate__(self, state):
+    self.__init__(**state)
+
+  def _plan(self, stage: int, epoch: int) -> list[PlannedBatch]:
+    if (stage, epoch) not in self._plans:
+      if len(self._plans) > 4:
+        self._plans.pop(next(iter(self._plans)))
+      plan = epoch_plan(self.clip_shapes, self.stages[stage][1], self.seed + 7919 * stage,
+                        epoch)
+      if not plan:
+        raise ValueError("no clip fits any bucket: every clip is shorter or smaller than the "
+                         "buckets, or none was kept (see data.buckets)")
+      self._plans[stage, epoch] = plan
+    return self._plans[stage, epoch]
+
+  def __call__(self, k: int) -> PlannedBatch:
+    step = int(k) + 1  # global batch k feeds train step k + 1
+    stage = max(i for i, (start, _) in enumerate(self.stages) if start <= step)
+    position = step - max(self.stages[stage][0], 1)
+    lengths = self._lengths.setdefault(stage, [])
+    epoch = 0
+    while True:
+      if epoch == len(lengths):
+        lengths.append(len(self._plan(stage, epoch)))
+      if position < lengths[epoch]:
+        return self._plan(stage, epoch)[position]
+      position -= lengths[epoch]
+      epoch += 1
