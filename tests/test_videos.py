@@ -194,3 +194,12 @@ def test_describe_reports_aspect_and_user_scores(video_dir):
                  scorer=lambda frames, path: {"aesthetic": frames.mean() / 255})
   assert row["aspect_ratio"] == 0.75 and 0 <= row["aesthetic"] <= 1
   assert json.dumps(row)  # plain data
+
+
+def test_data_benchmark_reports_input_and_train_rates():
+  result = run_cli("videogen.bench_data", "--buckets=128x5", "--clips=4", "--batches=2",
+                   "--batch_size=2", "--train_config=configs/tiny.py:test", "--train_steps=1",
+                   check=True)
+  row = json.loads(result.stdout.strip().splitlines()[-1])
+  assert row["bucket"] == "128x5" and row["input_clips_per_s"] > 0
+  assert row["train_clips_per_s"] > 0 and row["bottleneck"] in ("input", "compute")
