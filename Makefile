@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11 and pip:
 #   make demo   — venv + install, train configs/tiny.py on synthetic video, write a sample
-#   make test   — venv + install with the test and convert extras, run the whole suite
+#   make test   — venv + install with the test, convert and tfds extras, run the whole suite
 PYTHON ?= python3
 # The importer tests need torch. Name the CPU wheel: a bare "torch" resolves to a CUDA build
 # of several GB on PyPI.
@@ -20,7 +20,7 @@ $(VENV)/.installed-base: setup.py
 
 $(VENV)/.installed-test: setup.py $(VENV)/.installed-base
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,convert]"
+	$(PY) -m pip install --quiet -e ".[test,convert,tfds]"
 	touch $@
 
 install: $(VENV)/.installed-test

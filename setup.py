@@ -25,5 +25,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5"],
         "convert": ["torch>=2.4", "transformers>=4.45", "diffusers>=0.31", "safetensors>=0.4"],
+        # data.source="tfds" and `prepare_data --tfds_dir` (TFDS builds need TensorFlow).
+        "tfds": ["tensorflow-cpu>=2.16,<3", "importlib_resources>=6"],
     },
 )

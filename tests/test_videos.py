@@ -203,3 +203,22 @@ def test_data_benchmark_reports_input_and_train_rates():
   row = json.loads(result.stdout.strip().splitlines()[-1])
   assert row["bucket"] == "128x5" and row["input_clips_per_s"] > 0
   assert row["train_clips_per_s"] > 0 and row["bottleneck"] in ("input", "compute")
+
+
+def test_tfds_dataset_built_from_the_manifest_feeds_the_same_frames(manifest, tmp_path):
+  """prepare_data's TFDS build (ArrayRecord) read back through `data.source=tfds`: the same
+  clips, frame for frame (PNG frames are lossless), bucketed like the files."""
+  pytest.importorskip("tensorflow")
+  from videogen.data import tfds_source
+  data_dir = str(tmp_path / "tfds")
+  assert tfds_source.build_from_manifest(manifest, data_dir) == 12
+  config = video_config(manifest, **{"data.source": "tfds", "data.tfds.data_dir": data_dir})
+  tfds_clips, reader = tfds_source.load_clips(config.data.tfds), tfds_source.TfdsReader(
+      config.data.tfds)
+  files, _ = read_manifest(manifest)
+  assert sorted(c.path for c in tfds_clips) == sorted(c.path for c in files)
+  clip = tfds_clips[3]
+  np.testing.assert_array_equal(reader(3, 2, 4, 2),
+                                video_io.read_frames(clip.path, 2, 4, 2))
+  batch = next(iter(pipeline.make_dataset(config, word_features(config))))
+  assert batch["video"].shape[:2] == (4, 8) and int(batch["skipped"]) == 0

@@ -73,6 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
       # source="videos": a manifest (`videogen.prepare_data`), its filters, and shape buckets
       # {resolution: {frames: (keep_probability, batch_size)}} (videogen/data/buckets.py).
       manifest="",
+      tfds=dict(name="video_manifest", split="train", data_dir="", video_key="video",
+                text_key="caption"),  # source="tfds": any TFDS dataset with a Video feature
       filters=dict(min_duration=0.0, max_duration=0.0, min_resolution=0, min_motion=0.0,
                    max_motion=0.0, min_scores={}),
       buckets=dict(sizes={"256": {"17": (1.0, 8)}},
@@ -130,7 +132,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "text.null": (config.text.null, NULLS),
              "text.t5.dtype": (config.text.t5.dtype, ("float32", "bfloat16")),
              "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES),
-             "data.source": (data.source, ("synthetic", "latents", "videos"))}
+             "data.source": (data.source, ("synthetic", "latents", "videos", "tfds"))}
   for key, (value, allowed) in choices.items():
     if value not in allowed:
       raise ConfigError(f"{key}={value!r} is not one of {allowed}")

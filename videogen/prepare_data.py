@@ -1,7 +1,7 @@
 """Scan video files into a manifest for `data.source=videos`.
 
     python -m videogen.prepare_data --input DIR_OR_MANIFEST --output clips.csv \\
-        [--scorer my_module:score] [--motion_frames 8]
+        [--scorer my_module:score] [--motion_frames 8] [--tfds_dir DATA_DIR]
 
 Writes one row per readable file: path, text (from a sidecar `NAME.txt` or the input
 manifest), num_frames, height, width, fps, aspect_ratio, duration, motion, and whatever the
@@ -19,6 +19,8 @@ _INPUT = flags.DEFINE_string("input", None, "A folder of videos or a manifest (.
 _OUTPUT = flags.DEFINE_string("output", None, "Manifest to write (.csv or .jsonl).")
 _SCORER = flags.DEFINE_string("scorer", "", "module:function adding score columns.")
 _MOTION_FRAMES = flags.DEFINE_integer("motion_frames", 8, "Frames sampled for the motion score.")
+_TFDS_DIR = flags.DEFINE_string("tfds_dir", "", "Also build the TFDS dataset `video_manifest` "
+                                "(ArrayRecord) from the manifest in this data_dir.")
 flags.mark_flags_as_required(["input", "output"])
 
 
@@ -40,6 +42,10 @@ def main(argv: list[str]) -> None:
       warnings.warn(f"skipped: {e}")
   manifest.write_manifest(_OUTPUT.value, rows)
   print(f"{_OUTPUT.value}: {len(rows)} clips, {skipped} unreadable files skipped")
+  if _TFDS_DIR.value:
+    from videogen.data import tfds_source
+    count = tfds_source.build_from_manifest(_OUTPUT.value, _TFDS_DIR.value)
+    print(f"{_TFDS_DIR.value}: TFDS {tfds_source.BUILDER_NAME} with {count} examples")
 
 
 if __name__ == "__main__":

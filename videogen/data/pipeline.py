@@ -21,7 +21,7 @@ import numpy as np
 from videogen.data import latent_records, synthetic
 from videogen.data.recaption import Recaptioner
 
-SOURCES = ("synthetic", "latents", "videos")
+SOURCES = ("synthetic", "latents", "videos", "tfds")
 # Batch fields that stay on the host: caption strings, the count of skipped clips.
 HOST_KEYS = ("caption", "skipped")
 
@@ -115,12 +115,12 @@ def make_dataset(config: ml_collections.ConfigDict, text_features=None,
     raise ValueError(f"data.source={data.source!r}; available sources: {SOURCES}")
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
-  if data.source != "videos" and config.train.batch_size % process_count:
+  if data.source not in ("videos", "tfds") and config.train.batch_size % process_count:
     raise ValueError(f"train.batch_size={config.train.batch_size} must divide evenly over "
                      f"{process_count} processes")
   read_options = grain.ReadOptions(num_threads=data.num_threads,
                                    prefetch_buffer_size=data.prefetch)
-  if data.source == "videos":
+  if data.source in ("videos", "tfds"):
     return _video_dataset(config, text_features, process_index, process_count, read_options)
   examples, num_clips = _examples(config, text_features)
   dataset = (grain.MapDataset.range(num_clips)
@@ -132,14 +132,15 @@ def make_dataset(config: ml_collections.ConfigDict, text_features=None,
 
 
 def _video_dataset(config, text_features, process_index, process_count, read_options):
-  """Bucketed batches of real video: global batch k → its plan → this process's rows."""
+  """Bucketed batches of real video (files or TFDS): global batch k → its plan → this
+  process's rows."""
   from videogen.data import videos
   for size in videos.batch_sizes(config):
     if size % process_count:
       raise ValueError(f"bucket batch size {size} must divide evenly over {process_count} "
                        f"processes")
-  clips = videos.load_clips(config.data)
-  decode = videos.VideoBatches(clips, config.data.buckets.frame_stride, text_features,
+  clips, reader = videos.clips_and_reader(config.data)
+  decode = videos.VideoBatches(clips, reader, config.data.buckets.frame_stride, text_features,
                                recaptioner_from_config(config), process_index, process_count)
   # Batches are indexed by their global position, so the iterator state is just that index.
   dataset = (grain.MapDataset.range(2 ** 40)

@@ -41,14 +41,30 @@ def resize_and_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
   return out
 
 
-def load_clips(data: ml_collections.ConfigDict) -> list[Clip]:
-  """The manifest's rows that pass `data.filters`; an unusable manifest is a ManifestError."""
-  clips, _ = read_manifest(data.manifest)
-  kept = [c for c in clips if passes(c, data.filters)]
-  if not kept:
-    raise ManifestError(f"data.manifest={data.manifest!r}: none of its {len(clips)} usable "
-                        f"rows passes data.filters")
-  return kept
+def clips_and_reader(data: ml_collections.ConfigDict) -> tuple[list[Clip], object]:
+  """The source's clips that pass `data.filters` (with their original indices kept for the
+  reader), and the frame reader; no usable clip is a ManifestError."""
+  if data.source == "tfds":
+    from videogen.data import tfds_source
+    clips, reader = tfds_source.load_clips(data.tfds), tfds_source.TfdsReader(data.tfds)
+    where = f"data.tfds.name={data.tfds.name!r}"
+  else:
+    clips, _ = read_manifest(data.manifest)
+    reader, where = FileReader(clips), f"data.manifest={data.manifest!r}"
+  keep = [i for i, c in enumerate(clips) if passes(c, data.filters)]
+  if not keep:
+    raise ManifestError(f"{where}: none of its {len(clips)} usable clips passes data.filters")
+  return [clips[i] for i in keep], _Subset(reader, keep)
+
+
+class _Subset:
+  """A reader addressed by position in the filtered clip list."""
+
+  def __init__(self, reader, indices: list[int]):
+    self.reader, self.indices = reader, indices
+
+  def __call__(self, index: int, start: int, count: int, stride: int) -> np.ndarray:
+    return self.reader(self.indices[index], start, count, stride)
 
 
 def bucket_stages(config: ml_collections.ConfigDict) -> tuple:
@@ -69,18 +85,28 @@ def batch_sizes(config: ml_collections.ConfigDict) -> list[int]:
                  for bucket in spec.buckets()})
 
 
-class VideoBatches:
-  """PlannedBatch → this process's rows as `{video, caption, skipped}` + text features."""
+class FileReader:
+  """`(clip index, start, count, stride) → uint8 frames` from the manifest's files."""
 
-  def __init__(self, clips: list[Clip], frame_stride: int, text_features,
+  def __init__(self, clips: list[Clip]):
+    self.paths = [clip.path for clip in clips]
+
+  def __call__(self, index: int, start: int, count: int, stride: int) -> np.ndarray:
+    return video_io.read_frames(self.paths[index], start, count, stride)
+
+
+class VideoBatches:
+  """PlannedBatch → this process's rows as `{video, caption, skipped}` + text features.
+  `reader` fetches a clip's frame window (video files, or a TFDS dataset)."""
+
+  def __init__(self, clips: list[Clip], reader, frame_stride: int, text_features,
                recaptioner: Recaptioner, process_index: int, process_count: int):
-    self.clips, self.frame_stride = clips, frame_stride
+    self.clips, self.reader, self.frame_stride = clips, reader, frame_stride
     self.text_features, self.recaptioner = text_features, recaptioner
     self.process_index, self.process_count = process_index, process_count
 
   def _read(self, index: int, start: int, bucket: buckets_lib.Bucket) -> np.ndarray:
-    clip = self.clips[index]
-    frames = video_io.read_frames(clip.path, start, bucket.frames, self.frame_stride)
+    frames = self.reader(index, start, bucket.frames, self.frame_stride)
     return resize_and_crop(frames, bucket.height, bucket.width)
 
   def __call__(self, planned: buckets_lib.PlannedBatch) -> dict[str, np.ndarray]:
