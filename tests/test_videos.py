@@ -128,6 +128,13 @@ def test_batches_have_one_bucket_shape_split_disjointly_over_processes(manifest)
   assert seen == {(4, 8, 32, 32, 3), (4, 8, 16, 16, 3)}
 
 
+def test_clips_no_bucket_takes_are_counted(manifest):
+  config = video_config(manifest, **{"data.buckets.sizes": {"32": {"8": (1.0, 4)}}})
+  with pytest.warns(UserWarning, match="6 of 12 clips fit no bucket"):
+    batch = next(iter(pipeline.make_dataset(config, word_features(config))))
+  assert int(batch["unfit"]) == 6 and batch["video"].shape[2:4] == (32, 32)
+
+
 def test_iterator_resumes_exactly(manifest):
   config = video_config(manifest)
   iterator = iter(pipeline.make_dataset(config, word_features(config)))
@@ -170,7 +177,7 @@ def test_training_compiles_once_per_bucket_shape(manifest, tmp_path):
                                      "mesh.tensor": 2})
   loop.train(config, str(tmp_path / "run"))
   row = [m for m in read_metrics(str(tmp_path / "run")) if "compiles" in m][-1]
-  assert row["compiles"] == 2 and row["data_skipped"] == 0
+  assert row["compiles"] == 2 and row["data_skipped"] == 0 and row["data_unfit"] == 0
   # And the jitted step itself holds exactly one program per shape after repeats.
   from test_train import _trainer
   import jax
@@ -197,8 +204,9 @@ def test_describe_reports_aspect_and_user_scores(video_dir):
 
 
 def test_data_benchmark_reports_input_and_train_rates():
-  result = run_cli("videogen.bench_data", "--buckets=128x5", "--clips=4", "--batches=2",
-                   "--batch_size=2", "--train_config=configs/tiny.py:test", "--train_steps=1",
+  # Batch 8: the suite's 8 fake devices split it (the benchmark uses every device).
+  result = run_cli("videogen.bench_data", "--buckets=128x5", "--clips=8", "--batches=2",
+                   "--batch_size=8", "--train_config=configs/tiny.py:test", "--train_steps=1",
                    check=True)
   row = json.loads(result.stdout.strip().splitlines()[-1])
   assert row["bucket"] == "128x5" and row["input_clips_per_s"] > 0

@@ -61,6 +61,13 @@ class BucketSpec:
     return sorted({Bucket(f, *self.dims(r, a), b) for r, frames in self.sizes
                    for f, _, b in frames for a in self.aspect_ratios})
 
+  def fits(self, num_frames: int, height: int, width: int) -> bool:
+    """Whether some bucket could take the clip (ignoring keep probabilities)."""
+    class Always:
+      def random(self):
+        return 0.0
+    return self.assign(num_frames, height, width, Always()) is not None
+
   def assign(self, num_frames: int, height: int, width: int, rng: np.random.Generator
              ) -> Bucket | None:
     """The clip's bucket, or None (shorter or smaller than every bucket, or not kept)."""

@@ -22,8 +22,8 @@ from videogen.data import latent_records, synthetic
 from videogen.data.recaption import Recaptioner
 
 SOURCES = ("synthetic", "latents", "videos", "tfds")
-# Batch fields that stay on the host: caption strings, the count of skipped clips.
-HOST_KEYS = ("caption", "skipped")
+# Batch fields that stay on the host: caption strings, counts of skipped and unfit clips.
+HOST_KEYS = ("caption", "skipped", "unfit")
 
 
 def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:
@@ -141,7 +141,8 @@ def _video_dataset(config, text_features, process_index, process_count, read_opt
                        f"processes")
   clips, reader = videos.clips_and_reader(config.data)
   decode = videos.VideoBatches(clips, reader, config.data.buckets.frame_stride, text_features,
-                               recaptioner_from_config(config), process_index, process_count)
+                               recaptioner_from_config(config), process_index, process_count,
+                               videos.count_unfit(config, clips))
   # Batches are indexed by their global position, so the iterator state is just that index.
   dataset = (grain.MapDataset.range(2 ** 40)
              .map(videos.planned_batches(config, clips))

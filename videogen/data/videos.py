@@ -80,6 +80,17 @@ def bucket_stages(config: ml_collections.ConfigDict) -> tuple:
   return tuple((int(start), spec(sizes)) for start, sizes in stages)
 
 
+def count_unfit(config: ml_collections.ConfigDict, clips: list[Clip]) -> int:
+  """Clips shorter or smaller than every bucket of every stage: never drawn."""
+  specs = [spec for _, spec in bucket_stages(config)]
+  unfit = sum(not any(spec.fits(c.num_frames, c.height, c.width) for spec in specs)
+              for c in clips)
+  if unfit:
+    warnings.warn(f"{unfit} of {len(clips)} clips fit no bucket (shorter or smaller than "
+                  f"every data.buckets entry) and are never drawn", stacklevel=2)
+  return unfit
+
+
 def batch_sizes(config: ml_collections.ConfigDict) -> list[int]:
   return sorted({bucket.batch_size for _, spec in bucket_stages(config)
                  for bucket in spec.buckets()})
@@ -100,8 +111,10 @@ class VideoBatches:
   `reader` fetches a clip's frame window (video files, or a TFDS dataset)."""
 
   def __init__(self, clips: list[Clip], reader, frame_stride: int, text_features,
-               recaptioner: Recaptioner, process_index: int, process_count: int):
+               recaptioner: Recaptioner, process_index: int, process_count: int,
+               unfit: int = 0):
     self.clips, self.reader, self.frame_stride = clips, reader, frame_stride
+    self.unfit = unfit  # clips no bucket can take, reported with every batch
     self.text_features, self.recaptioner = text_features, recaptioner
     self.process_index, self.process_count = process_index, process_count
 
@@ -130,7 +143,8 @@ class VideoBatches:
       clip = self.clips[index]
       captions.append(self.recaptioner(clip.path, clip.text))
     batch = {"video": np.stack(videos).astype(np.float32) / 127.5 - 1.0,
-             "caption": np.array(captions), "skipped": np.array(skipped)}
+             "caption": np.array(captions), "skipped": np.array(skipped),
+             "unfit": np.array(self.unfit)}
     if self.text_features is not None:
       batch.update(self.text_features(captions))
     return batch
