@@ -124,3 +124,21 @@ def test_convert_cli_export_reproduces_diffusers(tmp_path):
   result = run_cli("videogen.convert", "--from", "diffusers-wan", str(tmp_path / "cogvideox"),
                    "--to", str(tmp_path / "wrong"))
   assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize("preset,reference", [
+    ("wan_1_3b", lambda: diffusers.WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
+        out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30)),
+    ("cogvideox_5b", lambda: diffusers.CogVideoXTransformer3DModel(
+        num_attention_heads=48, attention_head_dim=64, num_layers=42,
+        use_rotary_positional_embeddings=True))])
+def test_preset_param_counts_equal_the_diffusers_models(preset, reference):
+  """model_info's eval_shape count of a look-alike preset equals the real architecture's
+  (diffusers on torch's meta device: nothing allocated on either side)."""
+  import json
+  result = run_cli("videogen.model_info", f"--config=configs/dit_family.py:{preset}",
+                   check=True)
+  with torch.device("meta"):
+    want = sum(p.numel() for p in reference().parameters())
+  assert json.loads(result.stdout)["params"] == want
