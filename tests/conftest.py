@@ -22,6 +22,8 @@ def tiny_config(**overrides):
     node = config
     for part in filter(None, section.split(".")):
       node = node[part]
+    if name not in node:  # a typo would otherwise add a key nothing reads
+      raise KeyError(f"tiny_config: no config key {key!r}")
     node[name] = value
   return config
 

@@ -127,3 +127,24 @@ def test_replicated_fraction_reports_unsharded_bytes():
                                                   mesh_lib.rules_from_config(config.mesh))
   fraction = mesh_lib.replicated_fraction(shardings.params, abstract.params)
   assert 0.0 < fraction < 0.2
+
+
+def test_gradient_accumulation_equals_one_big_batch(batch):
+  """Micro-batches of 4 accumulated over 2 steps give the 8-clip step's loss and update."""
+  common = {"train.adam_eps": 1e-3}  # compare the accumulation, not Adam's conditioning
+  whole, whole_losses = _run(tiny_config(**common), jax.devices()[:2], batch, 2)
+  accumulated, accumulated_losses = _run(
+      tiny_config(**common, **{"train.grad_accum_steps": 2}), jax.devices()[:2], batch, 2)
+  np.testing.assert_allclose(accumulated_losses, whole_losses, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(accumulated.params), jax.tree.leaves(whole.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-6)
+
+
+def test_replication_guardrail_stops_before_compiling(tmp_path):
+  from videogen.config import ConfigError
+  config = tiny_config(**{"mesh.max_replicated_fraction": 0.5})  # data-parallel: all replicated
+  with pytest.raises(ConfigError, match="100.0% of parameter bytes stay replicated"):
+    loop.train(config, str(tmp_path))
+  sharded = tiny_config(**{"mesh.max_replicated_fraction": 0.5, "mesh.data": 2,
+                           "mesh.fsdp": 4, "train.num_steps": 1})
+  loop.train(sharded, str(tmp_path / "fsdp"))  # FSDP leaves little replicated: it runs

@@ -92,8 +92,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.train = dict(
       num_steps=1000, batch_size=16, learning_rate=5e-4, warmup_steps=100,
-      final_lr_fraction=0.1, weight_decay=0.0, adam_b1=0.9, adam_b2=0.99, grad_clip_norm=1.0,
+      final_lr_fraction=0.1, weight_decay=0.0, adam_b1=0.9, adam_b2=0.99, adam_eps=1e-8,
+      grad_clip_norm=1.0,
       ema_decay=0.999, caption_dropout=0.1, log_every=50,
+      grad_accum_steps=1,  # micro-batches per step (one optimizer update for the batch)
       stages=())  # progressive: ((start_step, data.buckets.sizes-like dict), …)
 
   # sample.shift: flow sampler time-grid shift; None = the training `diffusion.shift`.
@@ -104,7 +106,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint = dict(every_steps=500, keep=3, async_save=True)
 
   # -1 = the remaining devices. The rules map logical axis names onto these mesh axes.
-  c.mesh = dict(data=-1, fsdp=1, tensor=1, sequence=1, rules=DEFAULT_RULES)
+  # max_replicated_fraction: start-up guardrail on the share of parameter bytes the rules
+  # leave replicated (1.0 = off; e.g. 0.1 for a large FSDP run).
+  c.mesh = dict(data=-1, fsdp=1, tensor=1, sequence=1, rules=DEFAULT_RULES,
+                max_replicated_fraction=1.0)
   return c
 
 
@@ -167,7 +172,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"(videogen.prepare_data writes one); {data.manifest!r} does not exist")
   if data.source == "latents" and not (data.latents_path and config.vae.checkpoint):
     raise ConfigError("data.source='latents' needs data.latents_path and vae.checkpoint")
-  for key in ("train.num_steps", "train.batch_size", "train.log_every",
+  for key in ("train.num_steps", "train.batch_size", "train.log_every", "train.grad_accum_steps",
               "checkpoint.every_steps", "checkpoint.keep"):
     section, name = key.split(".")
     if config[section][name] < 1:

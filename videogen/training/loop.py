@@ -64,19 +64,26 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
   batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  accum = config.train.grad_accum_steps
   for size, key in _batch_sizes(config):
-    if size % batch_shards:
-      raise ConfigError(f"{key}={size} does not divide over the {batch_shards} batch shards "
-                        f"of mesh axes data × fsdp")
+    if size % (batch_shards * accum):
+      raise ConfigError(f"{key}={size} does not divide into train.grad_accum_steps={accum} "
+                        f"micro-batches over the {batch_shards} batch shards of mesh axes "
+                        f"data × fsdp")
   task = build_task(config, mesh, rules, workdir)
   schedule = state_lib.learning_rate_schedule(config.train)
 
   abstract_state, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
+  replicated = mesh_lib.replicated_fraction(shardings.params, abstract_state.params)
   if jax.process_index() == 0:
     num_params = sum(p.size for p in jax.tree.leaves(abstract_state.params))
-    replicated = mesh_lib.replicated_fraction(shardings.params, abstract_state.params)
     print(f"{config.task}: {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
           f"{replicated:.1%} of param bytes replicated", file=sys.stderr)
+  if mesh.size > 1 and replicated > config.mesh.max_replicated_fraction:
+    raise ConfigError(f"{replicated:.1%} of parameter bytes stay replicated on mesh "
+                      f"{dict(mesh.shape)}, above mesh.max_replicated_fraction="
+                      f"{config.mesh.max_replicated_fraction}: map more logical axes in "
+                      f"mesh.rules, or raise the limit")
   data_iterator = iter(pipeline.make_dataset(config, task.text_features))
   manager = checkpoints.make_manager(workdir, config.checkpoint.keep, config.checkpoint.async_save)
   if manager.latest_step() is not None:

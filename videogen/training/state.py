@@ -36,7 +36,7 @@ def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransforma
   return optax.chain(
       optax.clip_by_global_norm(train.grad_clip_norm),
       optax.adamw(learning_rate_schedule(train), b1=train.adam_b1, b2=train.adam_b2,
-                  weight_decay=train.weight_decay, mask=decay_mask))
+                  eps=train.adam_eps, weight_decay=train.weight_decay, mask=decay_mask))
 
 
 def ema_decay(step: jax.Array, decay: float) -> jax.Array:

@@ -52,9 +52,27 @@ def drop_captions(key, text, mask, probability: float, null_text):
   return text, mask, drop
 
 
+def accumulated_value_and_grad(loss_fn, params, inputs, micro_batches: int):
+  """Mean loss and gradient of `loss_fn(params, inputs)` over `micro_batches` equal slices of
+  the batch axis, computed one slice at a time (`lax.scan`): the activation memory of one
+  micro-batch. Slices are strided (rows i, i+m, …) so each stays spread over the devices."""
+  if micro_batches == 1:
+    return jax.value_and_grad(loss_fn)(params, inputs)
+  sliced = jax.tree.map(lambda a: a.reshape(a.shape[0] // micro_batches, micro_batches,
+                                            *a.shape[1:]).swapaxes(0, 1), inputs)
+
+  def body(total, micro):
+    return jax.tree.map(jnp.add, total, jax.value_and_grad(loss_fn)(params, micro)), None
+
+  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+  (loss, grads), _ = jax.lax.scan(body, zeros, sliced)
+  return jax.tree.map(lambda v: v / micro_batches, (loss, grads))
+
+
 def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: TextToVideo,
                diffusion: Diffusion, tx: optax.GradientTransformation, null_text,
-               caption_dropout: float, ema: float, vae=None, text_encoder=None):
+               caption_dropout: float, ema: float, vae=None, text_encoder=None,
+               micro_batches: int = 1):
   """One optimisation step. `batch`: `video` (B,T,H,W,C) or `latent_moments`, and
   `tokens`/`token_mask` (B,L) or `text_embedding`/`text_mask`. `frozen`: the frozen VAE's
   and text encoder's params (or None)."""
@@ -70,12 +88,16 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
   x_t = diffusion.corrupt(x0, noise, t)
 
-  def loss_fn(params):
+  def loss_fn(params, inputs):
+    x_t, t, text, text_mask, drop, x0, noise = inputs
     prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), text,
                              text_mask, drop)
     return diffusion.loss(prediction, x0, noise, t)
 
-  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  # Every random draw above covers the whole batch, so accumulation changes only the order
+  # of the sums, not the maths.
+  loss, grads = accumulated_value_and_grad(
+      loss_fn, state.params, (x_t, t, text, text_mask, drop, x0, noise), micro_batches)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   decay = ema_decay(state.step, ema)
@@ -94,7 +116,8 @@ def jit_train_step(config, model, diffusion, tx, null_text, state_shardings, bat
   in as constants) with their own shardings."""
   step = functools.partial(train_step, model=model, diffusion=diffusion, tx=tx,
                            null_text=null_text, caption_dropout=config.train.caption_dropout,
-                           ema=config.train.ema_decay, vae=vae, text_encoder=text_encoder)
+                           ema=config.train.ema_decay, vae=vae, text_encoder=text_encoder,
+                           micro_batches=config.train.grad_accum_steps)
 
   def with_rules(state, batch, frozen):
     with nn.logical_axis_rules(rules):
