@@ -13,7 +13,7 @@ from absl import flags
 
 from videogen.data.recaption import MODES as RECAPTION_MODES
 from videogen.diffusion.objectives import from_config as diffusion_from_config
-from videogen.models.attention import QK_NORMS
+from videogen.models.attention import QK_NORMS, SEQUENCE_PARALLEL
 from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
 from videogen.models.embeddings import ROPE_SPLITS
 from videogen.parallel.mesh import DEFAULT_RULES
@@ -35,7 +35,8 @@ def base_config() -> ml_collections.ConfigDict:
       layout="joint", width=128, depth=4, num_heads=4, mlp_ratio=4.0, patch_size=(1, 4, 4),
       channels=3, text_dim=64, adaln="per_block", pos_embed="rope", rope_split="cogvideox",
       qk_norm="rms", text_projection="linear", pooled_text=True, time_frequency_dim=256,
-      time_embed_dim=0, norm_eps=1e-6, attention_backend="xla", dtype="float32",
+      time_embed_dim=0, norm_eps=1e-6, attention_backend="xla", sequence_parallel="all_gather",
+      dtype="float32",
       scan_layers=True, remat_policy="none")
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
@@ -128,6 +129,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "model.adaln": (model.adaln, ADALN),
              "model.rope_split": (model.rope_split, ROPE_SPLITS),
              "model.qk_norm": (model.qk_norm, QK_NORMS),
+             "model.sequence_parallel": (model.sequence_parallel, SEQUENCE_PARALLEL),
              "model.text_projection": (model.text_projection, TEXT_PROJECTIONS),
              "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
              "model.dtype": (model.dtype, ("float32", "bfloat16")),
@@ -144,6 +146,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if model.adaln == "single" and (model.layout == "expert" or model.time_embed_dim):
     raise ConfigError("model.adaln='single' needs model.layout joint or factorized and "
                       "model.time_embed_dim=0")
+  if model.sequence_parallel == "ulysses" and model.num_heads % (
+      max(config.mesh.tensor, 1) * max(config.mesh.sequence, 1)):
+    raise ConfigError(f"model.sequence_parallel='ulysses' splits heads over tensor × sequence: "
+                      f"model.num_heads={model.num_heads} must divide by "
+                      f"{config.mesh.tensor} × {config.mesh.sequence}")
   if model.width % model.num_heads:
     raise ConfigError(f"model.width={model.width} is not divisible by "
                       f"model.num_heads={model.num_heads}")

@@ -10,6 +10,11 @@ import jax.numpy as jnp
 from videogen.models.layers import LayerNorm, RMSNorm, constrain
 
 BACKENDS = ("xla", "cudnn", "reference")
+# How self-attention runs when the token axis ("length") is sharded over the `sequence` mesh
+# axis: "all_gather" leaves it to XLA (k and v gathered to every shard); "ulysses"
+# (DeepSpeed-Ulysses) re-shards q, k, v from sequence to heads with one all-to-all, attends
+# over the whole sequence locally for its heads, and all-to-alls back.
+SEQUENCE_PARALLEL = ("all_gather", "ulysses")
 # Normalisation of q and k before the logits: per head (RMS: ours and Open-Sora; LayerNorm:
 # CogVideoX), across all heads at once (RMS: Wan), or none.
 QK_NORMS = ("rms", "layer", "rms_across_heads", "none")
@@ -84,6 +89,7 @@ class MultiHeadAttention(nn.Module):
   backend: str = "xla"
   dtype: jnp.dtype = jnp.float32
   qk_norm: str = "rms"
+  sequence_parallel: str = "all_gather"  # see SEQUENCE_PARALLEL
 
   def _kernel(self, name, shape, axes):
     return self.param(name, nn.with_logical_partitioning(nn.initializers.xavier_uniform(
@@ -113,6 +119,8 @@ class MultiHeadAttention(nn.Module):
     k = qk_normalizer(self.qk_norm, "key_norm")(k)
     if rope is not None:
       q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    if self.sequence_parallel == "ulysses" and context is None:
+      q, k, v = (constrain(a, ("batch", None, "heads_sequence", "kv")) for a in (q, k, v))
     out = dot_product_attention(q, k, v, context_mask, self.backend)
     out = constrain(out, ("batch", "length", "heads", "kv"))
     kernel = self._kernel("out_kernel", (self.num_heads, head_dim, dim), ("heads", "kv", "embed"))

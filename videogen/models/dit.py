@@ -57,6 +57,7 @@ class DiTSpec:
   time_embed_dim: int = 0          # timestep embedding width; 0 = width (CogVideoX: 512)
   norm_eps: float = 1e-6
   attention_backend: str = "xla"
+  sequence_parallel: str = "all_gather"  # or "ulysses" (attention.SEQUENCE_PARALLEL)
   dtype: str = "float32"           # compute dtype; parameters stay f32
   scan_layers: bool = True
   remat_policy: str = "none"
@@ -106,7 +107,8 @@ class Modulation(nn.Module):
 
 def _attention(spec: DiTSpec, name: str) -> MultiHeadAttention:
   return MultiHeadAttention(spec.num_heads, spec.attention_backend, jnp.dtype(spec.dtype),
-                            qk_norm=spec.qk_norm, name=name)
+                            qk_norm=spec.qk_norm, sequence_parallel=spec.sequence_parallel,
+                            name=name)
 
 
 def _regroup(x, grid, attend):

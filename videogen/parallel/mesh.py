@@ -21,6 +21,9 @@ DEFAULT_RULES = (
     ("length", "sequence"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
+    # Ulysses sequence parallelism: inside self-attention, heads split over tensor × sequence
+    # while the full sequence is local (all-to-all in, all-to-all out).
+    ("heads_sequence", ("tensor", "sequence")),
     ("mlp", "tensor"),
     ("vocab", "tensor"),
     ("kv", None),
