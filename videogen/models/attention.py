@@ -6,6 +6,7 @@ where a key may be attended to.
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from videogen.models.layers import LayerNorm, RMSNorm, constrain
 
@@ -119,10 +120,11 @@ class MultiHeadAttention(nn.Module):
     k = qk_normalizer(self.qk_norm, "key_norm")(k)
     if rope is not None:
       q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    q, k, v = (checkpoint_name(a, n) for a, n in ((q, "query"), (k, "key"), (v, "value")))
     if self.sequence_parallel == "ulysses" and context is None:
       q, k, v = (constrain(a, ("batch", None, "heads_sequence", "kv")) for a in (q, k, v))
     out = dot_product_attention(q, k, v, context_mask, self.backend)
-    out = constrain(out, ("batch", "length", "heads", "kv"))
+    out = checkpoint_name(constrain(out, ("batch", "length", "heads", "kv")), "attention_out")
     kernel = self._kernel("out_kernel", (self.num_heads, head_dim, dim), ("heads", "kv", "embed"))
     bias = self._bias("out_bias", (dim,), ("embed",))
     y = jnp.einsum("blhk,hkd->bld", out.astype(self.dtype), kernel.astype(self.dtype))

@@ -29,10 +29,18 @@ from videogen.models.layers import Dense, LayerNorm, Mlp, constrain, modulate
 LAYOUTS = ("joint", "expert", "factorized")
 ADALN = ("per_block", "single")
 TEXT_PROJECTIONS = ("linear", "mlp")
+# Activation checkpointing of each block (`model.remat_policy`): what the backward pass may
+# keep instead of recomputing. Names refer to `checkpoint_name` tags in attention.py/layers.py.
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
     "save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "save_attention_out": jax.checkpoint_policies.save_only_these_names("attention_out"),
+    "save_qkv_and_attention_out": jax.checkpoint_policies.save_only_these_names(
+        "query", "key", "value", "attention_out"),
+    # Keep matmul outputs in host memory between passes (GPU/TPU; needs pinned_host memory).
+    "offload_dots": jax.checkpoint_policies.offload_dot_with_no_batch_dims(
+        "device", "pinned_host"),
 }
 
 
