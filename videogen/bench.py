@@ -15,7 +15,8 @@ from absl import flags
 
 from videogen.config import load_config_file, parse_flags_or_exit
 
-_CONFIGS = flags.DEFINE_list("configs", ["tiny", "dit_100m"], "Config names in configs/.")
+_CONFIGS = flags.DEFINE_list("configs", ["tiny", "dit_100m"],
+                             "Config names in configs/, optionally NAME:VARIANT.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config (after one warm-up).")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Override train.batch_size.")
 _DTYPE = flags.DEFINE_string("dtype", None, "Override model.dtype (float32 on CPU is fastest).")
@@ -24,7 +25,10 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 def load_config(name: str):
-  return load_config_file(os.path.join(CONFIG_DIR, f"{name}.py"))
+  """`tiny` or `tiny:expert` (a variant) → configs/tiny.py's config."""
+  file, _, variant = name.partition(":")
+  return load_config_file(os.path.join(CONFIG_DIR, f"{file}.py") + (f":{variant}" if variant
+                                                                     else ""))
 
 
 def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5) -> float:
