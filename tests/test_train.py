@@ -148,3 +148,17 @@ def test_replication_guardrail_stops_before_compiling(tmp_path):
   sharded = tiny_config(**{"mesh.max_replicated_fraction": 0.5, "mesh.data": 2,
                            "mesh.fsdp": 4, "train.num_steps": 1})
   loop.train(sharded, str(tmp_path / "fsdp"))  # FSDP leaves little replicated: it runs
+
+
+def test_aot_compiles_for_a_topology_without_allocating_and_checks_memory():
+  import json
+  from conftest import run_cli
+  args = ("videogen.aot", "--config=configs/tiny.py", "--config.mesh.data=2",
+          "--config.mesh.fsdp=4")
+  report = json.loads(run_cli(*args, check=True).stdout)
+  assert report["devices"] == 8 and report["mesh"]["fsdp"] == 4
+  assert 0 < report["per_device_GB"]["total"] < 1
+  over = run_cli(*args, "--memory_gb=0.001")
+  assert over.returncode == 1 and "above --memory_gb 0.001" in over.stderr
+  missing = run_cli("videogen.aot", "--config=configs/tiny.py", "--topology=v5p:4x4x4")
+  assert missing.returncode in (0, 2)  # 2 (one line) without libtpu; 0 where it is installed

@@ -1,0 +1,105 @@
+"""Compile the train step ahead of time for a target topology and report per-device memory.
+
+    python -m videogen.aot --config configs/dit_family.py:cogvideox_5b \\
+        --config.mesh.fsdp=-1 --config.mesh.data=1 [--topology v5p:4x4x4] [--memory_gb 95]
+
+Nothing is allocated: the state and batch are abstract (`jax.eval_shape` shapes with the
+mesh's shardings), lowered and compiled for the devices of `--topology`, and XLA's memory
+analysis of the compiled step is printed as JSON per device. Exit code 1 when it exceeds
+`--memory_gb`: find out before renting the pod.
+
+`--topology` = `local` (this machine's devices, e.g. 8 fake CPU devices via XLA_FLAGS) or a
+TPU topology name such as `v5p:4x4x4` / `v5e:4x8`, which needs `libtpu` installed (pip
+`jax[tpu]`) but no TPU: `jax.experimental.topologies` describes the slice from a CPU host.
+Frozen VAE / text encoders are not included (their params add to the reported arguments on
+the real run).
+"""
+import json
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+from videogen.config import exit_with_error, parse_flags_or_exit
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "DiT config.", lock_config=True)
+_TOPOLOGY = flags.DEFINE_string("topology", "local", "'local' or a TPU topology (v5p:4x4x4).")
+_MEMORY_GB = flags.DEFINE_float("memory_gb", 0.0, "Fail above this per-device total (0: off).")
+flags.mark_flags_as_required(["config"])
+
+
+def topology_devices(name: str):
+  import jax
+  if name == "local":
+    return jax.devices()
+  try:
+    from jax.experimental import topologies
+    platform, _, shape = name.partition(":")
+    return topologies.get_topology_desc(
+        platform="tpu", topology_name=f"{platform}:{shape}").devices
+  except Exception as e:  # no libtpu, unknown name: say so in one line
+    raise ValueError(f"--topology {name!r} is unavailable here ({str(e).splitlines()[0]}); "
+                     f"install libtpu (pip install 'jax[tpu]') or use --topology local") from None
+
+
+def compile_report(config, devices) -> dict:
+  """Compiles the DiT train step for `devices` from abstract inputs; memory per device."""
+  import jax
+  import numpy as np
+  from videogen.diffusion.objectives import from_config as diffusion_from_config
+  from videogen.models.text_to_video import build_model, example_inputs
+  from videogen.parallel import mesh as mesh_lib
+  from videogen.training import state as state_lib
+  from videogen.training.step import jit_train_step
+  mesh = mesh_lib.create_mesh(config.mesh, devices)
+  rules = mesh_lib.rules_from_config(config.mesh)
+  data = config.data
+  grid = (data.num_frames, data.height, data.width)
+  if config.model.channels != 3:  # latent model: a 4×8×8 VAE's latent grid
+    grid = (1 + (data.num_frames - 1) // 4, data.height // 8, data.width // 8)
+  model = build_model(config, 0, config.model.text_dim)
+  inputs = example_inputs(config, model, latent_shape=(*grid, config.model.channels))
+  tx = state_lib.make_optimizer(config.train)
+  abstract, shardings = state_lib.state_shardings(
+      lambda key: model.init(key, *inputs)["params"], tx, mesh, rules)
+  state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                       abstract, shardings)
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  b, length = config.train.batch_size, config.text.max_length
+  batch = {"video": jax.ShapeDtypeStruct((b, *grid, config.model.channels), np.float32,
+                                         sharding=batch_sharding),
+           "text_embedding": jax.ShapeDtypeStruct((b, length, config.model.text_dim),
+                                                  np.float32, sharding=batch_sharding),
+           "text_mask": jax.ShapeDtypeStruct((b, length), np.bool_, sharding=batch_sharding)}
+  step = jit_train_step(config, model, diffusion_from_config(config.diffusion), tx, None,
+                        shardings, batch_sharding, rules)
+  with jax.set_mesh(mesh):
+    compiled = step.jitted.lower(state, batch, (None, None)).compile()
+  memory = compiled.memory_analysis()
+  gb = lambda n: round(n / 1e9, 3)  # noqa: E731
+  arguments, outputs, temp = (memory.argument_size_in_bytes, memory.output_size_in_bytes,
+                              memory.temp_size_in_bytes)
+  params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract.params))
+  return {"devices": len(devices), "device_kind": devices[0].device_kind,
+          "mesh": dict(mesh.shape), "params_B": round(params / 1e9, 4),
+          "per_device_GB": {"arguments": gb(arguments), "outputs": gb(outputs),
+                            "temp": gb(temp),
+                            # donated state: outputs reuse argument buffers
+                            "total": gb(max(arguments, outputs) + temp)}}
+
+
+def main(argv: list[str]) -> None:
+  parse_flags_or_exit(argv)
+  try:
+    report = compile_report(_CONFIG.value, topology_devices(_TOPOLOGY.value))
+  except ValueError as e:
+    exit_with_error(str(e))
+  print(json.dumps(report, indent=2))
+  if _MEMORY_GB.value and report["per_device_GB"]["total"] > _MEMORY_GB.value:
+    print(f"error: needs {report['per_device_GB']['total']} GB per device, above "
+          f"--memory_gb {_MEMORY_GB.value}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  main(sys.argv)
