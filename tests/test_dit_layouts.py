@@ -112,45 +112,40 @@ def test_padded_text_does_not_matter(layout, adaln):
                          atol=1e-3)
 
 
-@pytest.mark.parametrize("layout,adaln", [("expert", "per_block"), ("factorized", "single")])
-def test_sharded_forward_equals_single_device(layout, adaln):
-  """fsdp × tensor sharding of params and activations (the default rules) changes nothing."""
+def _sharded_forward(spec, inputs, mesh_shape):
+  """(single-device output, output on a `(data, fsdp, tensor, sequence)` mesh with the
+  default rules, compiled HLO text) of the same perturbed params."""
   from jax.sharding import NamedSharding
   from videogen.parallel.mesh import AXES, DEFAULT_RULES
-  spec = _spec(layout, adaln, width=64, num_heads=4)
-  inputs = _inputs(batch=2)
   boxed = DiT(spec).init(jax.random.key(0), *inputs)["params"]
   params = _perturbed(nn.unbox(boxed))
   want = DiT(spec).apply({"params": params}, *inputs)
-  mesh = jax.make_mesh((1, 2, 2, 1), AXES, devices=jax.devices()[:4],
+  mesh = jax.make_mesh(mesh_shape, AXES, devices=jax.devices()[:int(np.prod(mesh_shape))],
                        axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
   specs = nn.logical_to_mesh(nn.get_partition_spec(boxed), DEFAULT_RULES)
   sharded = jax.tree.map(lambda p, s: jax.device_put(p, NamedSharding(mesh, s)), params, specs)
   with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
-    got = jax.jit(lambda p, *a: DiT(spec).apply({"params": p}, *a))(sharded, *inputs)
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5, rtol=1e-4)
+    forward = jax.jit(lambda p, *a: DiT(spec).apply({"params": p}, *a)).lower(
+        sharded, *inputs).compile()
+    got = forward(sharded, *inputs)
+  return np.asarray(want), np.asarray(got), forward.as_text()
+
+
+@pytest.mark.parametrize("layout,adaln", [("expert", "per_block"), ("factorized", "single")])
+def test_sharded_forward_equals_single_device(layout, adaln):
+  """fsdp × tensor sharding of params and activations (the default rules) changes nothing."""
+  want, got, _ = _sharded_forward(_spec(layout, adaln, width=64, num_heads=4),
+                                  _inputs(batch=2), (1, 2, 2, 1))
+  np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("strategy", ["all_gather", "ulysses"])
 def test_sequence_parallel_forward_equals_single_device(strategy):
   """Tokens split over the `sequence` mesh axis (× tensor): both strategies compute the
   single-device function; Ulysses does it with all-to-alls."""
-  from jax.sharding import NamedSharding
-  from videogen.parallel.mesh import AXES, DEFAULT_RULES
   spec = _spec("joint", "per_block", width=64, num_heads=4, sequence_parallel=strategy)
-  inputs = _inputs((4, 8, 8), batch=2)
-  boxed = DiT(spec).init(jax.random.key(0), *inputs)["params"]
-  params = _perturbed(nn.unbox(boxed))
-  want = DiT(spec).apply({"params": params}, *inputs)
-  mesh = jax.make_mesh((1, 1, 2, 2), AXES, devices=jax.devices()[:4],
-                       axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
-  specs = nn.logical_to_mesh(nn.get_partition_spec(boxed), DEFAULT_RULES)
-  sharded = jax.tree.map(lambda p, s: jax.device_put(p, NamedSharding(mesh, s)), params, specs)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
-    forward = jax.jit(lambda p, *a: DiT(spec).apply({"params": p}, *a))
-    got = forward(sharded, *inputs)
-    hlo = forward.lower(sharded, *inputs).compile().as_text()
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5, rtol=1e-4)
+  want, got, hlo = _sharded_forward(spec, _inputs((4, 8, 8), batch=2), (1, 1, 2, 2))
+  np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
   if strategy == "ulysses":
     assert "all-to-all" in hlo
 

@@ -12,8 +12,6 @@ the cache is for: a tokenizer trained in-process is created (or read) there. The
 keyed by caption and fingerprinted with the tokenizer and encoder; training refuses a cache
 written for another text setup.
 """
-import csv
-import json
 import os
 import sys
 
@@ -36,17 +34,13 @@ flags.mark_flags_as_required(["config", "workdir", "output"])
 
 def read_captions(path: str) -> list[str]:
   """Captions from a text, CSV or JSONL file (CSV/JSONL: the `text` column)."""
+  from videogen.data.manifest import read_rows
   if not os.path.isfile(path):
     raise FileNotFoundError(f"--captions {path!r} does not exist")
-  with open(path, newline="") as f:
-    if path.endswith(".txt"):
+  if path.endswith(".txt"):
+    with open(path) as f:
       return [line.rstrip("\n") for line in f if line.strip()]
-    if path.endswith(".csv"):
-      rows = list(csv.DictReader(f))
-    elif path.endswith(".jsonl"):
-      rows = [json.loads(line) for line in f if line.strip()]
-    else:
-      raise ValueError(f"--captions {path!r}: want a .txt, .csv or .jsonl file")
+  rows = read_rows(path)
   if any("text" not in row for row in rows):
     raise ValueError(f"--captions {path!r}: every row needs a 'text' column")
   return [row["text"] for row in rows]

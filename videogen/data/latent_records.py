@@ -40,11 +40,13 @@ def write_info(directory: str, info: dict) -> None:
     json.dump(info, f, indent=2)
 
 
-def read_info(directory: str) -> dict:
+def read_info(directory: str, key: str = "data.latents_path",
+              writer: str = "videogen.encode_dataset") -> dict:
+  """`info.json` of a records directory; its absence names the config key and the writer."""
   path = os.path.join(directory, INFO_FILE)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"data.latents_path={directory!r} has no {INFO_FILE} "
-                            f"(write it with `python -m videogen.encode_dataset`)")
+    raise FileNotFoundError(f"{key}={directory!r} has no {INFO_FILE} "
+                            f"(write it with `python -m {writer}`)")
   with open(path) as f:
     return json.load(f)
 

@@ -54,7 +54,7 @@ def read_rows(path: str) -> list[dict]:
       return rows
     if path.endswith(".csv"):
       return list(csv.DictReader(f))
-  raise ManifestError(f"data.manifest={path!r}: want a .csv or .jsonl file")
+  raise ManifestError(f"{path!r}: want a .csv or .jsonl file")
 
 
 def _clip(row: dict, folder: str) -> Clip:

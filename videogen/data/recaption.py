@@ -16,10 +16,8 @@ callable run inside data preparation:
 The sidecar is data (parsed as JSON/CSV, never evaluated); the callable is code the user
 named in their own config.
 """
-import csv
 import hashlib
 import importlib
-import json
 import os
 
 import ml_collections
@@ -35,25 +33,17 @@ class RecaptionError(ValueError):
 
 def read_sidecar(path: str) -> dict[str, str]:
   """A JSONL or CSV sidecar → {key: caption}."""
+  from videogen.data.manifest import ManifestError, read_rows
   if not os.path.isfile(path):
     raise RecaptionError(f"data.recaption.path={path!r} does not exist")
-  with open(path, newline="") as f:
-    if path.endswith(".jsonl"):
-      rows = []
-      for number, line in enumerate(f, 1):
-        if line.strip():
-          try:
-            rows.append(json.loads(line))
-          except json.JSONDecodeError as e:
-            raise RecaptionError(f"{path}:{number}: not JSON ({e.msg})") from None
-    elif path.endswith(".csv"):
-      rows = list(csv.DictReader(f))
-    else:
-      raise RecaptionError(f"data.recaption.path={path!r}: want a .jsonl or .csv file")
+  try:
+    rows = read_rows(path)
+  except ManifestError:
+    raise RecaptionError(f"data.recaption.path={path!r}: want a .jsonl or .csv file") from None
   table = {}
   for number, row in enumerate(rows, 1):
-    key = next((row[k] for k in KEY_COLUMNS if isinstance(row, dict) and k in row), None)
-    if key is None or not isinstance(row.get("text"), str):
+    key = next((row[k] for k in KEY_COLUMNS if k in row), None)
+    if "_bad" in row or key is None or not isinstance(row.get("text"), str):
       raise RecaptionError(f"{path}: row {number} needs a 'text' and one of {KEY_COLUMNS}")
     table[str(key)] = row["text"]
   return table

@@ -12,14 +12,13 @@ whose fingerprint differs from the training config is refused: stale embeddings 
 silently condition the model on the wrong text.
 """
 import hashlib
-import json
 import os
 
 import numpy as np
 
+from videogen.data import latent_records
 from videogen.data.latent_records import decode_record, shard_paths, write_shard
 
-INFO_FILE = "info.json"
 INDEX_FILE = "index.npz"
 DTYPES = ("float32", "float16")
 
@@ -59,19 +58,13 @@ def write_cache(conditioning, captions, output: str, batch_size: int = 64,
                 records)
   order = np.argsort(hashes)
   np.savez(os.path.join(output, INDEX_FILE), hashes=hashes[order], records=order)
-  with open(os.path.join(output, INFO_FILE), "w") as f:
-    json.dump({"num_records": len(unique), "dim": conditioning.dim, "dtype": dtype,
-               "fingerprint": conditioning.fingerprint()}, f, indent=2)
+  latent_records.write_info(output, {"num_records": len(unique), "dim": conditioning.dim,
+                                    "dtype": dtype, "fingerprint": conditioning.fingerprint()})
   return len(unique)
 
 
 def read_info(path: str) -> dict:
-  info_path = os.path.join(path, INFO_FILE)
-  if not os.path.isfile(info_path):
-    raise FileNotFoundError(f"text.embeddings_path={path!r} has no {INFO_FILE} "
-                            f"(write it with `python -m videogen.encode_text`)")
-  with open(info_path) as f:
-    return json.load(f)
+  return latent_records.read_info(path, "text.embeddings_path", "videogen.encode_text")
 
 
 def check_fingerprint(path: str, expected: dict) -> None:
