@@ -13,6 +13,7 @@ from absl import flags
 
 from videogen.data.recaption import MODES as RECAPTION_MODES
 from videogen.diffusion.objectives import from_config as diffusion_from_config
+from videogen.models.attention import BACKENDS as ATTENTION_BACKENDS
 from videogen.models.attention import QK_NORMS, SEQUENCE_PARALLEL
 from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
 from videogen.models.embeddings import ROPE_SPLITS
@@ -130,6 +131,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "model.rope_split": (model.rope_split, ROPE_SPLITS),
              "model.qk_norm": (model.qk_norm, QK_NORMS),
              "model.sequence_parallel": (model.sequence_parallel, SEQUENCE_PARALLEL),
+             "model.attention_backend": (model.attention_backend, ATTENTION_BACKENDS),
              "model.text_projection": (model.text_projection, TEXT_PROJECTIONS),
              "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
              "model.dtype": (model.dtype, ("float32", "bfloat16")),

@@ -10,7 +10,11 @@ from jax.ad_checkpoint import checkpoint_name
 
 from videogen.models.layers import LayerNorm, RMSNorm, constrain
 
-BACKENDS = ("xla", "cudnn", "reference")
+# xla: jax.nn.dot_product_attention's XLA path; cudnn: its cuDNN flash kernel (GPU);
+# reference: plain einsums; blockwise: flash-style online softmax over key blocks in pure JAX
+# (memory O(queries × block) instead of O(queries × keys), on any backend).
+BACKENDS = ("xla", "cudnn", "reference", "blockwise")
+KEY_BLOCK = 512
 # How self-attention runs when the token axis ("length") is sharded over the `sequence` mesh
 # axis: "all_gather" leaves it to XLA (k and v gathered to every shard); "ulysses"
 # (DeepSpeed-Ulysses) re-shards q, k, v from sequence to heads with one all-to-all, attends
@@ -27,6 +31,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
   """Softmax attention; `backend` picks the kernel, all compute the same function."""
   if backend == "reference":
     return _reference_attention(q, k, v, key_mask)
+  if backend == "blockwise":
+    return blockwise_attention(q, k, v, key_mask)
   if backend not in BACKENDS:
     raise ValueError(f"model.attention_backend={backend!r}; expected one of {BACKENDS}")
   mask = None if key_mask is None else key_mask[:, None, None, :]
@@ -40,6 +46,44 @@ def _reference_attention(q, k, v, key_mask):
     logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
   weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+def blockwise_attention(q, k, v, key_mask=None, block: int = KEY_BLOCK):
+  """Softmax attention computed one key block at a time with a running max and sum (the
+  flash-attention recurrence), under `lax.scan` with each block rematerialised: neither pass
+  holds the full `(Lq, Lk)` score matrix."""
+  b, lk, h, d = k.shape
+  block = min(block, lk)
+  pad = -lk % block
+  mask = jnp.ones((b, lk), bool) if key_mask is None else key_mask
+  if pad:
+    k, v = (jnp.pad(a, ((0, 0), (0, pad), (0, 0), (0, 0))) for a in (k, v))
+    mask = jnp.pad(mask, ((0, 0), (0, pad)))
+  blocks = (lk + pad) // block
+  split = lambda a: a.reshape(b, blocks, block, *a.shape[2:]).swapaxes(0, 1)  # noqa: E731
+  scale = d ** -0.5
+  lowest = jnp.finfo(jnp.float32).min
+
+  @jax.checkpoint
+  def step(carry, xs):
+    running_max, total, acc = carry
+    kb, vb, mb = xs
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, kb, preferred_element_type=jnp.float32) * scale
+    logits = jnp.where(mb[:, None, None, :], logits, lowest)
+    new_max = jnp.maximum(running_max, logits.max(-1))
+    weights = jnp.exp(logits - new_max[..., None])
+    correction = jnp.exp(running_max - new_max)
+    total = total * correction + weights.sum(-1)
+    update = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), vb,
+                        preferred_element_type=jnp.float32)
+    acc = acc * correction.transpose(0, 2, 1)[..., None] + update
+    return (new_max, total, acc), None
+
+  lq = q.shape[1]
+  init = (jnp.full((b, h, lq), lowest, jnp.float32), jnp.zeros((b, h, lq), jnp.float32),
+          jnp.zeros((b, lq, h, v.shape[-1]), jnp.float32))
+  (_, total, acc), _ = jax.lax.scan(step, init, (split(k), split(v), split(mask)))
+  return (acc / total.transpose(0, 2, 1)[..., None]).astype(q.dtype)
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
