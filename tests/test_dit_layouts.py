@@ -139,15 +139,15 @@ def test_sharded_forward_equals_single_device(layout, adaln):
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("strategy", ["all_gather", "ulysses"])
+@pytest.mark.parametrize("strategy", ["all_gather", "ulysses", "ring"])
 def test_sequence_parallel_forward_equals_single_device(strategy):
-  """Tokens split over the `sequence` mesh axis (× tensor): both strategies compute the
-  single-device function; Ulysses does it with all-to-alls."""
+  """Tokens split over the `sequence` mesh axis (× tensor): every strategy computes the
+  single-device function; Ulysses with all-to-alls, ring by passing k/v blocks around."""
   spec = _spec("joint", "per_block", width=64, num_heads=4, sequence_parallel=strategy)
   want, got, hlo = _sharded_forward(spec, _inputs((4, 8, 8), batch=2), (1, 1, 2, 2))
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
-  if strategy == "ulysses":
-    assert "all-to-all" in hlo
+  if strategy != "all_gather":
+    assert {"ulysses": "all-to-all", "ring": "collective-permute"}[strategy] in hlo
 
 
 def test_remat_policies_change_memory_not_results():

@@ -19,7 +19,10 @@ KEY_BLOCK = 512
 # axis: "all_gather" leaves it to XLA (k and v gathered to every shard); "ulysses"
 # (DeepSpeed-Ulysses) re-shards q, k, v from sequence to heads with one all-to-all, attends
 # over the whole sequence locally for its heads, and all-to-alls back.
-SEQUENCE_PARALLEL = ("all_gather", "ulysses")
+# "ring": each device keeps its query block and passes key/value blocks around the `sequence`
+# axis (`ppermute` under `shard_map`), accumulating with the flash recurrence: no device ever
+# holds all keys.
+SEQUENCE_PARALLEL = ("all_gather", "ulysses", "ring")
 # Normalisation of q and k before the logits: per head (RMS: ours and Open-Sora; LayerNorm:
 # CogVideoX), across all heads at once (RMS: Wan), or none.
 QK_NORMS = ("rms", "layer", "rms_across_heads", "none")
@@ -52,7 +55,7 @@ def blockwise_attention(q, k, v, key_mask=None, block: int = KEY_BLOCK):
   """Softmax attention computed one key block at a time with a running max and sum (the
   flash-attention recurrence), under `lax.scan` with each block rematerialised: neither pass
   holds the full `(Lq, Lk)` score matrix."""
-  b, lk, h, d = k.shape
+  b, lk = k.shape[:2]
   block = min(block, lk)
   pad = -lk % block
   mask = jnp.ones((b, lk), bool) if key_mask is None else key_mask
@@ -61,29 +64,63 @@ def blockwise_attention(q, k, v, key_mask=None, block: int = KEY_BLOCK):
     mask = jnp.pad(mask, ((0, 0), (0, pad)))
   blocks = (lk + pad) // block
   split = lambda a: a.reshape(b, blocks, block, *a.shape[2:]).swapaxes(0, 1)  # noqa: E731
-  scale = d ** -0.5
-  lowest = jnp.finfo(jnp.float32).min
 
   @jax.checkpoint
   def step(carry, xs):
-    running_max, total, acc = carry
-    kb, vb, mb = xs
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, kb, preferred_element_type=jnp.float32) * scale
-    logits = jnp.where(mb[:, None, None, :], logits, lowest)
-    new_max = jnp.maximum(running_max, logits.max(-1))
-    weights = jnp.exp(logits - new_max[..., None])
-    correction = jnp.exp(running_max - new_max)
-    total = total * correction + weights.sum(-1)
-    update = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), vb,
-                        preferred_element_type=jnp.float32)
-    acc = acc * correction.transpose(0, 2, 1)[..., None] + update
-    return (new_max, total, acc), None
+    return _flash_update(carry, q, *xs), None
 
-  lq = q.shape[1]
-  init = (jnp.full((b, h, lq), lowest, jnp.float32), jnp.zeros((b, h, lq), jnp.float32),
-          jnp.zeros((b, lq, h, v.shape[-1]), jnp.float32))
-  (_, total, acc), _ = jax.lax.scan(step, init, (split(k), split(v), split(mask)))
-  return (acc / total.transpose(0, 2, 1)[..., None]).astype(q.dtype)
+  carry, _ = jax.lax.scan(step, _flash_init(q, v), (split(k), split(v), split(mask)))
+  return _flash_finish(carry, q.dtype)
+
+
+def _flash_update(carry, q, kb, vb, mb):
+  """One key block of the online-softmax recurrence (shared by blockwise and ring)."""
+  running_max, total, acc = carry
+  lowest = jnp.finfo(jnp.float32).min
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, kb, preferred_element_type=jnp.float32)
+  logits = jnp.where(mb[:, None, None, :], logits * q.shape[-1] ** -0.5, lowest)
+  new_max = jnp.maximum(running_max, logits.max(-1))
+  weights = jnp.exp(logits - new_max[..., None])
+  correction = jnp.exp(running_max - new_max)
+  update = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(vb.dtype), vb,
+                      preferred_element_type=jnp.float32)
+  return (new_max, total * correction + weights.sum(-1),
+          acc * correction.transpose(0, 2, 1)[..., None] + update)
+
+
+def _flash_init(q, v):
+  b, lq, h, _ = q.shape
+  return (jnp.full((b, h, lq), jnp.finfo(jnp.float32).min, jnp.float32),
+          jnp.zeros((b, h, lq), jnp.float32), jnp.zeros((b, lq, h, v.shape[-1]), jnp.float32))
+
+
+def _flash_finish(carry, dtype):
+  _, total, acc = carry
+  return (acc / total.transpose(0, 2, 1)[..., None]).astype(dtype)
+
+
+def ring_attention(q, k, v, key_mask, batch_spec, heads_spec, axis: str = "sequence"):
+  """Self-attention with q, k, v sharded along tokens over mesh axis `axis` (of the mesh
+  set by `jax.set_mesh`). `batch_spec`/`heads_spec`: the mesh axes of those dimensions."""
+  from jax.sharding import PartitionSpec as P
+  mask = jnp.ones(k.shape[:2], bool) if key_mask is None else key_mask
+  tokens = P(batch_spec, axis, heads_spec, None)
+
+  def local(q, k, v, mask):
+    size = jax.lax.axis_size(axis)
+    ring = [(i, (i + 1) % size) for i in range(size)]
+
+    def step(carry, _):
+      flash, (kb, vb, mb) = carry
+      flash = _flash_update(flash, q, kb, vb, mb)
+      return (flash, jax.lax.ppermute((kb, vb, mb), axis, ring)), None
+
+    (flash, _), _ = jax.lax.scan(jax.checkpoint(step), (_flash_init(q, v), (k, v, mask)),
+                                 None, length=size)
+    return _flash_finish(flash, q.dtype)
+
+  return jax.shard_map(local, in_specs=(tokens, tokens, tokens, P(batch_spec, axis)),
+                       out_specs=tokens, check_vma=False)(q, k, v, mask)
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -93,6 +130,11 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   cos, sin = cos[None, :, None, :], sin[None, :, None, :]
   rotated = jnp.stack([x_even * cos - x_odd * sin, x_even * sin + x_odd * cos], axis=-1)
   return rotated.reshape(x.shape).astype(x.dtype)
+
+
+def _mesh_has(axis: str) -> bool:
+  mesh = jax.sharding.get_abstract_mesh()
+  return not mesh.empty and axis in mesh.axis_names and mesh.shape[axis] > 1
 
 
 class RMSNormAcrossHeads(nn.Module):
@@ -167,7 +209,11 @@ class MultiHeadAttention(nn.Module):
     q, k, v = (checkpoint_name(a, n) for a, n in ((q, "query"), (k, "key"), (v, "value")))
     if self.sequence_parallel == "ulysses" and context is None:
       q, k, v = (constrain(a, ("batch", None, "heads_sequence", "kv")) for a in (q, k, v))
-    out = dot_product_attention(q, k, v, context_mask, self.backend)
+    if self.sequence_parallel == "ring" and context is None and _mesh_has("sequence"):
+      batch_axes, _, heads_axes, _ = nn.logical_to_mesh_axes(("batch", "length", "heads", "kv"))
+      out = ring_attention(q, k, v, context_mask, batch_axes, heads_axes)
+    else:
+      out = dot_product_attention(q, k, v, context_mask, self.backend)
     out = checkpoint_name(constrain(out, ("batch", "length", "heads", "kv")), "attention_out")
     kernel = self._kernel("out_kernel", (self.num_heads, head_dim, dim), ("heads", "kv", "embed"))
     bias = self._bias("out_bias", (dim,), ("embed",))

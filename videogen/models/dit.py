@@ -65,7 +65,7 @@ class DiTSpec:
   time_embed_dim: int = 0          # timestep embedding width; 0 = width (CogVideoX: 512)
   norm_eps: float = 1e-6
   attention_backend: str = "xla"
-  sequence_parallel: str = "all_gather"  # or "ulysses" (attention.SEQUENCE_PARALLEL)
+  sequence_parallel: str = "all_gather"  # | "ulysses" | "ring" (attention.SEQUENCE_PARALLEL)
   dtype: str = "float32"           # compute dtype; parameters stay f32
   scan_layers: bool = True
   remat_policy: str = "none"
