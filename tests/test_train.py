@@ -162,3 +162,20 @@ def test_aot_compiles_for_a_topology_without_allocating_and_checks_memory():
   assert over.returncode == 1 and "above --memory_gb 0.001" in over.stderr
   missing = run_cli("videogen.aot", "--config=configs/tiny.py", "--topology=v5p:4x4x4")
   assert missing.returncode in (0, 2)  # 2 (one line) without libtpu; 0 where it is installed
+
+
+def test_per_device_parameter_bytes_fall_as_one_over_fsdp():
+  per_device = {}
+  for fsdp in (1, 2, 4, 8):
+    other = tiny_config(**{"model.width": 64, "model.num_heads": 4, "mesh.data": 8 // fsdp,
+                           "mesh.fsdp": fsdp})
+    mesh = mesh_lib.create_mesh(other.mesh)
+    rules = mesh_lib.rules_from_config(other.mesh)
+    task = build_task(other, mesh, rules)
+    abstract, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
+    per_device[fsdp] = sum(
+        np.prod(s.shard_shape(p.shape)) * p.dtype.itemsize
+        for p, s in zip(jax.tree.leaves(abstract.params), jax.tree.leaves(shardings.params)))
+  total = per_device[1]
+  for fsdp in (2, 4, 8):  # small vectors (norm scales, biases) may stay whole
+    assert per_device[fsdp] < 1.15 * total / fsdp, per_device
