@@ -129,3 +129,14 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
   last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
   saved = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
   assert saved == [last_logged] and 3 <= last_logged < 100000
+
+
+def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
+  import json
+  result = run_cli("videogen.bench", "--configs=tiny:test", "--steps=1", "--json",
+                   "--frames=4,8", check=True)
+  rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+  assert [row["shape"] for row in rows] == ["4x16x16", "8x16x16"]
+  for row in rows:
+    assert row["compile_s"] > 0 and row["peak_memory_GB"] > 0
+    assert 0 < row["MFU_vs_measured_matmul"] < 1

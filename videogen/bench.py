@@ -1,12 +1,17 @@
 """Train-step benchmark: step time, tokens/s, model FLOPs, achieved FLOP/s and MFU.
 
-    python -m videogen.bench [--configs tiny,dit_100m] [--steps 5] [--batch_size N]
+    python -m videogen.bench [--configs tiny,dit_100m] [--steps 5] [--batch_size N] \
+        [--frames 17,49] [--json]
+
+Also reported: compile time and peak device memory (XLA's memory analysis of the compiled
+step: state + temporaries).
 
 MFU is reported against the matmul peak *measured in the same run* on the same devices
 (a large square matmul in the compute dtype), so the figure is a ratio taken under the same
 conditions, not against a datasheet number. Inputs are random arrays of the configured
 shape: this times the step itself, not the data pipeline.
 """
+import json
 import os
 import sys
 import time
@@ -20,6 +25,8 @@ _CONFIGS = flags.DEFINE_list("configs", ["tiny", "dit_100m"],
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config (after one warm-up).")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Override train.batch_size.")
 _DTYPE = flags.DEFINE_string("dtype", None, "Override model.dtype (float32 on CPU is fastest).")
+_JSON = flags.DEFINE_bool("json", False, "One JSON object per measurement instead of a table.")
+_FRAMES = flags.DEFINE_list("frames", [], "Override data.num_frames, one measurement each.")
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -46,7 +53,7 @@ def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5) -> float:
   return repeats * n * 2 * size ** 3 / (time.perf_counter() - start)
 
 
-def bench_config(name: str, steps: int, peak: float) -> dict:
+def bench_config(name: str, steps: int, peak: float, frames: int | None = None) -> dict:
   import jax
   import numpy as np
   from videogen.models.flops import dit_forward_flops, train_step_flops
@@ -60,6 +67,8 @@ def bench_config(name: str, steps: int, peak: float) -> dict:
     config.train.batch_size = _BATCH.value
   if _DTYPE.value:
     config.model.dtype = _DTYPE.value
+  if frames:
+    config.data.num_frames = frames
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
   task = build_task(config, mesh, rules)
@@ -73,7 +82,15 @@ def bench_config(name: str, steps: int, peak: float) -> dict:
   ).astype(np.float32), **task.text_features(["a red circle moving right"] * b)}
   with jax.set_mesh(mesh):
     batch = {k: jax.device_put(v, mesh_lib.batch_sharding(mesh)) for k, v in batch.items()}
-    state, metrics = step(state, batch)  # compile + warm-up
+    start = time.perf_counter()
+    compiled = step.jitted.lower(state, batch, step.frozen).compile()
+    compile_s = time.perf_counter() - start
+    memory = compiled.memory_analysis()
+
+    def step(state, batch, compiled=compiled, frozen=step.frozen):
+      return compiled(state, batch, frozen)
+
+    state, metrics = step(state, batch)  # warm-up
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for _ in range(steps):
@@ -90,7 +107,9 @@ def bench_config(name: str, steps: int, peak: float) -> dict:
           "shape": f"{data.num_frames}x{data.height}x{data.width}", "dtype": config.model.dtype,
           "step_s": seconds, "tokens_per_s": video_tokens / seconds,
           "model_TFLOP_per_step": flops / 1e12, "achieved_TFLOP_s": flops / seconds / 1e12,
-          "MFU_vs_measured_matmul": flops / seconds / peak}
+          "MFU_vs_measured_matmul": flops / seconds / peak, "compile_s": compile_s,
+          "peak_memory_GB": (max(memory.argument_size_in_bytes, memory.output_size_in_bytes)
+                             + memory.temp_size_in_bytes) / 1e9}
 
 
 def main(argv: list[str]) -> None:
@@ -102,8 +121,14 @@ def main(argv: list[str]) -> None:
   for name in _CONFIGS.value:
     dtype = _DTYPE.value or load_config(name).model.dtype
     peak = matmul_peak_flops(jnp.dtype(dtype))
-    print(f"measured {dtype} matmul peak: {peak / 1e12:.3f} TFLOP/s")
-    rows.append(bench_config(name, _STEPS.value, peak))
+    for frames in _FRAMES.value or [None]:
+      row = bench_config(name, _STEPS.value, peak, frames and int(frames))
+      row["matmul_peak_TFLOP_s"] = peak / 1e12
+      if _JSON.value:
+        print(json.dumps(row))
+      rows.append(row)
+  if _JSON.value:
+    return
   header = list(rows[0])
   print(" | ".join(header))
   for row in rows:

@@ -132,4 +132,5 @@ def jit_train_step(config, model, diffusion, tx, null_text, state_shardings, bat
     return compiled(state, batch, frozen)
 
   step_fn.jitted = compiled  # exposes the compile cache (one program per batch shape)
+  step_fn.frozen = frozen    # … and its last argument, for ahead-of-time lowering
   return step_fn
