@@ -63,10 +63,7 @@ class BucketSpec:
 
   def fits(self, num_frames: int, height: int, width: int) -> bool:
     """Whether some bucket could take the clip (ignoring keep probabilities)."""
-    class Always:
-      def random(self):
-        return 0.0
-    return self.assign(num_frames, height, width, Always()) is not None
+    return self.assign(num_frames, height, width, _KEEP_ALL) is not None
 
   def assign(self, num_frames: int, height: int, width: int, rng: np.random.Generator
              ) -> Bucket | None:
@@ -80,6 +77,16 @@ class BucketSpec:
         if num_frames >= (count - 1) * self.frame_stride + 1 and rng.random() < keep:
           return Bucket(count, bucket_h, bucket_w, batch_size)
     return None
+
+
+class _KeepAll:
+  """An rng stand-in whose every draw passes the keep-probability test."""
+
+  def random(self) -> float:
+    return 0.0
+
+
+_KEEP_ALL = _KeepAll()
 
 
 @dataclasses.dataclass(frozen=True)
