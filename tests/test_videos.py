@@ -161,6 +161,7 @@ def test_corrupt_clips_are_replaced_and_counted(manifest, video_dir, tmp_path):
   rows = [{"path": c.path, "text": c.text, "num_frames": c.num_frames, "height": c.height,
            "width": c.width, "fps": c.fps} for c in clips]
   rows[0] = {**rows[0], "path": str(video_dir / "corrupt.mp4")}  # plausible row, bad file
+  rows.append({**rows[1], "num_frames": "?"})  # a malformed row
   write_manifest(str(tmp_path / "with_corrupt.csv"), rows)
   config = video_config(str(tmp_path / "with_corrupt.csv"))
   iterator = iter(pipeline.make_dataset(config, word_features(config)))
@@ -168,7 +169,7 @@ def test_corrupt_clips_are_replaced_and_counted(manifest, video_dir, tmp_path):
     warnings.simplefilter("always")
     batches = [next(iterator) for _ in range(6)]
   assert sum(int(b["skipped"]) for b in batches) >= 1
-  assert all(b["video"].shape[0] == 4 for b in batches)
+  assert all(b["video"].shape[0] == 4 and int(b["bad_rows"]) == 1 for b in batches)
 
 
 def test_training_compiles_once_per_bucket_shape(manifest, tmp_path):

@@ -22,8 +22,9 @@ from videogen.data import latent_records, synthetic
 from videogen.data.recaption import Recaptioner
 
 SOURCES = ("synthetic", "latents", "videos", "tfds")
-# Batch fields that stay on the host: caption strings, counts of skipped and unfit clips.
-HOST_KEYS = ("caption", "skipped", "unfit")
+# Batch fields that stay on the host: caption strings; counts of replaced (unreadable) clips,
+# clips no bucket takes and malformed manifest rows.
+HOST_KEYS = ("caption", "skipped", "unfit", "bad_rows")
 
 
 def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:
@@ -139,10 +140,10 @@ def _video_dataset(config, text_features, process_index, process_count, read_opt
     if size % process_count:
       raise ValueError(f"bucket batch size {size} must divide evenly over {process_count} "
                        f"processes")
-  clips, reader = videos.clips_and_reader(config.data)
+  clips, reader, bad_rows = videos.clips_and_reader(config.data)
   decode = videos.VideoBatches(clips, reader, config.data.buckets.frame_stride, text_features,
                                recaptioner_from_config(config), process_index, process_count,
-                               videos.count_unfit(config, clips))
+                               videos.count_unfit(config, clips), bad_rows)
   # Batches are indexed by their global position, so the iterator state is just that index.
   dataset = (grain.MapDataset.range(2 ** 40)
              .map(videos.planned_batches(config, clips))

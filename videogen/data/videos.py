@@ -41,20 +41,21 @@ def resize_and_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
   return out
 
 
-def clips_and_reader(data: ml_collections.ConfigDict) -> tuple[list[Clip], object]:
+def clips_and_reader(data: ml_collections.ConfigDict) -> tuple[list[Clip], object, int]:
   """The source's clips that pass `data.filters` (with their original indices kept for the
-  reader), and the frame reader; no usable clip is a ManifestError."""
+  reader), the frame reader, and the number of malformed rows skipped; no usable clip is a
+  ManifestError."""
   if data.source == "tfds":
     from videogen.data import tfds_source
     clips, reader = tfds_source.load_clips(data.tfds), tfds_source.TfdsReader(data.tfds)
-    where = f"data.tfds.name={data.tfds.name!r}"
+    bad_rows, where = 0, f"data.tfds.name={data.tfds.name!r}"
   else:
-    clips, _ = read_manifest(data.manifest)
+    clips, bad_rows = read_manifest(data.manifest)
     reader, where = FileReader(clips), f"data.manifest={data.manifest!r}"
   keep = [i for i, c in enumerate(clips) if passes(c, data.filters)]
   if not keep:
     raise ManifestError(f"{where}: none of its {len(clips)} usable clips passes data.filters")
-  return [clips[i] for i in keep], _Subset(reader, keep)
+  return [clips[i] for i in keep], _Subset(reader, keep), bad_rows
 
 
 class _Subset:
@@ -112,9 +113,10 @@ class VideoBatches:
 
   def __init__(self, clips: list[Clip], reader, frame_stride: int, text_features,
                recaptioner: Recaptioner, process_index: int, process_count: int,
-               unfit: int = 0):
+               unfit: int = 0, bad_rows: int = 0):
     self.clips, self.reader, self.frame_stride = clips, reader, frame_stride
-    self.unfit = unfit  # clips no bucket can take, reported with every batch
+    # Reported with every batch: clips no bucket can take, malformed manifest rows.
+    self.unfit, self.bad_rows = unfit, bad_rows
     self.text_features, self.recaptioner = text_features, recaptioner
     self.process_index, self.process_count = process_index, process_count
 
@@ -144,7 +146,7 @@ class VideoBatches:
       captions.append(self.recaptioner(clip.path, clip.text))
     batch = {"video": np.stack(videos).astype(np.float32) / 127.5 - 1.0,
              "caption": np.array(captions), "skipped": np.array(skipped),
-             "unfit": np.array(self.unfit)}
+             "unfit": np.array(self.unfit), "bad_rows": np.array(self.bad_rows)}
     if self.text_features is not None:
       batch.update(self.text_features(captions))
     return batch

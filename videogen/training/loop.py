@@ -111,13 +111,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                        disable=jax.process_index() != 0, dynamic_ncols=True)
   log_start, log_start_step = time.perf_counter(), first_step
   # Unreadable clips replaced, clips no bucket takes, distinct batch shapes (= compiles).
-  skipped, unfit, shapes = 0, 0, set()
+  skipped, unfit, bad_rows, shapes = 0, 0, 0, set()
   try:
     with jax.set_mesh(mesh):
       for step in range(first_step + 1, last_step + 1):
         local = next(data_iterator)
         skipped += int(local.get("skipped", 0))
-        unfit = int(local.get("unfit", 0))
+        unfit, bad_rows = int(local.get("unfit", 0)), int(local.get("bad_rows", 0))
         shapes.add(tuple(v.shape for k, v in sorted(local.items())
                          if k not in pipeline.HOST_KEYS))
         batch = pipeline.to_global_batch(local, batch_sharding)
@@ -128,7 +128,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           now = time.perf_counter()
           values["steps_per_sec"] = (step - log_start_step) / (now - log_start)
           values["learning_rate"] = float(schedule(step - 1))
-          values.update(data_skipped=skipped, data_unfit=unfit, compiles=len(shapes))
+          values.update(data_skipped=skipped, data_unfit=unfit, data_bad_rows=bad_rows,
+                        compiles=len(shapes))
           log_start, log_start_step = now, step
           writer.write(step, values)
           progress.set_postfix(loss=f"{values['loss']:.4f}")
