@@ -49,8 +49,9 @@ def test_loss_falls_when_overfitting_one_batch(batch):
 
 @pytest.mark.parametrize("data,fsdp,tensor", [
     # (2, 2, 2) miscompiled on XLA CPU (jaxlib 0.10.2) while AdaLN split one Dense output
-    # with jnp.split; since modulation reshapes to (B, chunks, width) it is exact.
-    (2, 2, 1), (2, 1, 2), (1, 2, 2), (4, 1, 2), (2, 2, 2)])
+    # with jnp.split; since modulation reshapes to (B, chunks, width) it is exact. It covers
+    # all three axes at once, so the two-axis meshes keep only one case each side of it.
+    (2, 2, 1), (1, 2, 2), (2, 2, 2)])
 def test_sharded_step_equals_single_device_step(batch, data, fsdp, tensor):
   """A sharded train step gives the same loss and parameters as one device."""
   # Adam divides by |g|: with eps = 1e-8, gradients that are ~0 turn float reduction-order
@@ -153,12 +154,11 @@ def test_replication_guardrail_stops_before_compiling(tmp_path):
 def test_aot_compiles_for_a_topology_without_allocating_and_checks_memory():
   import json
   from conftest import run_cli
-  args = ("videogen.aot", "--config=configs/tiny.py", "--config.mesh.data=2",
-          "--config.mesh.fsdp=4")
-  report = json.loads(run_cli(*args, check=True).stdout)
+  over = run_cli("videogen.aot", "--config=configs/tiny.py", "--config.mesh.data=2",
+                 "--config.mesh.fsdp=4", "--memory_gb=0.001")
+  report = json.loads(over.stdout)  # the report comes before the verdict
   assert report["devices"] == 8 and report["mesh"]["fsdp"] == 4
   assert 0 < report["per_device_GB"]["total"] < 1
-  over = run_cli(*args, "--memory_gb=0.001")
   assert over.returncode == 1 and "above --memory_gb 0.001" in over.stderr
   missing = run_cli("videogen.aot", "--config=configs/tiny.py", "--topology=v5p:4x4x4")
   assert missing.returncode in (0, 2)  # 2 (one line) without libtpu; 0 where it is installed
