@@ -69,6 +69,7 @@ def jax_rate(args, torch_model) -> dict:
   from videogen.models.text_to_video import build_model, example_inputs, spec_from_config
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
+  from videogen.timing import matmul_peak_flops, seconds_per_step
   from videogen.training.step import jit_train_step
   frames, height, width = args.latent
   config = base_config()
@@ -92,20 +93,8 @@ def jax_rate(args, torch_model) -> dict:
            "text_embedding": rng.normal(size=(args.batch, args.text, 4096)).astype(np.float32),
            "text_mask": np.ones((args.batch, args.text), bool)}
   with jax.set_mesh(mesh):
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-      state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    seconds = (time.perf_counter() - start) / args.steps
-    a = jnp.ones((2048, 2048), jnp.float32)
-    matmul = jax.jit(lambda a: a @ a)
-    matmul(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(5):
-      matmul(a).block_until_ready()
-    peak = 5 * 2 * 2048 ** 3 / (time.perf_counter() - start)
+    _, seconds = seconds_per_step(step, state, batch, args.steps)
+  peak = matmul_peak_flops(jnp.float32, num_devices=1)  # the step runs on one device
   flops = train_step_flops(dit_forward_flops(spec_from_config(config.model), frames, height,
                                              width, args.text, 4096, args.batch))
   return {"tokens_per_s": tokens(args) / seconds, "model_flops_per_s": flops / seconds,

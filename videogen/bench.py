@@ -38,21 +38,6 @@ def load_config(name: str):
                                                                      else ""))
 
 
-def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5) -> float:
-  """Measured FLOP/s of a square matmul over all local devices (batched, one per device)."""
-  import jax
-  import jax.numpy as jnp
-  n = jax.local_device_count()
-  a = jnp.ones((n, size, size), dtype)
-  f = jax.pmap(lambda x: x @ x)
-  f(a).block_until_ready()
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = f(a)
-  out.block_until_ready()
-  return repeats * n * 2 * size ** 3 / (time.perf_counter() - start)
-
-
 def bench_config(name: str, steps: int, peak: float, frames: int | None = None) -> dict:
   import jax
   import numpy as np
@@ -60,6 +45,7 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
   from videogen.models.text_to_video import spec_from_config
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
+  from videogen.timing import seconds_per_step
   from videogen.training.tasks import build_task
 
   config = load_config(name)
@@ -90,13 +76,7 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
     def step(state, batch, compiled=compiled, frozen=step.frozen):
       return compiled(state, batch, frozen)
 
-    state, metrics = step(state, batch)  # warm-up
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for _ in range(steps):
-      state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    seconds = (time.perf_counter() - start) / steps
+    state, seconds = seconds_per_step(step, state, batch, steps)
 
   spec = spec_from_config(config.model)
   pt, ph, pw = spec.patch_size
@@ -116,11 +96,12 @@ def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   import jax
   import jax.numpy as jnp
+  from videogen import timing
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}")
   rows = []
   for name in _CONFIGS.value:
     dtype = _DTYPE.value or load_config(name).model.dtype
-    peak = matmul_peak_flops(jnp.dtype(dtype))
+    peak = timing.matmul_peak_flops(jnp.dtype(dtype))
     for frames in _FRAMES.value or [None]:
       row = bench_config(name, _STEPS.value, peak, frames and int(frames))
       row["matmul_peak_TFLOP_s"] = peak / 1e12

@@ -76,6 +76,7 @@ def train_rate(config_path: str, side: int, frames: int) -> tuple[float, float]:
   from videogen.config import load_config_file
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
+  from videogen.timing import seconds_per_step
   from videogen.training.tasks import build_task
   config = load_config_file(config_path)
   config.text.update(tokenizer="words", encoder="embedding", max_length=32)
@@ -92,13 +93,8 @@ def train_rate(config_path: str, side: int, frames: int) -> tuple[float, float]:
       np.float32), **task.text_features(["a red circle moving right"] * _BATCH.value)}
   with jax.set_mesh(mesh):
     batch = {k: jax.device_put(v, mesh_lib.batch_sharding(mesh)) for k, v in batch.items()}
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for _ in range(_TRAIN_STEPS.value):
-      state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-  return _TRAIN_STEPS.value * _BATCH.value / (time.perf_counter() - start), params
+    _, seconds = seconds_per_step(step, state, batch, _TRAIN_STEPS.value)
+  return _BATCH.value / seconds, params
 
 
 def main(argv: list[str]) -> None:

@@ -11,6 +11,7 @@ import sys
 import ml_collections
 from absl import flags
 
+from videogen.data.pipeline import SOURCES as DATA_SOURCES
 from videogen.data.recaption import MODES as RECAPTION_MODES
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.attention import BACKENDS as ATTENTION_BACKENDS
@@ -141,7 +142,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "text.null": (config.text.null, NULLS),
              "text.t5.dtype": (config.text.t5.dtype, ("float32", "bfloat16")),
              "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES),
-             "data.source": (data.source, ("synthetic", "latents", "videos", "tfds"))}
+             "data.source": (data.source, DATA_SOURCES)}
   for key, (value, allowed) in choices.items():
     if value not in allowed:
       raise ConfigError(f"{key}={value!r} is not one of {allowed}")

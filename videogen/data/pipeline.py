@@ -22,6 +22,7 @@ from videogen.data import latent_records, synthetic
 from videogen.data.recaption import Recaptioner
 
 SOURCES = ("synthetic", "latents", "videos", "tfds")
+BUCKETED_SOURCES = ("videos", "tfds")  # real video, batched by shape bucket
 # Batch fields that stay on the host: caption strings; counts of replaced (unreadable) clips,
 # clips no bucket takes and malformed manifest rows.
 HOST_KEYS = ("caption", "skipped", "unfit", "bad_rows")
@@ -116,12 +117,12 @@ def make_dataset(config: ml_collections.ConfigDict, text_features=None,
     raise ValueError(f"data.source={data.source!r}; available sources: {SOURCES}")
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
-  if data.source not in ("videos", "tfds") and config.train.batch_size % process_count:
+  if data.source not in BUCKETED_SOURCES and config.train.batch_size % process_count:
     raise ValueError(f"train.batch_size={config.train.batch_size} must divide evenly over "
                      f"{process_count} processes")
   read_options = grain.ReadOptions(num_threads=data.num_threads,
                                    prefetch_buffer_size=data.prefetch)
-  if data.source in ("videos", "tfds"):
+  if data.source in BUCKETED_SOURCES:
     return _video_dataset(config, text_features, process_index, process_count, read_options)
   examples, num_clips = _examples(config, text_features)
   dataset = (grain.MapDataset.range(num_clips)

@@ -18,15 +18,14 @@ The frozen encoder's params enter jitted programs as arguments with their own sh
 the frozen VAE's), in the encoder's compute dtype.
 """
 import dataclasses
-import json
 import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
+from videogen.text.convert_t5 import read_hf_config
 from videogen.text.sentencepiece_tokenizer import (MODEL_FILENAME, SentencePieceTokenizer,
                                                    cached_tokenizer)
 from videogen.text.t5 import PRESETS, T5Encoder, T5Spec, abstract_params, spec_from_hf_config
@@ -75,9 +74,7 @@ def t5_spec(text: ml_collections.ConfigDict, vocab_size: int) -> T5Spec:
   widened to cover the tokenizer, rounded up to 128 so it shards)."""
   t5 = text.t5
   if t5.checkpoint:
-    config_path = _hf_config_path(t5.checkpoint)
-    with open(config_path) as f:
-      spec = spec_from_hf_config(json.load(f))
+    spec = spec_from_hf_config(read_hf_config(t5.checkpoint)[1])
     if vocab_size > spec.vocab_size:
       raise ValueError(f"the tokenizer has {vocab_size} ids but the T5 at "
                        f"{t5.checkpoint!r} embeds {spec.vocab_size}: use its spiece.model")
@@ -87,15 +84,6 @@ def t5_spec(text: ml_collections.ConfigDict, vocab_size: int) -> T5Spec:
     spec = PRESETS[t5.preset]
     spec = dataclasses.replace(spec, vocab_size=max(spec.vocab_size, -(-vocab_size // 128) * 128))
   return dataclasses.replace(spec, dtype=t5.dtype)
-
-
-def _hf_config_path(checkpoint: str) -> str:
-  for folder in (checkpoint, os.path.join(checkpoint, "text_encoder")):
-    path = os.path.join(folder, "config.json")
-    if os.path.isfile(path):
-      return path
-  raise FileNotFoundError(f"text.t5.checkpoint={checkpoint!r} has no config.json "
-                          f"(want an HF T5EncoderModel / UMT5EncoderModel folder)")
 
 
 def encode_tokens(model: T5Encoder, params, tokens: jax.Array, mask: jax.Array) -> jax.Array:

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
-from videogen.weights import _listing, load_state_dict
+from videogen.weights import _listing, load_state_dict, model_folder
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -117,18 +117,22 @@ def load_t5_state_dict(path) -> dict[str, np.ndarray]:
   return load_state_dict(path)
 
 
+def read_hf_config(path) -> tuple[str, dict]:
+  """(folder, parsed config.json) of an HF T5/UMT5 model: `path` itself, a weights file's
+  folder, or a pipeline's `text_encoder/` subfolder."""
+  folder = model_folder(os.fspath(path), "text_encoder")
+  config_path = os.path.join(folder, "config.json")
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"no config.json in {folder} (want an HF T5EncoderModel / "
+                            f"UMT5EncoderModel folder)")
+  with open(config_path) as f:
+    return folder, json.load(f)
+
+
 def load_t5_encoder(path) -> tuple[T5Spec, dict]:
   """An HF T5/UMT5 folder (config.json + weights; a `text_encoder/` subfolder of a pipeline
   also works) → (T5Spec, params)."""
-  path = os.fspath(path)
-  folder = path if os.path.isdir(path) else (os.path.dirname(path) or ".")
-  if not os.path.isfile(os.path.join(folder, "config.json")) and os.path.isfile(
-      os.path.join(folder, "text_encoder", "config.json")):
-    folder = os.path.join(folder, "text_encoder")
-    path = folder
-  config_path = os.path.join(folder, "config.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"no config.json in {folder} (want an HF T5 folder)")
-  with open(config_path) as f:
-    spec = spec_from_hf_config(json.load(f))
-  return spec, convert_t5_state_dict(load_t5_state_dict(path), spec)
+  folder, config = read_hf_config(path)
+  spec = spec_from_hf_config(config)
+  weights = path if not os.path.isdir(path) else folder
+  return spec, convert_t5_state_dict(load_t5_state_dict(weights), spec)

@@ -48,7 +48,7 @@ def enable_compilation_cache(directory: str) -> None:
 
 def _batch_sizes(config) -> list[tuple[int, str]]:
   """Every global batch size the data source can produce, with the config key that sets it."""
-  if config.data.source not in ("videos", "tfds"):
+  if config.data.source not in pipeline.BUCKETED_SOURCES:
     return [(config.train.batch_size, "train.batch_size")]
   from videogen.data.videos import batch_sizes
   return [(size, "data.buckets batch size") for size in batch_sizes(config)]

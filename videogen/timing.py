@@ -1,0 +1,35 @@
+"""Timing helpers shared by the benchmarks (`bench`, `bench_data`, `benchmarks/vs_pytorch.py`).
+
+Flag-free on purpose: the benchmark CLIs each own their absl flags and import this.
+"""
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5,
+                      num_devices: int | None = None) -> float:
+  """Measured FLOP/s of a square matmul over `num_devices` local devices (default: all;
+  batched, one per device)."""
+  n = num_devices or jax.local_device_count()
+  a = jnp.ones((n, size, size), dtype)
+  f = jax.pmap(lambda x: x @ x, devices=jax.local_devices()[:n])
+  f(a).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = f(a)
+  out.block_until_ready()
+  return repeats * n * 2 * size ** 3 / (time.perf_counter() - start)
+
+
+def seconds_per_step(step, state, batch, steps: int):
+  """(final state, mean seconds per `step(state, batch)`) over `steps` calls after one
+  untimed warm-up call (which compiles)."""
+  state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  return state, (time.perf_counter() - start) / steps
