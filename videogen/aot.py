@@ -46,33 +46,19 @@ def compile_report(config, devices) -> dict:
   """Compiles the DiT train step for `devices` from abstract inputs; memory per device."""
   import jax
   import numpy as np
-  from videogen.diffusion.objectives import from_config as diffusion_from_config
-  from videogen.models.text_to_video import build_model, example_inputs
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
-  from videogen.training.step import jit_train_step
+  from videogen.training.encoded_step import encoded_step
   mesh = mesh_lib.create_mesh(config.mesh, devices)
   rules = mesh_lib.rules_from_config(config.mesh)
-  data = config.data
-  grid = (data.num_frames, data.height, data.width)
-  if config.model.channels != 3:  # latent model: a 4×8×8 VAE's latent grid
-    grid = (1 + (data.num_frames - 1) // 4, data.height // 8, data.width // 8)
-  model = build_model(config, 0, config.model.text_dim)
-  inputs = example_inputs(config, model, latent_shape=(*grid, config.model.channels))
-  tx = state_lib.make_optimizer(config.train)
-  abstract, shardings = state_lib.state_shardings(
-      lambda key: model.init(key, *inputs)["params"], tx, mesh, rules)
+  task = encoded_step(config, rules)
+  abstract, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
   state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                        abstract, shardings)
   batch_sharding = mesh_lib.batch_sharding(mesh)
-  b, length = config.train.batch_size, config.text.max_length
-  batch = {"video": jax.ShapeDtypeStruct((b, *grid, config.model.channels), np.float32,
-                                         sharding=batch_sharding),
-           "text_embedding": jax.ShapeDtypeStruct((b, length, config.model.text_dim),
-                                                  np.float32, sharding=batch_sharding),
-           "text_mask": jax.ShapeDtypeStruct((b, length), np.bool_, sharding=batch_sharding)}
-  step = jit_train_step(config, model, diffusion_from_config(config.diffusion), tx, None,
-                        shardings, batch_sharding, rules)
+  batch = {name: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=batch_sharding)
+           for name, s in task.batch_shapes.items()}
+  step = task.build_step(shardings, batch_sharding)
   with jax.set_mesh(mesh):
     compiled = step.jitted.lower(state, batch, (None, None)).compile()
   memory = compiled.memory_analysis()

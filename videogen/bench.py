@@ -11,6 +11,7 @@ MFU is reported against the matmul peak *measured in the same run* on the same d
 conditions, not against a datasheet number. Inputs are random arrays of the configured
 shape: this times the step itself, not the data pipeline.
 """
+import functools
 import json
 import os
 import sys
@@ -27,6 +28,9 @@ _BATCH = flags.DEFINE_integer("batch_size", None, "Override train.batch_size.")
 _DTYPE = flags.DEFINE_string("dtype", None, "Override model.dtype (float32 on CPU is fastest).")
 _JSON = flags.DEFINE_bool("json", False, "One JSON object per measurement instead of a table.")
 _FRAMES = flags.DEFINE_list("frames", [], "Override data.num_frames, one measurement each.")
+_RESOLUTION = flags.DEFINE_string("resolution", None, "Override data.height x width (480x720).")
+_ATTENTION = flags.DEFINE_string("attention", None, "Override model.attention_backend.")
+_REMAT = flags.DEFINE_string("remat", None, "Override model.remat_policy.")
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -38,34 +42,62 @@ def load_config(name: str):
                                                                      else ""))
 
 
+def configured(name: str, frames: int | None):
+  """The named config with this run's overrides applied."""
+  config = load_config(name)
+  overrides = {"train.batch_size": _BATCH.value, "model.dtype": _DTYPE.value,
+               "data.num_frames": frames, "model.attention_backend": _ATTENTION.value,
+               "model.remat_policy": _REMAT.value}
+  if _RESOLUTION.value:
+    overrides["data.height"], overrides["data.width"] = map(int, _RESOLUTION.value.split("x"))
+  for key, value in overrides.items():
+    if value:
+      section, field = key.split(".")
+      config[section][field] = value
+  return config
+
+
+def step_and_batch(config, mesh, rules):
+  """(initialised state, step, host batch). A pixel config trains through its task (text
+  through its own tokenizer/encoder); a latent preset is timed on pre-encoded inputs (VAE
+  latents, T5 states), the step a large run trains after `encode_dataset`/`encode_text`."""
+  import numpy as np
+  from videogen.parallel import mesh as mesh_lib
+  from videogen.training import state as state_lib
+  from videogen.training.encoded_step import encoded_step
+  from videogen.training.tasks import build_task
+  rng = np.random.default_rng(0)
+  if config.model.channels == 3:
+    task = build_task(config, mesh, rules)
+    step = functools.partial(task.build_step, rules=rules)
+    data, b = config.data, config.train.batch_size
+    batch = {"video": rng.uniform(-1, 1, (b, data.num_frames, data.height, data.width, 3)
+                                  ).astype(np.float32),
+             **task.text_features(["a red circle moving right"] * b)}
+  else:
+    task = encoded_step(config, rules)
+    step = task.build_step
+    batch = {name: (rng.standard_normal(s.shape).astype(s.dtype) if s.dtype != np.bool_
+                    else np.ones(s.shape, bool)) for name, s in task.batch_shapes.items()}
+  state, shardings = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh,
+                                                  rules)
+  return state, step(shardings, mesh_lib.batch_sharding(mesh)), batch
+
+
 def bench_config(name: str, steps: int, peak: float, frames: int | None = None) -> dict:
   import jax
   import numpy as np
   from videogen.models.flops import dit_forward_flops, train_step_flops
   from videogen.models.text_to_video import spec_from_config
   from videogen.parallel import mesh as mesh_lib
-  from videogen.training import state as state_lib
   from videogen.timing import seconds_per_step
-  from videogen.training.tasks import build_task
+  from videogen.training.encoded_step import input_grid
 
-  config = load_config(name)
-  if _BATCH.value:
-    config.train.batch_size = _BATCH.value
-  if _DTYPE.value:
-    config.model.dtype = _DTYPE.value
-  if frames:
-    config.data.num_frames = frames
+  config = configured(name, frames)
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = mesh_lib.rules_from_config(config.mesh)
-  task = build_task(config, mesh, rules)
-  state, shardings = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh,
-                                                  rules)
+  state, step, batch = step_and_batch(config, mesh, rules)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-  step = task.build_step(shardings, mesh_lib.batch_sharding(mesh), rules)
-  data, b = config.data, config.train.batch_size
-  batch = {"video": np.random.default_rng(0).uniform(
-      -1, 1, (b, data.num_frames, data.height, data.width, config.model.channels)
-  ).astype(np.float32), **task.text_features(["a red circle moving right"] * b)}
   with jax.set_mesh(mesh):
     batch = {k: jax.device_put(v, mesh_lib.batch_sharding(mesh)) for k, v in batch.items()}
     start = time.perf_counter()
@@ -79,12 +111,15 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
     state, seconds = seconds_per_step(step, state, batch, steps)
 
   spec = spec_from_config(config.model)
-  pt, ph, pw = spec.patch_size
-  video_tokens = b * (data.num_frames // pt) * (data.height // ph) * (data.width // pw)
-  flops = train_step_flops(dit_forward_flops(spec, data.num_frames, data.height, data.width,
-                                             config.text.max_length, config.model.text_dim, b))
+  grid, b = input_grid(config), config.train.batch_size
+  video_tokens = b * int(np.prod([n // p for n, p in zip(grid, spec.patch_size)]))
+  flops = train_step_flops(dit_forward_flops(spec, *grid, config.text.max_length,
+                                             config.model.text_dim, b))
+  data = config.data
   return {"config": name, "params_M": num_params / 1e6, "batch": b,
-          "shape": f"{data.num_frames}x{data.height}x{data.width}", "dtype": config.model.dtype,
+          "shape": f"{data.num_frames}x{data.height}x{data.width}", "input_grid": grid,
+          "attention": config.model.attention_backend, "remat": config.model.remat_policy,
+          "dtype": config.model.dtype,
           "step_s": seconds, "tokens_per_s": video_tokens / seconds,
           "model_TFLOP_per_step": flops / 1e12, "achieved_TFLOP_s": flops / seconds / 1e12,
           "MFU_vs_measured_matmul": flops / seconds / peak, "compile_s": compile_s,

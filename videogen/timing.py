@@ -8,14 +8,17 @@ import jax
 import jax.numpy as jnp
 
 
-def matmul_peak_flops(dtype, size: int = 2048, repeats: int = 5,
+def matmul_peak_flops(dtype, size: int | None = None, repeats: int = 5,
                       num_devices: int | None = None) -> float:
   """Measured FLOP/s of a square matmul over `num_devices` local devices (default: all;
-  batched, one per device)."""
+  batched, one per device). `size` defaults to 2048 on CPU and 8192 on an accelerator,
+  where a smaller product is dominated by launch overhead."""
   n = num_devices or jax.local_device_count()
-  a = jnp.ones((n, size, size), dtype)
+  size = size or (2048 if jax.default_backend() == "cpu" else 8192)
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, size, size), dtype)
   f = jax.pmap(lambda x: x @ x, devices=jax.local_devices()[:n])
-  f(a).block_until_ready()
+  for _ in range(2):
+    f(a).block_until_ready()
   start = time.perf_counter()
   for _ in range(repeats):
     out = f(a)
