@@ -166,3 +166,26 @@ def test_remat_policies_change_memory_not_results():
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
   assert temp_bytes["full"] < temp_bytes["none"], temp_bytes
+
+
+@pytest.mark.parametrize("layout", ["joint", "expert", "factorized"])
+def test_cudnn_path_takes_masks_as_key_lengths_and_matches_reference(layout, monkeypatch):
+  """The cuDNN kernel wants padding as a key length, so every mask a layout builds must be a
+  prefix. Off a GPU, the same call runs on XLA's kernel (which honours key lengths too)."""
+  calls = []
+  kernel = jax.nn.dot_product_attention
+
+  def cudnn_on_cpu(*args, implementation=None, **kwargs):
+    assert implementation == "cudnn" and kwargs.get("mask") is None
+    calls.append(kwargs.get("key_value_seq_lengths") is not None)
+    return kernel(*args, implementation="xla", **kwargs)
+
+  inputs = _inputs()
+  params = _perturbed(_init(_spec(layout, "per_block"), inputs))
+  monkeypatch.setattr(jax.nn, "dot_product_attention", cudnn_on_cpu)
+  want = DiT(_spec(layout, "per_block", attention_backend="reference")).apply(
+      {"params": params}, *inputs)
+  got = DiT(_spec(layout, "per_block", attention_backend="cudnn")).apply(
+      {"params": params}, *inputs)
+  np.testing.assert_allclose(got, want, atol=2e-5)
+  assert any(calls)  # the masked attention went through key lengths

@@ -1,7 +1,8 @@
 """The one attention function every layout calls, with a backend switch.
 
 Layout is BTNH: q `(B, Lq, H, Dh)`, k and v `(B, Lk, H, Dh)`; `key_mask` `(B, Lk)` is True
-where a key may be attended to.
+where a key may be attended to. Every mask the models build is a prefix (valid keys first,
+padding last): the cuDNN kernel takes it as a per-sequence key length.
 """
 import flax.linen as nn
 import jax
@@ -38,8 +39,19 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
     return blockwise_attention(q, k, v, key_mask)
   if backend not in BACKENDS:
     raise ValueError(f"model.attention_backend={backend!r}; expected one of {BACKENDS}")
-  mask = None if key_mask is None else key_mask[:, None, None, :]
-  return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=backend)
+  if key_mask is None:
+    return jax.nn.dot_product_attention(q, k, v, implementation=backend)
+  if backend == "cudnn":  # its mask must be (Lq, Lk)-shaped; a key length is what it wants
+    return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths(key_mask),
+                                        implementation=backend)
+  return jax.nn.dot_product_attention(q, k, v, mask=key_mask[:, None, None, :],
+                                      implementation=backend)
+
+
+def key_lengths(key_mask: jax.Array) -> jax.Array:
+  """A prefix key mask `(B, Lk)` as valid-key counts `(B,)` (at least one: an all-padding row
+  attends to its first key rather than to nothing)."""
+  return jnp.maximum(key_mask.sum(-1, dtype=jnp.int32), 1)
 
 
 def _reference_attention(q, k, v, key_mask):

@@ -185,8 +185,10 @@ class FactorizedBlock(nn.Module):
 
 
 class ExpertBlock(nn.Module):
-  """CogVideoX block: one sequence [text; video] under full attention and a shared MLP, with
-  separate ("expert") modulation and gates for the text and the video tokens."""
+  """CogVideoX block: one sequence [video; text] under full attention and a shared MLP, with
+  separate ("expert") modulation and gates for the text and the video tokens. (CogVideoX
+  puts text first; attention does not care about token order, and text last keeps the key
+  mask a prefix, which is what the cuDNN kernel takes.)"""
 
   spec: DiTSpec
 
@@ -202,18 +204,18 @@ class ExpertBlock(nn.Module):
   def __call__(self, carry, cond, mask, rope):
     x, text = carry
     spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
-    length = text.shape[1]
+    length = x.shape[1]
     h, h_text, gate, t_gate = self._expert_norm("norm1", x, text, cond)
-    both = jnp.concatenate([h_text, h], axis=1)
+    both = jnp.concatenate([h, h_text], axis=1)
     out = _attention(spec, "attn")(both, context_mask=mask, rope=rope)
-    x = x + gate[:, None] * out[:, length:]
-    text = text + t_gate[:, None] * out[:, :length]
+    x = x + gate[:, None] * out[:, :length]
+    text = text + t_gate[:, None] * out[:, length:]
 
     h, h_text, gate, t_gate = self._expert_norm("norm2", x, text, cond)
     out = Mlp(round(spec.width * spec.mlp_ratio), dtype, name="mlp")(
-        jnp.concatenate([h_text, h], axis=1))
-    x = constrain(x + gate[:, None] * out[:, length:], ("batch", "length", "embed"))
-    text = constrain(text + t_gate[:, None] * out[:, :length], ("batch", "text_length", "embed"))
+        jnp.concatenate([h, h_text], axis=1))
+    x = constrain(x + gate[:, None] * out[:, :length], ("batch", "length", "embed"))
+    text = constrain(text + t_gate[:, None] * out[:, length:], ("batch", "text_length", "embed"))
     return x, text
 
 
@@ -297,11 +299,11 @@ class DiT(nn.Module):
       text = Dense(spec.width, ("text_embed", "embed"), dtype=dtype, name="context_proj")(context)
     return constrain(text, ("batch", "text_length", "embed"))
 
-  def _rope(self, grid, leading=0):
+  def _rope(self, grid, trailing=0):
     spec = self.spec
     if spec.pos_embed != "rope":
       return None
-    return embeddings.rope_3d(grid, spec.head_dim, split=spec.rope_split, leading=leading)
+    return embeddings.rope_3d(grid, spec.head_dim, split=spec.rope_split, trailing=trailing)
 
   def _blocks(self, x, cond, text, context_mask, grid):
     spec = self.spec
@@ -311,9 +313,9 @@ class DiT(nn.Module):
       rope = (self._rope((1, grid[1], grid[2])), self._rope((grid[0], 1, 1)))
       return _stack(spec, FactorizedBlock, {"grid": grid}, x, cond, text, context_mask, rope)
     # expert: text tokens join the sequence (identity rotation for them), masked where padded.
-    mask = jnp.concatenate([context_mask, jnp.ones(x.shape[:2], bool)], axis=1)
+    mask = jnp.concatenate([jnp.ones(x.shape[:2], bool), context_mask], axis=1)
     x, _ = _stack(spec, ExpertBlock, {}, (x, text), cond, mask,
-                  self._rope(grid, leading=text.shape[1]))
+                  self._rope(grid, trailing=text.shape[1]))
     return x
 
   def _final_layer(self, x, temb):

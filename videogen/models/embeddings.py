@@ -65,13 +65,13 @@ def _angles(positions: np.ndarray, dim: int, theta: float) -> np.ndarray:
 
 
 def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0,
-            split: str = "cogvideox", leading: int = 0):
-  """3D rotary embedding: `(cos, sin)`, each `(leading + L, head_dim/2)`, from the token grid.
-  `leading` rows of identity rotation go first (text tokens that share the sequence)."""
+            split: str = "cogvideox", trailing: int = 0):
+  """3D rotary embedding: `(cos, sin)`, each `(L + trailing, head_dim/2)`, from the token grid.
+  `trailing` rows of identity rotation come last (text tokens that share the sequence)."""
   pos = _grid_positions(grid)
   angles = np.concatenate([_angles(pos[:, i], d, theta)
                            for i, d in enumerate(axis_split(head_dim, split))], axis=-1)
-  angles = np.concatenate([np.zeros((leading, angles.shape[1])), angles])
+  angles = np.concatenate([angles, np.zeros((trailing, angles.shape[1]))])
   return jnp.asarray(np.cos(angles), jnp.float32), jnp.asarray(np.sin(angles), jnp.float32)
 
 
