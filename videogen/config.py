@@ -39,7 +39,10 @@ def base_config() -> ml_collections.ConfigDict:
       qk_norm="rms", text_projection="linear", pooled_text=True, time_frequency_dim=256,
       time_embed_dim=0, norm_eps=1e-6, attention_backend="xla", sequence_parallel="all_gather",
       dtype="float32",
-      scan_layers=True, remat_policy="none")
+      scan_layers=True, remat_policy="none",
+      # LoRA adapters on the attention projections (videogen/models/lora.py): rank 0 = off;
+      # alpha 0 = rank (scale 1).
+      lora_rank=0, lora_alpha=0.0)
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
   # "sentencepiece" (tokenizer_path, or "" = trained on the source's captions and cached in
@@ -99,6 +102,8 @@ def base_config() -> ml_collections.ConfigDict:
       grad_clip_norm=1.0,
       ema_decay=0.999, caption_dropout=0.1, log_every=50,
       grad_accum_steps=1,  # micro-batches per step (one optimizer update for the batch)
+      trainable="all",  # "all" | "lora" (only the adapters train; the base stays frozen)
+      init_from="",  # params (EMA) of this workdir/export start a fresh run (fine-tuning)
       stages=())  # progressive: ((start_step, data.buckets.sizes-like dict), …)
 
   # sample.shift: flow sampler time-grid shift; None = the training `diffusion.shift`.

@@ -1,20 +1,67 @@
-"""Samplers: Euler for rectified flow, DDIM (η) for the DDPM family, with classifier-free
-guidance. Each is one `lax.fori_loop` inside whatever `jax.jit` calls it: one dispatch per
-video, not one per step.
+"""Samplers behind one `sample(...)`, with classifier-free guidance, frame/region conditions
+and transformer feature caching.
 
-`denoise(x, network_time, text) → prediction` is the model closure; `text` and `null_text`
-are `(tokens, mask)` pairs (or any pytree the closure understands).
+DDPM family (ε / v objectives): `ddpm` (ancestral: DDIM with η = 1, whose noise is exactly
+the DDPM posterior's), `ddim` (η from the config, 0 = deterministic) and `dpm_solver++`
+(DPM-Solver++(2M), Lu et al. 2022: second-order multistep in log-SNR on x0 predictions).
+Rectified flow: `euler` and `heun` (second order, Karras et al. 2022; the last step is Euler),
+on a time grid warped by the (optionally resolution-dependent) shift.
+
+Each sampler is one `lax.fori_loop` inside whatever `jax.jit` calls it: one dispatch per
+video, not one per step. `denoise(x, network_time, text) → prediction` is the model closure;
+`text` and `null_text` are `(tokens, mask)` pairs (or any pytree the closure understands).
+For feature caching the closure also takes `block_residual=` and `return_residual=`
+(`videogen.generate` passes the DiT's).
 """
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from videogen.diffusion.conditions import FrameCondition
 from videogen.diffusion.objectives import Diffusion
 
-Denoise = Callable[[jax.Array, jax.Array, Any], jax.Array]
+Denoise = Callable[..., Any]
+FLOW_SAMPLERS = ("euler", "heun")
+DDPM_SAMPLERS = ("ddpm", "ddim", "dpm_solver++")
+SAMPLERS = FLOW_SAMPLERS + DDPM_SAMPLERS
+CACHE_POLICIES = ("none", "every", "threshold")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureCache:
+  """Reuse of the DiT's block-stack residual (output − input of the blocks, FORA/TeaCache
+  style) across adjacent steps: the patch embedding, conditioning and final layer still run
+  every step, the blocks only when the policy says. `every`: recompute on every k-th step.
+  `threshold`: recompute once the noisy input has moved by more than `threshold` (mean
+  relative L1) since the last full evaluation."""
+  policy: str = "none"
+  every: int = 2
+  threshold: float = 0.05
+
+  def __post_init__(self):
+    if self.policy not in CACHE_POLICIES:
+      raise ValueError(f"sample.cache.policy={self.policy!r} is not one of {CACHE_POLICIES}")
+
+
+def default_sampler(diffusion: Diffusion) -> str:
+  return "euler" if diffusion.is_flow else "ddim"
+
+
+def check_sampler(diffusion: Diffusion, sampler: str) -> None:
+  family = FLOW_SAMPLERS if diffusion.is_flow else DDPM_SAMPLERS
+  if sampler not in family:
+    raise ValueError(f"sampler {sampler!r} does not fit diffusion.objective="
+                     f"{diffusion.objective!r}; choose from {family}")
+
+
+def resolution_shift(shift: float, tokens: int, base_tokens: int) -> float:
+  """SD3/Open-Sora style: the flow time shift grows with √(tokens / base_tokens), so a larger
+  or longer video spends more steps at high noise, where its layout is decided."""
+  return shift * math.sqrt(tokens / base_tokens) if base_tokens else shift
 
 
 def rescale_guidance(guided_out: jax.Array, cond: jax.Array, rescale: float) -> jax.Array:
@@ -26,14 +73,17 @@ def rescale_guidance(guided_out: jax.Array, cond: jax.Array, rescale: float) -> 
 
 
 def guided(denoise: Denoise, x, t_net, text, null_text, guidance: float, rescale: float = 0.0):
-  """CFG: uncond + g·(cond − uncond), both halves in one batched call; optional rescale."""
+  """CFG: uncond + g·(cond − uncond), both halves in one batched call; optional rescale.
+  A `denoise` that returns `(prediction, aux)` gets `(guided prediction, aux)` back."""
   if guidance == 1.0:
     return denoise(x, t_net, text)
   both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), text, null_text)
   out = denoise(jnp.concatenate([x, x]), jnp.concatenate([t_net, t_net]), both)
-  cond, uncond = jnp.split(out, 2)
+  prediction, aux = out if isinstance(out, tuple) else (out, None)
+  cond, uncond = jnp.split(prediction, 2)
   combined = uncond + guidance * (cond - uncond)
-  return rescale_guidance(combined, cond, rescale) if rescale else combined
+  combined = rescale_guidance(combined, cond, rescale) if rescale else combined
+  return (combined, aux) if isinstance(out, tuple) else combined
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
@@ -41,43 +91,163 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
   return np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(np.int32)
 
 
+def log_snr_timesteps(diffusion: Diffusion, steps: int) -> np.ndarray:
+  """Integer timesteps from T-1 down to 0 spaced evenly in log-SNR λ = log(α/σ), the grid
+  DPM-Solver++ is derived on: an even-in-t grid puts one step of several times the others' λ
+  width at the clean end (ᾱ climbs steeply near t = 0), and the multistep extrapolation
+  across such unequal steps overshoots."""
+  from videogen.diffusion import schedules
+  ab = schedules.alphas_cumprod(diffusion.schedule, diffusion.num_timesteps)
+  lam = 0.5 * np.log(ab / (1 - ab))  # increasing as t decreases
+  targets = np.linspace(lam[-1], lam[0], steps)
+  grid = np.clip(np.searchsorted(-lam, -targets), 0, diffusion.num_timesteps - 1)
+  # Strictly decreasing (where ᾱ is flat near t = T, several targets hit one timestep).
+  grid[0] = diffusion.num_timesteps - 1
+  for k in range(1, steps):
+    grid[k] = min(grid[k], grid[k - 1] - 1)
+  return np.maximum(grid, np.arange(steps)[::-1]).astype(np.int32)
+
+
+def _cached_network(denoise: Denoise, cache: FeatureCache, first: int):
+  """`network(x, t, text, state, i) → (prediction, state)`: the model call under `cache`.
+  `state` = (block residual, input at its last full evaluation)."""
+
+  def full(x, t, text, state):
+    out, residual = denoise(x, t, text, return_residual=True)
+    return out, (residual, x)
+
+  def reuse(x, t, text, state):
+    residual, _ = state
+    out, _ = denoise(x, t, text, block_residual=residual, return_residual=True)
+    return out, state
+
+  def network(x, t, text, state, i):
+    if cache.policy == "none":
+      return denoise(x, t, text), state
+    if cache.policy == "every":
+      recompute = (i - first) % cache.every == 0
+    else:
+      reference = state[1]
+      change = jnp.mean(jnp.abs(x - reference)) / (jnp.mean(jnp.abs(reference)) + 1e-8)
+      recompute = (i == first) | (change > cache.threshold)
+    return jax.lax.cond(recompute, full, reuse, x, t, text, state)
+
+  return network
+
+
+def _initial_cache_state(denoise, cache, x, t, text, null_text, guidance):
+  if cache.policy == "none":
+    return ()
+  if guidance != 1.0:
+    x, t = jnp.concatenate([x, x]), jnp.concatenate([t, t])
+    text = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), text, null_text)
+  _, residual = jax.eval_shape(lambda x, t, text: denoise(x, t, text, return_residual=True),
+                               x, t, text)
+  return jnp.zeros(residual.shape, residual.dtype), jnp.zeros_like(x)
+
+
 def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_text, *,
-           steps: int, guidance: float, key: jax.Array, eta: float = 0.0,
-           shift: float | None = None, guidance_rescale: float = 0.0) -> jax.Array:
-  """Runs the reverse process from `noise` (x at t = T) and returns x0 estimates.
+           steps: int, guidance: float, key: jax.Array, sampler: str | None = None,
+           eta: float = 0.0, shift: float | None = None, guidance_rescale: float = 0.0,
+           condition: FrameCondition | None = None, cache: FeatureCache = FeatureCache(),
+           init: jax.Array | None = None, strength: float = 1.0) -> jax.Array:
+  """Runs the reverse process from `noise` (x at full noise) and returns the sample.
 
   `shift` (flow only) warps the time grid toward the noise end; None uses the training
-  shift. `guidance_rescale` in [0, 1] (0 = plain CFG)."""
+  shift. `guidance_rescale` in [0, 1] (0 = plain CFG). `condition` pins known frames or
+  regions (kept exactly in the result). `init` with `strength` < 1 is SDEdit: `init` is
+  noised to the grid point `strength` of the way from clean to pure noise and only the last
+  round(strength · steps) steps run (as diffusers' img2img counts them)."""
+  sampler = sampler or default_sampler(diffusion)
+  check_sampler(diffusion, sampler)
   batch = noise.shape[0]
+  first = 0 if init is None else steps - max(1, round(steps * strength))
+  network = _cached_network(denoise, cache, first)
 
-  def predict(x, t_net):
-    return guided(denoise, x, jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance,
-                  guidance_rescale)
+  def predict(x, level_index, t_net, state):
+    out, state = guided(lambda x, t, text: network(x, t, text, state, level_index), x,
+                        jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance,
+                        guidance_rescale)
+    return out, state
 
+  state = _initial_cache_state(denoise, cache, noise, jnp.zeros((batch,), jnp.float32), text,
+                               null_text, guidance)
   if diffusion.is_flow:
     grid = diffusion if shift is None else dataclasses.replace(diffusion, shift=shift)
     times = grid.shift_time(jnp.linspace(1.0, 0.0, steps + 1))
+    signal, sigma = lambda k: 1 - times[k], lambda k: times[k]
+    keep = _keeper(condition, noise, signal, sigma)
+    step = _flow_step(sampler, predict, diffusion, times, keep, steps)
+    start = noise if init is None else signal(first) * init + sigma(first) * noise
+    x, _ = jax.lax.fori_loop(first, steps, step, (keep(start, first), state))
+  else:
+    timesteps = jnp.asarray(log_snr_timesteps(diffusion, steps) if sampler == "dpm_solver++"
+                            else ddim_timesteps(diffusion.num_timesteps, steps))
+    # ᾱ at each grid point; the point after the last is the clean data (ᾱ = 1).
+    alpha_bars = jnp.concatenate([diffusion.alpha_bar(timesteps), jnp.ones((1,))])
+    signal, sigma = lambda k: jnp.sqrt(alpha_bars[k]), lambda k: jnp.sqrt(1 - alpha_bars[k])
+    keep = _keeper(condition, noise, signal, sigma)
+    step = _ddpm_step(sampler, predict, diffusion, timesteps, alpha_bars, keep, steps, first,
+                      eta=1.0 if sampler == "ddpm" else eta)
+    start = noise if init is None else signal(first) * init + sigma(first) * noise
+    x = jax.lax.fori_loop(first, steps, step, (keep(start, first), state, key, noise))[0]
+  return x if condition is None else condition.impose(x, condition.known)
 
-    def euler_step(i, x):
-      velocity = predict(x, diffusion.network_time(times[i]))
-      return x + (times[i + 1] - times[i]) * velocity
 
-    return jax.lax.fori_loop(0, steps, euler_step, noise)
+def _keeper(condition, noise, signal, sigma):
+  """`keep(x, k)`: x with the condition's known part at grid point k's noise level."""
+  if condition is None:
+    return lambda x, k: x
+  return lambda x, k: condition.impose(x, signal(k) * condition.known + sigma(k) * noise)
 
-  timesteps = jnp.asarray(ddim_timesteps(diffusion.num_timesteps, steps))
 
-  def ddim_step(i, carry):
-    x, key = carry
+def _flow_step(sampler, predict, diffusion, times, keep, steps):
+  def euler(i, carry):
+    x, state = carry
+    velocity, state = predict(x, i, diffusion.network_time(times[i]), state)
+    return x + (times[i + 1] - times[i]) * velocity, state, velocity
+
+  def step(i, carry):
+    x_next, state, velocity = euler(i, carry)
+    if sampler == "heun":  # trapezoid with the velocity at the Euler point (not at t = 0)
+      def correct(x_next, state):
+        v_next, state = predict(x_next, i, diffusion.network_time(times[i + 1]), state)
+        return carry[0] + (times[i + 1] - times[i]) * 0.5 * (velocity + v_next), state
+      x_next, state = jax.lax.cond(i + 1 < steps, correct, lambda x, s: (x, s), x_next, state)
+    return keep(x_next, i + 1), state
+
+  return step
+
+
+def _ddpm_step(sampler, predict, diffusion, timesteps, alpha_bars, keep, steps, first, eta):
+  def x0_at(x, i, state):
+    t = jnp.full((x.shape[0],), timesteps[i])
+    out, state = predict(x, i, diffusion.network_time(timesteps[i]), state)
+    x0, eps = diffusion.x0_and_eps(out, x, t)
+    return x0, eps, state
+
+  def ddim(i, carry):
+    x, state, key, previous_x0 = carry
     key, noise_key = jax.random.split(key)
-    t = jnp.full((batch,), timesteps[i])
-    x0, eps = diffusion.x0_and_eps(predict(x, diffusion.network_time(timesteps[i])), x, t)
-    ab = diffusion.alpha_bar(timesteps[i])
-    ab_prev = jnp.where(i + 1 < steps, diffusion.alpha_bar(timesteps[jnp.minimum(i + 1, steps - 1)]),
-                        1.0)
+    x0, eps, state = x0_at(x, i, state)
+    ab, ab_prev = alpha_bars[i], alpha_bars[i + 1]
     sigma = eta * jnp.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
     direction = jnp.sqrt(jnp.maximum(1 - ab_prev - sigma ** 2, 0.0)) * eps
     x = jnp.sqrt(ab_prev) * x0 + direction + sigma * jax.random.normal(noise_key, x.shape)
-    return x, key
+    return keep(x, i + 1), state, key, x0
 
-  x, _ = jax.lax.fori_loop(0, steps, ddim_step, (noise, key))
-  return x
+  def dpm_solver(i, carry):
+    x, state, key, previous_x0 = carry
+    x0, _, state = x0_at(x, i, state)
+    lam = lambda k: 0.5 * jnp.log(alpha_bars[k] / (1 - alpha_bars[k]))  # log(α/σ)  # noqa
+    h = lam(i + 1) - lam(i)
+    ratio = (lam(i) - lam(jnp.maximum(i - 1, 0))) / h
+    # Second order from the previous x0 (first order on the first step).
+    data = jnp.where(i > first, (1 + 0.5 / ratio) * x0 - (0.5 / ratio) * previous_x0, x0)
+    sigma_ratio = jnp.sqrt((1 - alpha_bars[i + 1]) / (1 - alpha_bars[i]))
+    x_next = sigma_ratio * x - jnp.sqrt(alpha_bars[i + 1]) * jnp.expm1(-h) * data
+    # The last step lands on ᾱ = 1 (σ = 0, λ = ∞): take the x0 prediction (lower-order final).
+    x_next = jnp.where(i + 1 < steps, x_next, x0)
+    return keep(x_next, i + 1), state, key, x0
+
+  return dpm_solver if sampler == "dpm_solver++" else ddim

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from videogen.models.layers import LayerNorm, RMSNorm, constrain
+from videogen.models.lora import LoRA
 
 # xla: jax.nn.dot_product_attention's XLA path; cudnn: its cuDNN flash kernel (GPU);
 # reference: plain einsums; blockwise: flash-style online softmax over key blocks in pure JAX
@@ -181,7 +182,8 @@ class MultiHeadAttention(nn.Module):
 
   Projections keep heads as their own axis — kernels `(embed, heads, kv)` and
   `(heads, kv, embed)`, as MaxText does — so no reshape splits or merges a sharded heads axis,
-  and the layout matches per-head checkpoint formats.
+  and the layout matches per-head checkpoint formats. `lora_rank > 0` adds a LoRA adapter
+  (videogen/models/lora.py) to each of the four projections.
   """
 
   num_heads: int
@@ -189,6 +191,8 @@ class MultiHeadAttention(nn.Module):
   dtype: jnp.dtype = jnp.float32
   qk_norm: str = "rms"
   sequence_parallel: str = "all_gather"  # see SEQUENCE_PARALLEL
+  lora_rank: int = 0
+  lora_alpha: float = 0.0
 
   def _kernel(self, name, shape, axes):
     return self.param(name, nn.with_logical_partitioning(nn.initializers.xavier_uniform(
@@ -199,12 +203,20 @@ class MultiHeadAttention(nn.Module):
     return self.param(name, nn.with_logical_partitioning(nn.initializers.zeros, axes), shape,
                       jnp.float32)
 
+  def _lora(self, name, inputs, features, in_axes, out_axes):
+    """The projection `name`'s adapter update, or 0 without adapters."""
+    if not self.lora_rank:
+      return 0
+    return LoRA(features, in_axes, out_axes, self.lora_rank, self.lora_alpha, self.dtype,
+                name=f"{name}_lora")(inputs)
+
   def _heads(self, name, inputs, head_dim):
     dim = inputs.shape[-1]
     kernel = self._kernel(f"{name}_kernel", (dim, self.num_heads, head_dim),
                           ("embed", "heads", "kv"))
     bias = self._bias(f"{name}_bias", (self.num_heads, head_dim), ("heads", "kv"))
     y = jnp.einsum("bld,dhk->blhk", inputs.astype(self.dtype), kernel.astype(self.dtype))
+    y = y + self._lora(name, inputs, (self.num_heads, head_dim), ("embed",), ("heads", "kv"))
     return constrain(y + bias.astype(self.dtype), ("batch", "length", "heads", "kv"))
 
   @nn.compact
@@ -230,4 +242,5 @@ class MultiHeadAttention(nn.Module):
     kernel = self._kernel("out_kernel", (self.num_heads, head_dim, dim), ("heads", "kv", "embed"))
     bias = self._bias("out_bias", (dim,), ("embed",))
     y = jnp.einsum("blhk,hkd->bld", out.astype(self.dtype), kernel.astype(self.dtype))
+    y = y + self._lora("out", out, (dim,), ("heads", "kv"), ("embed",))
     return y + bias.astype(self.dtype)

@@ -69,6 +69,8 @@ class DiTSpec:
   dtype: str = "float32"           # compute dtype; parameters stay f32
   scan_layers: bool = True
   remat_policy: str = "none"
+  lora_rank: int = 0               # LoRA adapters on every attention projection; 0 = none
+  lora_alpha: float = 0.0          # update scale alpha/rank; 0 = rank (scale 1)
 
   @property
   def head_dim(self) -> int:
@@ -116,7 +118,7 @@ class Modulation(nn.Module):
 def _attention(spec: DiTSpec, name: str) -> MultiHeadAttention:
   return MultiHeadAttention(spec.num_heads, spec.attention_backend, jnp.dtype(spec.dtype),
                             qk_norm=spec.qk_norm, sequence_parallel=spec.sequence_parallel,
-                            name=name)
+                            lora_rank=spec.lora_rank, lora_alpha=spec.lora_alpha, name=name)
 
 
 def _regroup(x, grid, attend):
@@ -255,7 +257,10 @@ class DiT(nn.Module):
   spec: DiTSpec
 
   @nn.compact
-  def __call__(self, x_bthwc, t, context, context_mask):
+  def __call__(self, x_bthwc, t, context, context_mask, block_residual=None,
+               return_residual: bool = False):
+    """`block_residual` (the block stack's output − input from an earlier call) skips the
+    blocks (sampler feature caching); `return_residual` also returns this call's."""
     spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
     spec.check()
     _, frames, height, width, channels = x_bthwc.shape
@@ -282,12 +287,17 @@ class DiT(nn.Module):
         6 * spec.width, ("embed", "mlp"), dtype=dtype, kernel_init=nn.initializers.zeros,
         name="t_block")(nn.silu(temb))
 
-    x = self._blocks(x, cond, text, context_mask, grid)
-    x = self._final_layer(x, temb)
+    if block_residual is None:
+      h = self._blocks(x, cond, text, context_mask, grid)
+    else:
+      h = x + block_residual.astype(x.dtype)
+    residual = h - x
+    h = self._final_layer(h, temb)
     patch_dim = spec.patch_size[0] * spec.patch_size[1] * spec.patch_size[2] * channels
-    x = Dense(patch_dim, ("embed", "patch"), dtype=dtype, kernel_init=nn.initializers.zeros,
-              name="final_proj")(x)
-    return embeddings.unpatchify(x.astype(jnp.float32), grid, spec.patch_size, channels)
+    h = Dense(patch_dim, ("embed", "patch"), dtype=dtype, kernel_init=nn.initializers.zeros,
+              name="final_proj")(h)
+    out = embeddings.unpatchify(h.astype(jnp.float32), grid, spec.patch_size, channels)
+    return (out, residual) if return_residual else out
 
   def _project_text(self, context):
     spec, dtype = self.spec, jnp.dtype(self.spec.dtype)

@@ -39,7 +39,8 @@ class TextToVideo(nn.Module):
 
   @nn.compact
   def __call__(self, x_bthwc: jax.Array, t: jax.Array, text: jax.Array, text_mask: jax.Array,
-               drop: jax.Array) -> jax.Array:
+               drop: jax.Array, **block_cache) -> jax.Array:
+    """`block_cache`: `block_residual=` / `return_residual=` of `DiT` (feature caching)."""
     if self.vocab_size:
       context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(text)
     else:
@@ -51,7 +52,7 @@ class TextToVideo(nn.Module):
               if self.null == "learned" else jnp.zeros(shape, jnp.float32))
       context = jnp.where(drop[:, None, None], null[None], context)
       text_mask = jnp.where(drop[:, None], True, text_mask)
-    return DiT(self.spec, name="dit")(x_bthwc, t, context, text_mask)
+    return DiT(self.spec, name="dit")(x_bthwc, t, context, text_mask, **block_cache)
 
 
 def spec_from_config(model: ml_collections.ConfigDict) -> DiTSpec:

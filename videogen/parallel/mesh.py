@@ -31,6 +31,7 @@ DEFAULT_RULES = (
     ("text_embed", None),
     ("patch", None),
     ("layers", None),
+    ("lora_rank", None),  # LoRA adapters' rank axis: tiny, never split
     # The VAE: conv output channels FSDP-sharded; map "height" to "sequence" to split frames.
     ("vae_channels", "fsdp"),
     ("frames", None),

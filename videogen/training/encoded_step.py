@@ -40,7 +40,7 @@ def encoded_step(config: ml_collections.ConfigDict, rules) -> EncodedStep:
   grid = input_grid(config)
   model = build_model(config, 0, config.model.text_dim)
   inputs = example_inputs(config, model, latent_shape=(*grid, config.model.channels))
-  tx = state_lib.make_optimizer(config.train)
+  tx = state_lib.make_optimizer(config.train, config.model.lora_rank)
   b, length = config.train.batch_size, config.text.max_length
   shapes = {"video": jax.ShapeDtypeStruct((b, *grid, config.model.channels), np.float32),
             "text_embedding": jax.ShapeDtypeStruct((b, length, config.model.text_dim),

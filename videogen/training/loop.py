@@ -6,6 +6,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -14,6 +15,7 @@ from jax.experimental import multihost_utils
 from videogen import checkpoints
 from videogen.config import ConfigError
 from videogen.data import pipeline
+from videogen.models import lora
 from videogen.parallel import mesh as mesh_lib
 from videogen.training import state as state_lib
 from videogen.training.metrics import MetricsWriter
@@ -54,6 +56,25 @@ def _batch_sizes(config) -> list[tuple[int, str]]:
   return [(size, "data.buckets batch size") for size in batch_sizes(config)]
 
 
+def initialise_from(path: str, state: state_lib.TrainState, abstract_state, shardings, mesh
+                    ) -> state_lib.TrainState:
+  """A fresh `state` whose params and EMA both start from the EMA params of the run or export
+  at `path` (`train.init_from`). LoRA adapters are not in that checkpoint: they keep their
+  fresh initialisation (B = 0, so the model starts as the base model)."""
+  base_abstract, _ = lora.split_adapter(abstract_state.params)
+  base_shardings, _ = lora.split_adapter(shardings.params)
+  try:
+    with jax.set_mesh(mesh):
+      base = checkpoints.load_ema_params(path, base_abstract, base_shardings)
+  except (FileNotFoundError, ValueError) as e:  # no checkpoint; another model's params
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"train.init_from={path!r}: {message}") from None
+  _, adapter = lora.split_adapter(state.params)
+  params = lora.with_adapter(base, adapter)
+  # Separate buffers: the train step donates params and EMA.
+  return state.replace(params=params, ema=jax.tree.map(jnp.copy, params))
+
+
 def train(config: ml_collections.ConfigDict, workdir: str,
           stop_after_step: int | None = None) -> state_lib.TrainState:
   """Trains to `train.num_steps`, resuming from the latest checkpoint in `workdir`.
@@ -70,6 +91,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       raise ConfigError(f"{key}={size} does not divide into train.grad_accum_steps={accum} "
                         f"micro-batches over the {batch_shards} batch shards of mesh axes "
                         f"data × fsdp")
+  if config.train.init_from and not os.path.exists(config.train.init_from):
+    raise ConfigError(f"train.init_from={config.train.init_from!r} does not exist; point it "
+                      f"at a training workdir or an export directory")
   task = build_task(config, mesh, rules, workdir)
   schedule = state_lib.learning_rate_schedule(config.train)
 
@@ -91,6 +115,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       state = checkpoints.restore_train_state(manager, abstract_state, shardings, data_iterator)
   else:
     state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
+    if config.train.init_from:
+      state = initialise_from(config.train.init_from, state, abstract_state, shardings, mesh)
+      if jax.process_index() == 0:
+        print(f"params and EMA initialised from {config.train.init_from}", file=sys.stderr)
 
   batch_sharding = mesh_lib.batch_sharding(mesh)
   train_step = task.build_step(shardings, batch_sharding, rules)

@@ -13,6 +13,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from videogen.models import lora
 
 
 class TrainState(struct.PyTreeNode):
@@ -30,13 +31,31 @@ def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
       end_value=train.learning_rate * train.final_lr_fraction)
 
 
-def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Global-norm clipping → AdamW (decay on matrices only) with warmup + cosine."""
+TRAINABLE = ("all", "lora")
+
+
+def make_optimizer(train: ml_collections.ConfigDict,
+                   lora_rank: int = 0) -> optax.GradientTransformation:
+  """Global-norm clipping → AdamW (decay on matrices only) with warmup + cosine.
+
+  `train.trainable="lora"`: that chain sees only the LoRA adapters (`model.lora_rank` of
+  them); every other param gets a zero update and no optimizer state."""
+  from videogen.config import ConfigError
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-  return optax.chain(
+  tx = optax.chain(
       optax.clip_by_global_norm(train.grad_clip_norm),
       optax.adamw(learning_rate_schedule(train), b1=train.adam_b1, b2=train.adam_b2,
                   eps=train.adam_eps, weight_decay=train.weight_decay, mask=decay_mask))
+  if train.trainable not in TRAINABLE:
+    raise ConfigError(f"train.trainable={train.trainable!r} is not one of {TRAINABLE}")
+  if train.trainable == "all":
+    return tx
+  if not lora_rank:
+    raise ConfigError("train.trainable='lora' trains only LoRA adapters, and there are none: "
+                      "set model.lora_rank > 0")
+  labels = lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: "adapter" if lora.is_lora_path(path) else "frozen", params)
+  return optax.multi_transform({"adapter": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def ema_decay(step: jax.Array, decay: float) -> jax.Array:

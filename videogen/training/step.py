@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from videogen.diffusion.objectives import Diffusion
+from videogen.models import lora
 from videogen.models.text_to_video import TextToVideo
 from videogen.text.conditioning import encode_tokens
 from videogen.training.state import TrainState, ema_decay
@@ -72,10 +73,11 @@ def accumulated_value_and_grad(loss_fn, params, inputs, micro_batches: int):
 def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: TextToVideo,
                diffusion: Diffusion, tx: optax.GradientTransformation, null_text,
                caption_dropout: float, ema: float, vae=None, text_encoder=None,
-               micro_batches: int = 1):
+               micro_batches: int = 1, adapters_only: bool = False):
   """One optimisation step. `batch`: `video` (B,T,H,W,C) or `latent_moments`, and
   `tokens`/`token_mask` (B,L) or `text_embedding`/`text_mask`. `frozen`: the frozen VAE's
-  and text encoder's params (or None)."""
+  and text encoder's params (or None). `adapters_only`: no gradient flows to the non-LoRA
+  params (`train.trainable="lora"`; the optimizer leaves them unchanged too)."""
   vae_params, text_params = frozen
   rng, step_key = jax.random.split(state.rng)
   time_key, noise_key, drop_key, latent_key = jax.random.split(step_key, 4)
@@ -90,6 +92,9 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
 
   def loss_fn(params, inputs):
     x_t, t, text, text_mask, drop, x0, noise = inputs
+    if adapters_only:  # spares the backward pass the frozen weights' gradients
+      params = jax.tree_util.tree_map_with_path(
+          lambda path, p: p if lora.is_lora_path(path) else jax.lax.stop_gradient(p), params)
     prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), text,
                              text_mask, drop)
     return diffusion.loss(prediction, x0, noise, t)
@@ -101,7 +106,8 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   decay = ema_decay(state.step, ema)
-  new_ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema, params)
+  # e + (1 - decay)(p - e): a leaf that equals its EMA (a frozen one) keeps it bit for bit.
+  new_ema = jax.tree.map(lambda e, p: e + (1 - decay) * (p - e), state.ema, params)
   metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   new_state = state.replace(step=state.step + 1, params=params, ema=new_ema,
                             opt_state=opt_state, rng=rng)
@@ -117,7 +123,8 @@ def jit_train_step(config, model, diffusion, tx, null_text, state_shardings, bat
   step = functools.partial(train_step, model=model, diffusion=diffusion, tx=tx,
                            null_text=null_text, caption_dropout=config.train.caption_dropout,
                            ema=config.train.ema_decay, vae=vae, text_encoder=text_encoder,
-                           micro_batches=config.train.grad_accum_steps)
+                           micro_batches=config.train.grad_accum_steps,
+                           adapters_only=config.train.trainable == "lora")
 
   def with_rules(state, batch, frozen):
     with nn.logical_axis_rules(rules):

@@ -49,7 +49,7 @@ def dit_task(config: ml_collections.ConfigDict, mesh, rules, workdir: str | None
   from videogen.text.conditioning import TextConditioning
   conditioning = TextConditioning.create(config, workdir, mesh, rules, train_tokenizer=True)
   model = build_model(config, conditioning.model_vocab_size, conditioning.dim)
-  tx = state_lib.make_optimizer(config.train)
+  tx = state_lib.make_optimizer(config.train, config.model.lora_rank)
   diffusion = diffusion_from_config(config.diffusion)
   vae = None
   if config.vae.checkpoint:
