@@ -112,7 +112,19 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   config = _load_json(path, EXPORT_CONFIG_FILE, "config")
   if not config:
     raise CheckpointNotFoundError(f"no config saved in {path!r}")
-  return ml_collections.ConfigDict(config)
+  from videogen.config import base_config
+  return ml_collections.ConfigDict(_with_new_keys(config, base_config().to_dict()))
+
+
+def _with_new_keys(saved: dict, defaults: dict, depth: int = 1) -> dict:
+  """`saved` plus the keys added to the schema since it was written (sections and their
+  direct keys only: deeper dicts such as bucket tables are values, not schema)."""
+  for key, value in defaults.items():
+    if key not in saved:
+      saved[key] = value
+    elif depth and isinstance(value, dict) and isinstance(saved[key], dict):
+      _with_new_keys(saved[key], value, depth - 1)
+  return saved
 
 
 def load_metadata(path: str) -> dict:

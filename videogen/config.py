@@ -14,6 +14,7 @@ from absl import flags
 from videogen.data.pipeline import SOURCES as DATA_SOURCES
 from videogen.data.recaption import MODES as RECAPTION_MODES
 from videogen.diffusion.objectives import from_config as diffusion_from_config
+from videogen.diffusion.samplers import CACHE_POLICIES, check_sampler
 from videogen.models.attention import BACKENDS as ATTENTION_BACKENDS
 from videogen.models.attention import QK_NORMS, SEQUENCE_PARALLEL
 from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
@@ -106,10 +107,18 @@ def base_config() -> ml_collections.ConfigDict:
       init_from="",  # params (EMA) of this workdir/export start a fresh run (fine-tuning)
       stages=())  # progressive: ((start_step, data.buckets.sizes-like dict), …)
 
-  # sample.shift: flow sampler time-grid shift; None = the training `diffusion.shift`.
+  # sample.sampler: "" = euler (flow) / ddim (ε, v); or heun | ddpm | dpm_solver++.
+  # shift: flow sampler time-grid shift; None = the training `diffusion.shift`; with
+  # shift_base_tokens > 0 it grows as √(tokens / shift_base_tokens) (larger videos, more shift).
   # guidance_rescale: 0 = plain CFG; ~0.7 counters the over-saturation of strong guidance.
-  c.sample = dict(steps=30, guidance=4.0, guidance_rescale=0.0, eta=0.0, fps=8,
-                  shift=ml_collections.FieldReference(None, field_type=float))
+  # cache: reuse of the DiT blocks' residual across steps (policy none | every | threshold).
+  # extend_overlap: frames of the previous chunk that condition the next one (--extend).
+  # reconstruction_guidance: with a frame/region condition, steer the generated part toward
+  # agreeing with it (Ho et al. 2022; one extra backward pass per step; 0 = replacement only).
+  c.sample = dict(steps=30, guidance=4.0, guidance_rescale=0.0, eta=0.0, fps=8, sampler="",
+                  shift=ml_collections.FieldReference(None, field_type=float),
+                  shift_base_tokens=0, cache=dict(policy="none", every=2, threshold=0.05),
+                  extend_overlap=2, reconstruction_guidance=4.0)
 
   c.checkpoint = dict(every_steps=500, keep=3, async_save=True)
 
@@ -147,7 +156,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "text.null": (config.text.null, NULLS),
              "text.t5.dtype": (config.text.t5.dtype, ("float32", "bfloat16")),
              "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES),
-             "data.source": (data.source, DATA_SOURCES)}
+             "data.source": (data.source, DATA_SOURCES),
+             "sample.cache.policy": (config.sample.cache.policy, CACHE_POLICIES)}
   for key, (value, allowed) in choices.items():
     if value not in allowed:
       raise ConfigError(f"{key}={value!r} is not one of {allowed}")
@@ -193,7 +203,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config[section][name] < 1:
       raise ConfigError(f"{key}={config[section][name]} must be >= 1")
   try:
-    diffusion_from_config(config.diffusion)
+    diffusion = diffusion_from_config(config.diffusion)
+    if config.sample.sampler:
+      check_sampler(diffusion, config.sample.sampler)
   except ValueError as e:
     raise ConfigError(str(e)) from None
 

@@ -15,6 +15,7 @@ from videogen import checkpoints
 from videogen.config import exit_with_error
 from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
+from videogen.diffusion.conditions import FrameCondition
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, param_shardings
 from videogen.parallel import mesh as mesh_lib
@@ -50,34 +51,88 @@ class Generator:
       params = checkpoints.load_ema_params(path, abstract, shardings)
     return cls(config, model, params, mesh, text, vae)
 
-  def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
-               height: int | None = None, width: int | None = None, steps: int | None = None,
-               guidance: float | None = None, guidance_rescale: float | None = None,
-               negative_prompt: str = "") -> np.ndarray:
-    """Samples one video per prompt: uint8 `(N, T, H, W, 3)`. Unset options come from the
-    checkpoint's config (its training clip shape and `sample.*`)."""
-    c = self.config
-    frames, height, width = (num_frames or c.data.num_frames, height or c.data.height,
-                             width or c.data.width)
+  def sample_shape(self, batch: int, frames: int | None = None, height: int | None = None,
+                   width: int | None = None) -> tuple[int, ...]:
+    """The sampler's array shape for `batch` clips (pixels, or the VAE's latents); unset
+    sizes are the training clip's."""
+    data = self.config.data
+    frames, height, width = frames or data.num_frames, height or data.height, width or data.width
     if self.vae is None:
-      shape = (len(prompts), frames, height, width, c.model.channels)
-    else:
-      shape = (len(prompts), *self.vae.latent_shape(frames, height, width))
-    steps = steps or c.sample.steps
-    guidance = c.sample.guidance if guidance is None else guidance
-    if guidance_rescale is None:
-      guidance_rescale = c.sample.get("guidance_rescale", 0.0)
+      return (batch, frames, height, width, self.config.model.channels)
+    return (batch, *self.vae.latent_shape(frames, height, width))
+
+  def options(self, shape, **overrides) -> "SamplerOptions":
+    """Sampler settings: `overrides` that are not None, else the checkpoint's `sample.*`."""
+    sample = self.config.sample
+    get = lambda name, default: (overrides[name] if overrides.get(name) is not None  # noqa
+                                 else sample.get(name, default))
+    spec = self.model.spec
+    tokens = int(np.prod([n // p for n, p in zip(shape[1:4], spec.patch_size)]))
+    shift = get("shift", None)
+    if shift is not None or sample.get("shift_base_tokens", 0):
+      shift = samplers.resolution_shift(self.config.diffusion.shift if shift is None else shift,
+                                        tokens, sample.get("shift_base_tokens", 0))
+    cache = overrides.get("cache") or samplers.FeatureCache(
+        **sample.get("cache", {"policy": "none"}))
+    return SamplerOptions(steps=get("steps", 30), guidance=float(get("guidance", 4.0)),
+                          guidance_rescale=float(get("guidance_rescale", 0.0)),
+                          sampler=get("sampler", "") or None, shift=shift, cache=cache,
+                          strength=float(get("strength", 1.0)),
+                          reconstruction_guidance=float(get("reconstruction_guidance", 0.0)))
+
+  def encode(self, video: np.ndarray) -> jax.Array:
+    """uint8 `(N, T, H, W, 3)` → the sampler's space (the VAE's normalised latents)."""
+    x = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
+    if self.vae is None:
+      return x
+    with jax.set_mesh(self.mesh):
+      return jnp.asarray(self.vae.encode(x))
+
+  def decode(self, x: jax.Array) -> np.ndarray:
+    """The sampler's space → uint8 `(N, T, H, W, 3)`."""
+    if self.vae is not None:
+      with jax.set_mesh(self.mesh):
+        x = self.vae.decode(x)
+    return np.asarray(to_uint8(jnp.asarray(x)))
+
+  def sample(self, prompts: list[str], shape, options: "SamplerOptions", *, seed: int = 0,
+             negative_prompt: str = "", condition: FrameCondition | None = None,
+             init: jax.Array | None = None) -> jax.Array:
+    """One sample per prompt in the sampler's space (`shape`), optionally pinned by
+    `condition` or started from `init` (SDEdit, with `options.strength`)."""
     text = self.text.conditional(prompts)
     null_text = self.text.unconditional(len(prompts), negative_prompt)
-    key = (shape, steps, float(guidance), float(guidance_rescale))
+    key = (tuple(shape), options)
     if key not in self._compiled:
-      self._compiled[key] = _compiled_sampler(c, self.model, self.mesh, *key)
-    run = self._compiled[key]
+      self._compiled[key] = _compiled_sampler(self.config, self.model, self.mesh, tuple(shape),
+                                              options)
     with jax.set_mesh(self.mesh):
-      x0 = run(self.params, text, null_text, jax.random.PRNGKey(seed))
-      if self.vae is not None:
-        x0 = self.vae.decode(x0)
-    return np.asarray(to_uint8(x0))
+      return self._compiled[key](self.params, text, null_text, jax.random.PRNGKey(seed),
+                                 condition, init)
+
+  def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
+               height: int | None = None, width: int | None = None,
+               negative_prompt: str = "", **options) -> np.ndarray:
+    """Text-to-video: one uint8 `(T, H, W, 3)` video per prompt. `options` (steps,
+    guidance, guidance_rescale, sampler, shift, cache) default to the checkpoint's
+    `sample.*`; sizes to its training clip."""
+    shape = self.sample_shape(len(prompts), num_frames, height, width)
+    x = self.sample(prompts, shape, self.options(shape, **options), seed=seed,
+                    negative_prompt=negative_prompt)
+    return self.decode(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerOptions:
+  """What a sampling call may vary; each distinct value compiles its own sampler."""
+  steps: int
+  guidance: float
+  guidance_rescale: float = 0.0
+  sampler: str | None = None  # None: the objective's default
+  shift: float | None = None
+  cache: samplers.FeatureCache = samplers.FeatureCache()
+  strength: float = 1.0
+  reconstruction_guidance: float = 0.0
 
 
 def load_or_exit(workdir: str | None, checkpoint: str | None = None) -> Generator:
@@ -94,22 +149,25 @@ def to_uint8(x: jax.Array) -> jax.Array:
   return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
-def _compiled_sampler(config, model, mesh, shape, steps, guidance, guidance_rescale):
+def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions):
   diffusion = diffusion_from_config(config.diffusion)
   rules = mesh_lib.rules_from_config(config.mesh)
 
-  def run(params, text, null_text, key):
+  def run(params, text, null_text, key, condition, init):
     with nn.logical_axis_rules(rules):
       noise_key, sampler_key = jax.random.split(key)
       noise = jax.random.normal(noise_key, shape, jnp.float32)
 
-      def denoise(x, t, text_mask_drop):
-        return model.apply({"params": params}, x, t, *text_mask_drop)
+      def denoise(x, t, text_mask_drop, **block_cache):
+        return model.apply({"params": params}, x, t, *text_mask_drop, **block_cache)
 
-      return samplers.sample(diffusion, denoise, noise, text, null_text, steps=steps,
-                             guidance=guidance, key=sampler_key, eta=config.sample.eta,
-                             shift=config.sample.get("shift"),
-                             guidance_rescale=guidance_rescale)
+      return samplers.sample(diffusion, denoise, noise, text, null_text, steps=options.steps,
+                             guidance=options.guidance, key=sampler_key,
+                             sampler=options.sampler, eta=config.sample.get("eta", 0.0),
+                             shift=options.shift, guidance_rescale=options.guidance_rescale,
+                             cache=options.cache, condition=condition, init=init,
+                             strength=options.strength,
+                             reconstruction_guidance=options.reconstruction_guidance)
 
   # Prompts are replicated (tiny); the video batch is split over data × fsdp when it divides.
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]

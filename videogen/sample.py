@@ -2,14 +2,22 @@
 
     python -m videogen.sample --workdir DIR --prompt "a red circle moving right" --output out.mp4
     python -m videogen.sample --checkpoint EXPORT_DIR --prompt ... --output out.gif
+        [--sampler heun|euler|ddim|ddpm|dpm_solver++] [--steps N] [--cache every --cache_every 2]
+        [--image first.png]                      # image-to-video
+        [--extend FRAMES]                        # autoregressive extension, one seamless video
+        [--keyframes K]                          # keyframes first, then the frames between
+        [--edit in.mp4 --strength 0.6 [--mask region.png]]   # SDEdit (+ inpainting)
 
 Frame count and size default to the clip shape the checkpoint was trained at.
 """
+import os
 import sys
 
+import numpy as np
 from absl import flags
 
 from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.diffusion.samplers import CACHE_POLICIES, SAMPLERS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
@@ -26,6 +34,69 @@ _RESCALE = flags.DEFINE_float("guidance_rescale", None,
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1, "Videos to draw; written as FILE_k.ext.")
 _UPSCALE = flags.DEFINE_integer("upscale", 1, "Nearest-neighbour upscaling of written frames.")
+_SAMPLER = flags.DEFINE_enum("sampler", None, list(SAMPLERS), "Sampler (default: config).")
+_CACHE = flags.DEFINE_enum("cache", None, list(CACHE_POLICIES),
+                           "Transformer feature cache policy (default: sample.cache.policy).")
+_CACHE_EVERY = flags.DEFINE_integer("cache_every", 2, "--cache every: recompute every k steps.")
+_CACHE_THRESHOLD = flags.DEFINE_float("cache_threshold", 0.05,
+                                      "--cache threshold: relative input change that recomputes.")
+_IMAGE = flags.DEFINE_string("image", None, "Image-to-video: the first frame (PNG/JPEG).")
+_EXTEND = flags.DEFINE_integer("extend", None, "Extend autoregressively to this many frames.")
+_KEYFRAMES = flags.DEFINE_integer("keyframes", None,
+                                  "Keyframe interpolation: K keyframes, then the in-betweens.")
+_EDIT = flags.DEFINE_string("edit", None, "SDEdit: the video to edit (mp4/gif).")
+_STRENGTH = flags.DEFINE_float("strength", 0.6, "--edit: noise level to edit from, (0, 1].")
+_MASK = flags.DEFINE_string("mask", None, "--edit: PNG, white = regenerate, black = keep.")
+_MODES = ("image", "extend", "keyframes", "edit")
+
+
+def read_image(path: str) -> np.ndarray:
+  """uint8 `(H, W, 3)`; a missing or unreadable file is one `error:` line."""
+  from PIL import Image, UnidentifiedImageError
+  if not os.path.isfile(path):
+    exit_with_error(f"image file {path!r} does not exist")
+  try:
+    with Image.open(path) as image:
+      return np.asarray(image.convert("RGB"))
+  except (UnidentifiedImageError, OSError) as e:
+    exit_with_error(f"cannot read image {path!r}: {e}")
+
+
+def read_video_or_exit(path: str) -> np.ndarray:
+  from videogen import video_io
+  if not os.path.isfile(path):
+    exit_with_error(f"video file {path!r} does not exist")
+  try:
+    return video_io.read_video(path)
+  except Exception as e:  # PyAV raises its own error types for corrupt containers
+    exit_with_error(f"cannot decode video {path!r}: {str(e).splitlines()[0]}")
+
+
+def generate(generator, prompts: list[str]) -> np.ndarray:
+  """The videos the flags ask for: text-to-video or one of the control modes."""
+  from videogen import control
+  from videogen.diffusion.samplers import FeatureCache
+  modes = [m for m in _MODES if flags.FLAGS[m].value is not None]
+  if len(modes) > 1:
+    exit_with_error(f"choose one of --{', --'.join(modes)}")
+  options = dict(seed=_SEED.value, steps=_STEPS.value, guidance=_GUIDANCE.value,
+                 guidance_rescale=_RESCALE.value, sampler=_SAMPLER.value,
+                 negative_prompt=_NEGATIVE.value)
+  if _CACHE.value:
+    options["cache"] = FeatureCache(_CACHE.value, _CACHE_EVERY.value, _CACHE_THRESHOLD.value)
+  if _IMAGE.value:
+    return control.image_to_video(generator, prompts, read_image(_IMAGE.value),
+                                  num_frames=_NUM_FRAMES.value, **options)
+  if _EXTEND.value:
+    return control.extend(generator, prompts, _EXTEND.value, **options)
+  if _KEYFRAMES.value:
+    return control.interpolate(generator, prompts, _KEYFRAMES.value, **options)
+  if _EDIT.value:
+    mask = None if _MASK.value is None else read_image(_MASK.value).mean(-1) > 127
+    return control.edit(generator, prompts, read_video_or_exit(_EDIT.value), _STRENGTH.value,
+                        mask=mask, **options)
+  return generator(prompts, num_frames=_NUM_FRAMES.value, height=_HEIGHT.value,
+                   width=_WIDTH.value, **options)
 
 
 def main(argv: list[str]) -> None:
@@ -36,11 +107,7 @@ def main(argv: list[str]) -> None:
     exit_with_error(f"--output must end in one of {video_io.VIDEO_SUFFIXES}")
   generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
   try:
-    videos = generator([_PROMPT.value] * _NUM_SAMPLES.value, seed=_SEED.value,
-                       num_frames=_NUM_FRAMES.value, height=_HEIGHT.value, width=_WIDTH.value,
-                       steps=_STEPS.value, guidance=_GUIDANCE.value,
-                       guidance_rescale=_RESCALE.value,
-                       negative_prompt=_NEGATIVE.value)
+    videos = generate(generator, [_PROMPT.value] * _NUM_SAMPLES.value)
   except ValueError as e:  # e.g. a requested shape the patch size does not divide
     exit_with_error(str(e))
   fps = generator.config.sample.fps

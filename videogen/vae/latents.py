@@ -95,6 +95,11 @@ class FrozenVae:
                                    on_host=True)
     return self._tiled(run, video, 1 / self.model.spec.spatial_factor)
 
+  def encode(self, video) -> np.ndarray:
+    """Video in [-1, 1] → normalised latents (posterior means; host array)."""
+    return np.asarray(latents_from_moments(jnp.asarray(self.encode_moments(video)), None,
+                                           self.stats))
+
   def decode(self, latents) -> np.ndarray:
     """Normalised latents → video in [-1, 1] (host array), in temporal chunks of
     `vae.chunk_latents` and, when `vae.tile` > 0, in overlapping spatial tiles."""
