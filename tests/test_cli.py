@@ -140,3 +140,39 @@ def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
   for row in rows:
     assert row["compile_s"] > 0 and row["peak_memory_GB"] > 0
     assert 0 < row["MFU_vs_measured_matmul"] < 1
+
+
+def test_control_modes_keep_their_conditions_through_the_real_model(trained):
+  from videogen import control
+  from videogen.generate import Generator
+  generator = Generator.load(str(trained))
+  prompts, options = ["a red circle moving right"], dict(steps=4, sampler="heun")
+  image = np.random.default_rng(0).integers(0, 256, (20, 24, 3), np.uint8)
+  animated = control.image_to_video(generator, prompts, image, **options)
+  np.testing.assert_array_equal(animated[0, 0], control.fit_frames(image, 16, 16))
+  assert animated.shape == (1, 4, 16, 16, 3)
+
+  video = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), np.uint8)
+  region = np.zeros((16, 16), bool)
+  region[4:12, 8:] = True
+  edited = control.edit(generator, prompts, video, 0.8, mask=region, **options)
+  np.testing.assert_array_equal(edited[0][:, ~region], video[:, ~region])
+  assert np.abs(edited[0][:, region].astype(int) - video[:, region]).mean() > 5
+
+  assert control.extend(generator, prompts, 9, overlap=1, **options).shape[1] == 9
+  assert control.interpolate(generator, prompts, 3, **options).shape[1] == 2 * 3 + 1
+
+
+def test_sample_cli_control_flags_and_their_errors(trained, tmp_path):
+  run("videogen.sample", f"--workdir={trained}", "--prompt=a red circle moving right",
+      f"--output={tmp_path}/long.gif", "--extend=9", "--steps=4", "--sampler=heun",
+      "--cache=every", check=True)
+  from PIL import Image
+  assert Image.open(tmp_path / "long.gif").n_frames == 9
+  assert "does not exist" in one_line_error(
+      run("videogen.sample", f"--workdir={trained}", "--prompt=a", f"--output={tmp_path}/x.gif",
+          "--image=nope.png", timeout=120))
+  (tmp_path / "broken.mp4").write_bytes(b"not a video")
+  assert "cannot decode video" in one_line_error(
+      run("videogen.sample", f"--workdir={trained}", "--prompt=a", f"--output={tmp_path}/x.gif",
+          f"--edit={tmp_path}/broken.mp4", timeout=120))

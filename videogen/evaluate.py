@@ -5,13 +5,13 @@
 `synthetic`: prompts "a <colour> <shape> moving <direction>" drawn from the checkpoint's own
 synthetic world; the pixel judge scores colour presence and direction of motion.
 """
-import itertools
 import json
 import os
 import sys
 
 from absl import flags
 
+from videogen.eval.synthetic_judge import synthetic_prompts
 from videogen.config import exit_with_error, parse_flags_or_exit
 
 METRICS = ("synthetic",)
@@ -24,14 +24,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (default: config sample.steps).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "CFG scale (default: config sample.guidance).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default: DIR/eval).")
-
-
-def synthetic_prompts(synthetic_config, n: int) -> list[str]:
-  """`n` distinct plain-template prompts, cycling directions so each gets an equal share."""
-  combos = list(itertools.product(synthetic_config.colours, synthetic_config.shapes))
-  directions = list(synthetic_config.directions)
-  return [f"a {combos[(i * 7) % len(combos)][0]} {combos[(i * 7) % len(combos)][1]} moving "
-          f"{directions[i % len(directions)]}" for i in range(n)]
 
 
 def main(argv: list[str]) -> None:

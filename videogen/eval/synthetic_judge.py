@@ -4,6 +4,7 @@ For a prompt in the plain template ("a red circle moving right") the judge segme
 near the named colour, tracks their centroid, and checks the object is present and moves
 the stated way. It is exact on the generator's own clips (see tests).
 """
+import itertools
 import re
 
 import numpy as np
@@ -70,3 +71,11 @@ def judge(videos_nthwc: np.ndarray, prompts: list[str]) -> dict[str, float]:
     direction_ok += seen == wanted["direction"]
   n = max(len(prompts), 1)
   return {"colour_present": colour_ok / n, "direction_correct": direction_ok / n}
+
+
+def synthetic_prompts(synthetic_config, n: int) -> list[str]:
+  """`n` distinct plain-template prompts, cycling directions so each gets an equal share."""
+  combos = list(itertools.product(synthetic_config.colours, synthetic_config.shapes))
+  directions = list(synthetic_config.directions)
+  return [f"a {combos[(i * 7) % len(combos)][0]} {combos[(i * 7) % len(combos)][1]} moving "
+          f"{directions[i % len(directions)]}" for i in range(n)]
