@@ -21,10 +21,11 @@ setup(
         "pillow>=10",
         "tqdm>=4.66",
         "tensorboardX>=2.6",
+        "safetensors>=0.4",  # LoRA adapters (videogen/models/lora.py)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5"],
-        "convert": ["torch>=2.4", "transformers>=4.45", "diffusers>=0.31", "safetensors>=0.4"],
+        "convert": ["torch>=2.4", "transformers>=4.45", "diffusers>=0.31"],
         # data.source="tfds" and `prepare_data --tfds_dir` (TFDS builds need TensorFlow).
         "tfds": ["tensorflow-cpu>=2.16,<3", "importlib_resources>=6"],
     },

@@ -51,7 +51,7 @@ def get_config(arg: str | None = None):
     c.model.update(lora_rank=4)
     c.data.synthetic.update(num_clips=8, colours=("orange",), shapes=("triangle",))
     c.train.update(trainable="lora", num_steps=300, learning_rate=1e-3, warmup_steps=20,
-                   ema_decay=0.99, log_every=25)
+                   log_every=25)
     c.checkpoint.update(every_steps=100)
   elif arg:
     raise ValueError(f"configs/tiny.py has no variant {arg!r} "

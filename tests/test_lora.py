@@ -30,16 +30,22 @@ def _inputs():
   return x, jnp.array([10.0, 700.0]), context, jnp.arange(5)[None] < jnp.array([[3], [5]])
 
 
-def _init(spec, seed=0):
-  return nn.unbox(DiT(spec).init(jax.random.key(seed), *_inputs())["params"])
+def _init(spec):
+  return nn.unbox(DiT(spec).init(jax.random.key(0), *_inputs())["params"])
 
 
 def _perturbed(params, seed=1):
-  """Every leaf (zero-initialised gates, output layer and LoRA B included) made non-zero."""
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(tree, [p + 0.2 * jax.random.normal(k, p.shape)
-                                   for p, k in zip(leaves, keys)])
+  """Every leaf (zero-initialised gates, output layer and LoRA B included) made non-zero.
+  (numpy noise: no JAX program to compile per parameter shape.)"""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda p: (p + 0.2 * rng.standard_normal(p.shape)).astype(np.float32),
+                      jax.device_get(params))
+
+
+def _random(spec):
+  """Random params for `spec` without running its initialisers."""
+  abstract = jax.eval_shape(lambda: _init(spec))
+  return _perturbed(jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract))
 
 
 @functools.cache
@@ -57,17 +63,35 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_adapters_start_at_zero_and_leave_the_base_initialisation_unchanged():
+  from videogen.models.attention import MultiHeadAttention
+  x, context = jnp.ones((1, 6, 32)), jnp.ones((1, 5, 32))
+
+  def init(rank):
+    attention = MultiHeadAttention(num_heads=2, lora_rank=rank)
+    return jax.jit(lambda key: nn.unbox(attention.init(key, x, context)["params"]))(
+        jax.random.key(0))
+
+  base, adapter = lora.split_adapter(init(RANK))
+  _assert_trees_equal(base, init(0))
+  assert sorted(adapter) == ["key_lora", "out_lora", "query_lora", "value_lora"]
+  for name, fan_in in (("query_lora", 32), ("out_lora", 32)):
+    a, b = adapter[name]["a"], adapter[name]["b"]
+    assert a.shape[-1] == b.shape[0] == RANK
+    np.testing.assert_array_equal(b, 0.0)  # B = 0: the update starts at exactly nothing
+    assert 0 < float(jnp.abs(a).max()) <= fan_in ** -0.5  # A ~ U(±1/√fan_in), as peft
+
+
 @pytest.mark.parametrize("layout", ["joint", "expert", "factorized"])
-def test_fresh_adapters_compute_the_base_model_exactly(layout):
-  base_spec, lora_spec = _spec(layout), _spec(layout, lora_rank=RANK)
-  fresh = _init(lora_spec)
-  base, adapter = lora.split_adapter(fresh)
-  _assert_trees_equal(base, _init(base_spec))  # adapters leave the base's init unchanged
+def test_zero_b_adapters_compute_the_base_model_exactly(layout):
+  base_spec, lora_spec = _spec(layout), _spec(layout, lora_rank=RANK, lora_alpha=ALPHA)
+  base, adapter = lora.split_adapter(_random(lora_spec))
   kernels = 4 * (2 if layout != "expert" else 1) * (2 if layout == "factorized" else 1)
   assert len(jax.tree.leaves(adapter)) == 2 * kernels  # q, k, v, out of every attention
-  trained_base = _perturbed(base)
-  np.testing.assert_array_equal(_apply(lora_spec, lora.with_adapter(trained_base, adapter)),
-                                _apply(base_spec, trained_base))
+  fresh = jax.tree_util.tree_map_with_path(
+      lambda path, w: np.zeros_like(w) if path[-1].key == "b" else w, adapter)
+  np.testing.assert_array_equal(_apply(lora_spec, lora.with_adapter(base, fresh)),
+                                _apply(base_spec, base))
 
 
 @pytest.mark.parametrize("layout,scan,remat", [("joint", True, "none"), ("expert", True, "full"),
@@ -78,7 +102,7 @@ def test_merged_params_compute_the_adapted_model_and_unmerge_restores_the_base(l
   lora_spec = _spec(layout, lora_rank=RANK, lora_alpha=ALPHA, scan_layers=scan,
                     remat_policy=remat, depth=depth)
   base_spec = _spec(layout, scan_layers=scan, depth=depth)
-  params = _perturbed(_init(lora_spec))
+  params = _random(lora_spec)
   merged = lora.merge(params, RANK, ALPHA)
   assert not any(lora.is_lora_path(p) for p, _ in jax.tree_util.tree_leaves_with_path(merged))
   want = _apply(lora_spec, params)
@@ -88,11 +112,13 @@ def test_merged_params_compute_the_adapted_model_and_unmerge_restores_the_base(l
   assert jax.tree.structure(restored) == jax.tree.structure(params)
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(params)):
     np.testing.assert_allclose(a, b, atol=1e-6)
+  with pytest.raises(ValueError, match=f"do not fit its kernel .* at rank {RANK + 1}"):
+    lora.merge(params, RANK + 1)
 
 
 def test_adapter_round_trips_through_disk_and_apply_adapter_reproduces_the_lora_model(tmp_path):
   lora_spec, base_spec = _spec(lora_rank=RANK, lora_alpha=ALPHA), _spec()
-  params = _perturbed(_init(lora_spec))
+  params = _random(lora_spec)
   base, adapter = lora.split_adapter(params)
   lora.save_adapter(str(tmp_path / "a"), adapter, lora.adapter_meta(lora_spec))
   loaded, meta = lora.load_adapter(str(tmp_path / "a"), base)
@@ -103,20 +129,28 @@ def test_adapter_round_trips_through_disk_and_apply_adapter_reproduces_the_lora_
                              _apply(lora_spec, params), atol=1e-5)
 
   other = _spec(width=64)  # no kernel shape fits
-  with pytest.raises(ValueError, match=r"self_attn/\w+_kernel has A .* do not fit its kernel") as error:
-    lora.load_adapter(str(tmp_path / "a"), _init(other))
+  with pytest.raises(ValueError, match=r"_attn/\w+_kernel has A .* do not fit its kernel") as error:
+    lora.load_adapter(str(tmp_path / "a"), jax.eval_shape(lambda: _init(other)))
   assert "\n" not in str(error.value)
   with pytest.raises(ValueError, match=r"different base model: width=32 \(this model: 64\)"):
-    lora.apply_adapter(_init(other), str(tmp_path / "a"), other)
+    lora.apply_adapter(_random(other), str(tmp_path / "a"), other)
   with pytest.raises(FileNotFoundError, match="no LoRA adapter"):
     lora.load_adapter(str(tmp_path / "missing"))
 
 
-def test_lora_needs_adapters_and_an_existing_init_from(tmp_path):
+def test_lora_needs_adapters_and_init_from_a_base_of_the_same_model(tmp_path):
+  """Each refusal is one ConfigError line, raised before anything compiles."""
   with pytest.raises(ConfigError, match="set model.lora_rank > 0"):
     loop.train(tiny_config(**{"train.trainable": "lora"}), str(tmp_path / "a"))
   with pytest.raises(ConfigError, match="train.init_from='nowhere' does not exist"):
     loop.train(tiny_config(**{"train.init_from": "nowhere"}), str(tmp_path / "b"))
+  params = {"x": np.zeros(1, np.float32)}  # only the saved config is read
+  checkpoints.export_params(str(tmp_path / "wide"), params, tiny_config(**{"model.width": 64}))
+  checkpoints.export_params(str(tmp_path / "lora"), params, tiny_config(**{"model.lora_rank": 2}))
+  for source, message in (("wide", r"is another model: model.width=32 \(there: 64\)$"),
+                          ("lora", r"is itself a LoRA run \(model.lora_rank=2\)")):
+    with pytest.raises(ConfigError, match=message):
+      loop.train(tiny_config(**{"train.init_from": str(tmp_path / source)}), str(tmp_path / "c"))
 
 
 def test_lora_fine_tune_from_a_base_trains_only_adapters_and_exports_them(tmp_path):
@@ -126,20 +160,18 @@ def test_lora_fine_tune_from_a_base_trains_only_adapters_and_exports_them(tmp_pa
   from videogen.training import state as state_lib
   from videogen.training.tasks import build_task
 
-  def initial_params(config):
-    mesh = mesh_lib.create_mesh(config.mesh)
-    rules = mesh_lib.rules_from_config(config.mesh)
-    task = build_task(config, mesh, rules)
-    state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
-    return jax.device_get(state.params)
-
-  base_config = tiny_config(**{"seed": 7})
-  base = _perturbed(initial_params(base_config))  # a "trained" base: gates awake
-  checkpoints.export_params(str(tmp_path / "base"), base, base_config)
   config = tiny_config(**{"model.lora_rank": RANK, "train.trainable": "lora",
                           "train.init_from": str(tmp_path / "base"), "train.num_steps": 3,
                           "train.warmup_steps": 1, "checkpoint.every_steps": 100})
-  fresh = traverse_util.flatten_dict(lora.split_adapter(initial_params(config))[1])
+  mesh = mesh_lib.create_mesh(config.mesh)
+  rules = mesh_lib.rules_from_config(config.mesh)
+  task = build_task(config, mesh, rules)
+  state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
+  base, fresh = lora.split_adapter(jax.device_get(state.params))
+  base = _perturbed(base)  # a "trained" base: gates awake
+  checkpoints.export_params(str(tmp_path / "base"), base, tiny_config())
+  fresh = traverse_util.flatten_dict(fresh)
+  assert not any(leaf.any() for path, leaf in fresh.items() if path[-1] == "b")
 
   final = jax.device_get(loop.train(config, str(tmp_path / "run")))
   for tree in (final.params, final.ema):  # the frozen base, bit for bit

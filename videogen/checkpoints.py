@@ -90,6 +90,15 @@ def _latest_step(workdir: str) -> int:
   return step
 
 
+def has_checkpoint(workdir: str) -> bool:
+  """Whether `workdir` holds a training checkpoint to resume from."""
+  try:
+    _latest_step(workdir)
+  except CheckpointNotFoundError:
+    return False
+  return True
+
+
 def _load_json(path: str, export_file: str, item: str) -> dict:
   """A JSON item from an export directory or the latest checkpoint of a workdir; {} when
   that export or checkpoint has none (it predates the item)."""

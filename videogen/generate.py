@@ -135,13 +135,19 @@ class SamplerOptions:
   reconstruction_guidance: float = 0.0
 
 
-def load_or_exit(workdir: str | None, checkpoint: str | None = None) -> Generator:
-  """For the CLIs: exactly one of a workdir or an export, else one `error:` line, exit 2."""
+def load_or_exit(workdir: str | None, checkpoint: str | None = None,
+                 lora: str | None = None) -> Generator:
+  """For the CLIs: exactly one of a workdir or an export (plus an optional LoRA adapter
+  folded into its weights), else one `error:` line, exit 2."""
   if bool(workdir) == bool(checkpoint):
     exit_with_error("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
   try:
-    return Generator.load(workdir or checkpoint)
-  except FileNotFoundError as e:  # no checkpoint, no tokenizer, no T5 weights
+    generator = Generator.load(workdir or checkpoint)
+    if lora:
+      from videogen.models.lora import apply_adapter
+      generator.params = apply_adapter(generator.params, lora, generator.model.spec)
+    return generator
+  except (FileNotFoundError, ValueError) as e:  # no checkpoint/tokenizer/T5; bad adapter
     exit_with_error(str(e))
 
 

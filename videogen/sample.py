@@ -7,6 +7,7 @@
         [--extend FRAMES]                        # autoregressive extension, one seamless video
         [--keyframes K]                          # keyframes first, then the frames between
         [--edit in.mp4 --strength 0.6 [--mask region.png]]   # SDEdit (+ inpainting)
+        [--lora ADAPTER_DIR]                     # a LoRA adapter folded into the weights
 
 Frame count and size default to the clip shape the checkpoint was trained at.
 """
@@ -47,6 +48,7 @@ _KEYFRAMES = flags.DEFINE_integer("keyframes", None,
 _EDIT = flags.DEFINE_string("edit", None, "SDEdit: the video to edit (mp4/gif).")
 _STRENGTH = flags.DEFINE_float("strength", 0.6, "--edit: noise level to edit from, (0, 1].")
 _MASK = flags.DEFINE_string("mask", None, "--edit: PNG, white = regenerate, black = keep.")
+_LORA = flags.DEFINE_string("lora", None, "LoRA adapter folder (videogen.export --adapter_only).")
 _MODES = ("image", "extend", "keyframes", "edit")
 
 
@@ -105,7 +107,7 @@ def main(argv: list[str]) -> None:
   from videogen.generate import load_or_exit
   if not _OUTPUT.value.lower().endswith(video_io.VIDEO_SUFFIXES):
     exit_with_error(f"--output must end in one of {video_io.VIDEO_SUFFIXES}")
-  generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
+  generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value, _LORA.value)
   try:
     videos = generate(generator, [_PROMPT.value] * _NUM_SAMPLES.value)
   except ValueError as e:  # e.g. a requested shape the patch size does not divide

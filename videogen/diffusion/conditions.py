@@ -58,3 +58,24 @@ def region(video: jax.Array, keep: jax.Array) -> FrameCondition:
   mask = jnp.broadcast_to(keep.reshape((1,) * (5 - keep.ndim - 1) + keep.shape + (1,)),
                           (*video.shape[:-1], 1))
   return FrameCondition(jnp.asarray(video, jnp.float32), mask)
+
+
+# Training draws per clip one of these frame-mask kinds (Open-Sora's mask strategy), with the
+# configured probabilities; the remainder is unconditioned (conditioning dropout).
+MASK_KINDS = ("image_head", "head", "ends")
+
+
+def training_frame_masks(key: jax.Array, batch: int, frames: int, probabilities: dict,
+                         head_frames: int = 2) -> jax.Array:
+  """`(B, T)` float masks (1 = given to the model): `image_head` the first frame (image-to-
+  video), `head` the first `head_frames` (extension), `ends` the first and last frame
+  (interpolation); each with its probability, else all zeros."""
+  p = jnp.asarray([probabilities.get(kind, 0.0) for kind in MASK_KINDS])
+  if float(p.sum()) > 1.0:
+    raise ValueError(f"frame-condition probabilities {dict(zip(MASK_KINDS, p.tolist()))} "
+                     f"sum above 1")
+  choice = jax.random.choice(key, len(MASK_KINDS) + 1, (batch,), p=jnp.append(p, 1 - p.sum()))
+  index = jnp.arange(frames)
+  kinds = jnp.stack([index < 1, index < min(head_frames, frames - 1),
+                     (index == 0) | (index == frames - 1), jnp.zeros(frames, bool)])
+  return kinds[choice].astype(jnp.float32)

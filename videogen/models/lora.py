@@ -88,14 +88,15 @@ def _pairs(adapter) -> dict[tuple, tuple]:
   """{kernel path: (A, B)} for every adapter scope in `adapter`."""
   flat = traverse_util.flatten_dict(adapter)
   pairs = {}
-  for path in {k[:-1] for k in flat}:
+  for path in dict.fromkeys(k[:-1] for k in flat):  # in tree order: the first misfit reported
     kernel = (*path[:-1], path[-1][:-len(SCOPE_SUFFIX)] + KERNEL_SUFFIX)
     pairs[kernel] = (flat.get((*path, "a")), flat.get((*path, "b")))
   return pairs
 
 
-def _check_pair(where: str, kernel_path, a, b, kernel_shape) -> None:
-  """A `(*lead, *in, r)` and B `(*lead, r, *out)` must fit kernel `(*lead, *in, *out)`."""
+def _check_pair(where: str, kernel_path, a, b, kernel_shape, rank: int) -> None:
+  """A `(*lead, *in, rank)` and B `(*lead, rank, *out)` must fit kernel `(*lead, *in, *out)`;
+  else one ValueError line naming the kernel."""
   name = "/".join(kernel_path)
   if a is None or b is None:
     raise ValueError(f"{where}: the adapter of {name} lacks its "
@@ -103,13 +104,14 @@ def _check_pair(where: str, kernel_path, a, b, kernel_shape) -> None:
   if kernel_shape is None:
     raise ValueError(f"{where}: adapts {name}, which this model does not have (a different "
                      f"layout or scan_layers?)")
-  rank, lead = a.shape[-1], a.ndim + b.ndim - 2 - len(kernel_shape)
+  lead = a.ndim + b.ndim - 2 - len(kernel_shape)
   n_in = a.ndim - 1 - lead
   want_a = (*kernel_shape[:lead + n_in], rank)
   want_b = (*kernel_shape[:lead], rank, *kernel_shape[lead + n_in:])
   if lead < 0 or n_in < 1 or a.shape != want_a or b.shape != want_b:
     raise ValueError(f"{where}: the adapter of {name} has A {tuple(a.shape)} and B "
-                     f"{tuple(b.shape)}, which do not fit its kernel {tuple(kernel_shape)}")
+                     f"{tuple(b.shape)}, which do not fit its kernel {tuple(kernel_shape)} "
+                     f"at rank {rank}")
 
 
 def _delta(a, b, kernel_shape, multiplier: float) -> jax.Array:
@@ -121,12 +123,13 @@ def _delta(a, b, kernel_shape, multiplier: float) -> jax.Array:
   return (multiplier * product).reshape(kernel_shape)
 
 
-def _fold(params, adapter, multiplier: float, where: str = "merge") -> dict:
-  """`params` with `multiplier · A·B` of each adapter in `adapter` added to its kernel."""
+def _fold(params, adapter, rank: int, multiplier: float, where: str) -> dict:
+  """`params` with `multiplier · A·B` of each rank-`rank` adapter in `adapter` added to the
+  kernel it adapts."""
   flat = traverse_util.flatten_dict(params)
   for kernel_path, (a, b) in _pairs(adapter).items():
     kernel = flat.get(kernel_path)
-    _check_pair(where, kernel_path, a, b, None if kernel is None else kernel.shape)
+    _check_pair(where, kernel_path, a, b, None if kernel is None else kernel.shape, rank)
     flat[kernel_path] = kernel + _delta(a, b, kernel.shape, multiplier).astype(kernel.dtype)
   return traverse_util.unflatten_dict(flat)
 
@@ -135,12 +138,12 @@ def merge(params, rank: int, alpha: float = 0.0) -> dict:
   """Base params (no adapter leaves) computing what `params` with its adapters computes:
   each kernel gains `scale(rank, alpha) · A·B`."""
   base, adapter = split_adapter(params)
-  return _fold(base, adapter, scale(rank, alpha))
+  return _fold(base, adapter, rank, scale(rank, alpha), "merge")
 
 
 def unmerge(merged, adapter, rank: int, alpha: float = 0.0) -> dict:
   """The inverse of `merge`: subtracts `adapter`'s update and puts its leaves back."""
-  return with_adapter(_fold(merged, adapter, -scale(rank, alpha), "unmerge"), adapter)
+  return with_adapter(_fold(merged, adapter, rank, -scale(rank, alpha), "unmerge"), adapter)
 
 
 def fingerprint(spec) -> dict:
@@ -182,15 +185,12 @@ def load_adapter(directory: str, params=None) -> tuple[dict, dict]:
       {tuple(k.split("/")): v for k, v in read_safetensors(paths[0]).items()})
   with open(paths[1]) as f:
     meta = json.load(f)
-  flat = {} if params is None else traverse_util.flatten_dict(params)
-  for kernel_path, (a, b) in _pairs(adapter).items():
-    if a is not None and b is not None and a.shape[-1] != meta["rank"]:
-      raise ValueError(f"adapter {directory!r}: {'/'.join(kernel_path)} has rank "
-                       f"{a.shape[-1]} but {META_FILE} says {meta['rank']}")
-    if params is not None:
+  if params is not None:
+    flat = traverse_util.flatten_dict(params)
+    for kernel_path, (a, b) in _pairs(adapter).items():
       kernel = flat.get(kernel_path)
       _check_pair(f"adapter {directory!r}", kernel_path, a, b,
-                  None if kernel is None else kernel.shape)
+                  None if kernel is None else kernel.shape, meta["rank"])
   return adapter, meta
 
 
@@ -205,4 +205,5 @@ def apply_adapter(params, adapter_dir: str, model_spec) -> dict:
   if differ:
     raise ValueError(f"adapter {adapter_dir!r} was trained on a different base model: "
                      f"{', '.join(differ)}")
-  return _fold(params, adapter, scale(meta["rank"], meta["alpha"]), f"adapter {adapter_dir!r}")
+  return _fold(params, adapter, meta["rank"], scale(meta["rank"], meta["alpha"]),
+               f"adapter {adapter_dir!r}")

@@ -1,5 +1,6 @@
 """The training loop: the only Python loop over steps. Resumes, logs, checkpoints, and saves
 on SIGTERM (preemption) before exiting cleanly."""
+import json
 import os
 import signal
 import sys
@@ -56,19 +57,45 @@ def _batch_sizes(config) -> list[tuple[int, str]]:
   return [(size, "data.buckets batch size") for size in batch_sizes(config)]
 
 
+# `model` keys a fine-tune may change: they leave the params' shapes alone.
+RUNTIME_MODEL_KEYS = ("attention_backend", "sequence_parallel", "dtype", "remat_policy",
+                      "lora_rank", "lora_alpha")
+
+
+def check_init_from(config: ml_collections.ConfigDict) -> None:
+  """`train.init_from` must be a base run or export of this run's model: one ConfigError line
+  (before anything compiles) naming what differs."""
+  path = config.train.init_from
+  if not os.path.exists(path):
+    raise ConfigError(f"train.init_from={path!r} does not exist; point it at a training "
+                      f"workdir or an export directory")
+  try:
+    source = checkpoints.load_config(path).model
+  except FileNotFoundError as e:
+    raise ConfigError(f"train.init_from={path!r}: {e}") from None
+  if source.get("lora_rank", 0):
+    raise ConfigError(f"train.init_from={path!r} is itself a LoRA run (model.lora_rank="
+                      f"{source.lora_rank}); start from the base it was trained on")
+  as_json = lambda v: json.loads(json.dumps(v))  # noqa: E731 (tuples and lists alike)
+  differ = [f"model.{k}={v!r} (there: {source[k]!r})" for k, v in config.model.items()
+            if k in source and k not in RUNTIME_MODEL_KEYS and as_json(source[k]) != as_json(v)]
+  if differ:
+    raise ConfigError(f"train.init_from={path!r} is another model: {', '.join(differ)}")
+
+
 def initialise_from(path: str, state: state_lib.TrainState, abstract_state, shardings, mesh
                     ) -> state_lib.TrainState:
-  """A fresh `state` whose params and EMA both start from the EMA params of the run or export
-  at `path` (`train.init_from`). LoRA adapters are not in that checkpoint: they keep their
-  fresh initialisation (B = 0, so the model starts as the base model)."""
+  """A fresh `state` whose params and EMA both start from the EMA params of the base run or
+  export at `path` (`train.init_from`, checked by `check_init_from`). LoRA adapters are not
+  in that checkpoint: they keep their fresh initialisation (B = 0: exactly the base model)."""
   base_abstract, _ = lora.split_adapter(abstract_state.params)
   base_shardings, _ = lora.split_adapter(shardings.params)
   try:
     with jax.set_mesh(mesh):
       base = checkpoints.load_ema_params(path, base_abstract, base_shardings)
-  except (FileNotFoundError, ValueError) as e:  # no checkpoint; another model's params
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ConfigError(f"train.init_from={path!r}: {message}") from None
+  except ValueError as e:  # e.g. another text encoder's vocabulary
+    raise ConfigError(f"train.init_from={path!r} holds params this model cannot take: "
+                      f"{str(e).strip().splitlines()[0]}") from None
   _, adapter = lora.split_adapter(state.params)
   params = lora.with_adapter(base, adapter)
   # Separate buffers: the train step donates params and EMA.
@@ -91,9 +118,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       raise ConfigError(f"{key}={size} does not divide into train.grad_accum_steps={accum} "
                         f"micro-batches over the {batch_shards} batch shards of mesh axes "
                         f"data × fsdp")
-  if config.train.init_from and not os.path.exists(config.train.init_from):
-    raise ConfigError(f"train.init_from={config.train.init_from!r} does not exist; point it "
-                      f"at a training workdir or an export directory")
+  if config.train.init_from and not checkpoints.has_checkpoint(workdir):
+    check_init_from(config)
   task = build_task(config, mesh, rules, workdir)
   schedule = state_lib.learning_rate_schedule(config.train)
 
