@@ -7,6 +7,8 @@
     python -m videogen.train --config configs/tiny.py:factorized ...  # STDiT-style layout
     python -m videogen.train --config configs/tiny.py:lora \
         --config.train.init_from=runs/tiny --workdir runs/tiny_lora  # personalise runs/tiny
+    python -m videogen.train --config configs/tiny.py:i2v ...    # trained frame conditioning
+    python -m videogen.train --config configs/tiny.py:camera ... # camera control (Plücker)
 
 `:t5` conditions on a frozen T5 encoder (the `tiny` preset, randomly initialised: no download)
 through a sentencepiece tokenizer trained on the synthetic captions in the workdir, with a
@@ -17,6 +19,13 @@ learned null embedding for caption dropout. Point `text.t5.checkpoint` at an HF 
 (`train.init_from`, a workdir or export of the default variant) on 8 clips of one subject, an
 orange triangle; `python -m videogen.export --workdir runs/tiny_lora --output OUT
 --adapter_only` then writes the adapter alone.
+
+`:i2v` feeds given frames to the DiT as extra input channels (`model.frame_condition`
+"concat"), trained with Open-Sora-style random frame masks (first frame, first two, both
+ends; 30% of clips none, the conditioning dropout), so `sample --image/--extend/--keyframes`
+use a trained conditional model. `:camera` renders a static, panning or zooming camera per
+clip (captions do not say which) and learns it through the Plücker-ray camera adapter; then
+`sample --camera pan_left|zoom_in|...`.
 """
 from videogen.config import base_config
 
@@ -53,7 +62,13 @@ def get_config(arg: str | None = None):
     c.train.update(trainable="lora", num_steps=300, learning_rate=1e-3, warmup_steps=20,
                    log_every=25)
     c.checkpoint.update(every_steps=100)
+  elif arg == "i2v":  # frame-conditioned: image-to-video, extension and interpolation
+    c.model.update(frame_condition="concat")
+    c.train.update(frame_masks=dict(image_head=0.5, head=0.1, ends=0.1))
+  elif arg == "camera":  # camera control: pans and zooms rendered, told only by the camera
+    c.model.update(camera=True)
+    c.data.synthetic.update(camera="mixed", camera_speed=0.04)
   elif arg:
-    raise ValueError(f"configs/tiny.py has no variant {arg!r} "
-                     f"(choose '', 'test', 't5', 'expert', 'factorized' or 'lora')")
+    raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '', 'test', 't5', "
+                     f"'expert', 'factorized', 'lora', 'i2v' or 'camera')")
   return c

@@ -172,7 +172,29 @@ def test_sample_cli_control_flags_and_their_errors(trained, tmp_path):
   assert "does not exist" in one_line_error(
       run("videogen.sample", f"--workdir={trained}", "--prompt=a", f"--output={tmp_path}/x.gif",
           "--image=nope.png", timeout=120))
+  assert "no camera adapter" in one_line_error(
+      run("videogen.sample", f"--workdir={trained}", "--prompt=a", f"--output={tmp_path}/x.gif",
+          "--camera=pan_left", timeout=120))
   (tmp_path / "broken.mp4").write_bytes(b"not a video")
   assert "cannot decode video" in one_line_error(
       run("videogen.sample", f"--workdir={trained}", "--prompt=a", f"--output={tmp_path}/x.gif",
           f"--edit={tmp_path}/broken.mp4", timeout=120))
+
+
+def test_camera_and_frame_conditioned_model_samples_along_a_path_and_from_an_image(tmp_path):
+  """A run with the camera adapter and concat frame conditioning samples with --camera and
+  --image (the conditions' exactness is tested in-process, without GIF quantisation)."""
+  run("videogen.train", f"--config={TEST_CONFIG}", f"--workdir={tmp_path}/run",
+      "--config.model.camera=True", "--config.data.synthetic.camera=mixed",
+      "--config.model.frame_condition=concat", check=True)
+  for path in ("pan_left", "zoom_in"):
+    run("videogen.sample", f"--workdir={tmp_path}/run", "--prompt=a red circle moving right",
+        f"--output={tmp_path}/{path}.gif", f"--camera={path}", check=True)
+  pan, zoom = (video_io.read_video(str(tmp_path / f"{p}.gif")) for p in ("pan_left", "zoom_in"))
+  assert pan.shape == zoom.shape == (4, 16, 16, 3)
+  image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+  from PIL import Image
+  Image.fromarray(image).save(tmp_path / "first.png")
+  run("videogen.sample", f"--workdir={tmp_path}/run", "--prompt=a red circle moving right",
+      f"--output={tmp_path}/i2v.gif", f"--image={tmp_path}/first.png", check=True)
+  assert video_io.read_video(str(tmp_path / "i2v.gif")).shape == (4, 16, 16, 3)

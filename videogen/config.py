@@ -19,6 +19,7 @@ from videogen.models.attention import BACKENDS as ATTENTION_BACKENDS
 from videogen.models.attention import QK_NORMS, SEQUENCE_PARALLEL
 from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
 from videogen.models.embeddings import ROPE_SPLITS
+from videogen.models.text_to_video import FRAME_CONDITIONS
 from videogen.parallel.mesh import DEFAULT_RULES
 from videogen.text.conditioning import ENCODERS, NULLS, TOKENIZERS
 from videogen.vae.model import NORM_SCOPES, VARIANTS as VAE_VARIANTS, check_video_shape
@@ -43,7 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
       scan_layers=True, remat_policy="none",
       # LoRA adapters on the attention projections (videogen/models/lora.py): rank 0 = off;
       # alpha 0 = rank (scale 1).
-      lora_rank=0, lora_alpha=0.0)
+      lora_rank=0, lora_alpha=0.0,
+      # Trainable frame conditioning: "none" | "concat" | "replace" (text_to_video.py), trained
+      # with train.frame_masks; camera: Plücker-ray camera adapter (models/camera.py).
+      frame_condition="none", camera=False)
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
   # "sentencepiece" (tokenizer_path, or "" = trained on the source's captions and cached in
@@ -104,6 +108,9 @@ def base_config() -> ml_collections.ConfigDict:
       ema_decay=0.999, caption_dropout=0.1, log_every=50,
       grad_accum_steps=1,  # micro-batches per step (one optimizer update for the batch)
       trainable="all",  # "all" | "lora" (only the adapters train; the base stays frozen)
+      # model.frame_condition != "none": per clip, the chance of each given-frame mask
+      # (diffusion/conditions.py MASK_KINDS); the rest trains unconditioned (dropout).
+      frame_masks=dict(image_head=0.5, head=0.1, ends=0.1),
       init_from="",  # params (EMA) of this workdir/export start a fresh run (fine-tuning)
       stages=())  # progressive: ((start_step, data.buckets.sizes-like dict), …)
 
@@ -157,7 +164,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "text.t5.dtype": (config.text.t5.dtype, ("float32", "bfloat16")),
              "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES),
              "data.source": (data.source, DATA_SOURCES),
-             "sample.cache.policy": (config.sample.cache.policy, CACHE_POLICIES)}
+             "sample.cache.policy": (config.sample.cache.policy, CACHE_POLICIES),
+             "model.frame_condition": (model.frame_condition, FRAME_CONDITIONS)}
   for key, (value, allowed) in choices.items():
     if value not in allowed:
       raise ConfigError(f"{key}={value!r} is not one of {allowed}")
@@ -169,6 +177,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"model.sequence_parallel='ulysses' splits heads over tensor × sequence: "
                       f"model.num_heads={model.num_heads} must divide by "
                       f"{config.mesh.tensor} × {config.mesh.sequence}")
+  if model.camera and data.source != "synthetic":
+    raise ConfigError("model.camera trains on the synthetic source's rendered camera paths; "
+                      f"data.source={data.source!r} has no cameras")
   if model.width % model.num_heads:
     raise ConfigError(f"model.width={model.width} is not divisible by "
                       f"model.num_heads={model.num_heads}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from videogen import checkpoints
 from videogen.config import exit_with_error
+from videogen.models import camera
 from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
 from videogen.diffusion.conditions import FrameCondition
@@ -78,7 +79,8 @@ class Generator:
                           guidance_rescale=float(get("guidance_rescale", 0.0)),
                           sampler=get("sampler", "") or None, shift=shift, cache=cache,
                           strength=float(get("strength", 1.0)),
-                          reconstruction_guidance=float(get("reconstruction_guidance", 0.0)))
+                          reconstruction_guidance=0.0 if self.model.frame_condition != "none"
+                          else float(get("reconstruction_guidance", 0.0)))
 
   def encode(self, video: np.ndarray) -> jax.Array:
     """uint8 `(N, T, H, W, 3)` → the sampler's space (the VAE's normalised latents)."""
@@ -97,9 +99,15 @@ class Generator:
 
   def sample(self, prompts: list[str], shape, options: "SamplerOptions", *, seed: int = 0,
              negative_prompt: str = "", condition: FrameCondition | None = None,
-             init: jax.Array | None = None) -> jax.Array:
+             init: jax.Array | None = None, cameras: np.ndarray | None = None) -> jax.Array:
     """One sample per prompt in the sampler's space (`shape`), optionally pinned by
-    `condition` or started from `init` (SDEdit, with `options.strength`)."""
+    `condition`, started from `init` (SDEdit, with `options.strength`), or along per-frame
+    `cameras` `(T, 12)` (a camera-adapted model; `videogen.models.camera.named_path`)."""
+    if cameras is not None:
+      if not self.model.spec.camera:
+        raise ValueError("this model has no camera adapter (train with model.camera=True)")
+      cameras = camera.at_frames(jnp.broadcast_to(jnp.asarray(cameras, jnp.float32),
+                                                  (shape[0], *np.shape(cameras))), shape[1])
     text = self.text.conditional(prompts)
     null_text = self.text.unconditional(len(prompts), negative_prompt)
     key = (tuple(shape), options)
@@ -108,17 +116,18 @@ class Generator:
                                               options)
     with jax.set_mesh(self.mesh):
       return self._compiled[key](self.params, text, null_text, jax.random.PRNGKey(seed),
-                                 condition, init)
+                                 condition, init, cameras)
 
   def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
                height: int | None = None, width: int | None = None,
-               negative_prompt: str = "", **options) -> np.ndarray:
+               negative_prompt: str = "", cameras: np.ndarray | None = None,
+               **options) -> np.ndarray:
     """Text-to-video: one uint8 `(T, H, W, 3)` video per prompt. `options` (steps,
     guidance, guidance_rescale, sampler, shift, cache) default to the checkpoint's
-    `sample.*`; sizes to its training clip."""
+    `sample.*`; sizes to its training clip. `cameras` `(T, 12)`: a camera path."""
     shape = self.sample_shape(len(prompts), num_frames, height, width)
     x = self.sample(prompts, shape, self.options(shape, **options), seed=seed,
-                    negative_prompt=negative_prompt)
+                    negative_prompt=negative_prompt, cameras=cameras)
     return self.decode(x)
 
 
@@ -159,13 +168,15 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions):
   diffusion = diffusion_from_config(config.diffusion)
   rules = mesh_lib.rules_from_config(config.mesh)
 
-  def run(params, text, null_text, key, condition, init):
+  def run(params, text, null_text, key, condition, init, cameras):
     with nn.logical_axis_rules(rules):
       noise_key, sampler_key = jax.random.split(key)
       noise = jax.random.normal(noise_key, shape, jnp.float32)
 
       def denoise(x, t, text_mask_drop, **block_cache):
-        return model.apply({"params": params}, x, t, *text_mask_drop, **block_cache)
+        if cameras is not None:  # the CFG-doubled batch: both halves follow the cameras
+          block_cache["cameras"] = jnp.concatenate([cameras] * (x.shape[0] // shape[0]))
+        return model.apply({"params": params}, x, t, *text_mask_drop, condition, **block_cache)
 
       return samplers.sample(diffusion, denoise, noise, text, null_text, steps=options.steps,
                              guidance=options.guidance, key=sampler_key,

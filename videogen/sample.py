@@ -8,6 +8,7 @@
         [--keyframes K]                          # keyframes first, then the frames between
         [--edit in.mp4 --strength 0.6 [--mask region.png]]   # SDEdit (+ inpainting)
         [--lora ADAPTER_DIR]                     # a LoRA adapter folded into the weights
+        [--camera pan_left|zoom_in|orbit|... --camera_speed S]   # a camera-adapted model
 
 Frame count and size default to the clip shape the checkpoint was trained at.
 """
@@ -19,6 +20,7 @@ from absl import flags
 
 from videogen.config import exit_with_error, parse_flags_or_exit
 from videogen.diffusion.samplers import CACHE_POLICIES, SAMPLERS
+from videogen.models.camera import PATHS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
@@ -49,6 +51,10 @@ _EDIT = flags.DEFINE_string("edit", None, "SDEdit: the video to edit (mp4/gif)."
 _STRENGTH = flags.DEFINE_float("strength", 0.6, "--edit: noise level to edit from, (0, 1].")
 _MASK = flags.DEFINE_string("mask", None, "--edit: PNG, white = regenerate, black = keep.")
 _LORA = flags.DEFINE_string("lora", None, "LoRA adapter folder (videogen.export --adapter_only).")
+_CAMERA = flags.DEFINE_enum("camera", None, list(PATHS),
+                            "Camera path for a camera-adapted model (text-to-video).")
+_CAMERA_SPEED = flags.DEFINE_float("camera_speed", 0.03,
+                                   "Pan: image widths per frame; zoom: factor; orbit: radians.")
 _MODES = ("image", "extend", "keyframes", "edit")
 
 
@@ -81,6 +87,8 @@ def generate(generator, prompts: list[str]) -> np.ndarray:
   modes = [m for m in _MODES if flags.FLAGS[m].value is not None]
   if len(modes) > 1:
     exit_with_error(f"choose one of --{', --'.join(modes)}")
+  if modes and _CAMERA.value:
+    exit_with_error(f"--camera works with text-to-video, not with --{modes[0]}")
   options = dict(seed=_SEED.value, steps=_STEPS.value, guidance=_GUIDANCE.value,
                  guidance_rescale=_RESCALE.value, sampler=_SAMPLER.value,
                  negative_prompt=_NEGATIVE.value)
@@ -97,8 +105,13 @@ def generate(generator, prompts: list[str]) -> np.ndarray:
     mask = None if _MASK.value is None else read_image(_MASK.value).mean(-1) > 127
     return control.edit(generator, prompts, read_video_or_exit(_EDIT.value), _STRENGTH.value,
                         mask=mask, **options)
+  cameras = None
+  if _CAMERA.value:
+    from videogen.models.camera import named_path
+    cameras = named_path(_CAMERA.value, _NUM_FRAMES.value or generator.config.data.num_frames,
+                         _CAMERA_SPEED.value)
   return generator(prompts, num_frames=_NUM_FRAMES.value, height=_HEIGHT.value,
-                   width=_WIDTH.value, **options)
+                   width=_WIDTH.value, cameras=cameras, **options)
 
 
 def main(argv: list[str]) -> None:

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from videogen.data import latent_records, synthetic
+from videogen.models.camera import synthetic_cameras
 from videogen.data.recaption import Recaptioner
 
 SOURCES = ("synthetic", "latents", "videos", "tfds")
@@ -62,7 +63,8 @@ class SyntheticExamples:
     clips = [synthetic.render_clip(self.world, self.seed, int(i)) for i in indices]
     captions = self._recaption(indices, [clip.caption for clip in clips])
     video = np.stack([clip.video for clip in clips]).astype(np.float32) / 127.5 - 1.0
-    batch = {"video": video, "caption": np.array(captions)}
+    batch = {"video": video, "caption": np.array(captions),
+             "camera": np.stack([synthetic_cameras(clip.camera) for clip in clips])}
     if self.text_features is not None:
       batch.update(self.text_features(captions))
     return batch

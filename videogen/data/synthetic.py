@@ -17,7 +17,9 @@ COLOURS = {
 SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}
 BACKGROUNDS = ("plain", "checker")
-CAMERAS = ("static", "pan", "zoom")
+# "mixed": each clip draws static, pan or zoom, and its caption does not say which (camera
+# control learns the motion from the camera input alone).
+CAMERAS = ("static", "pan", "zoom", "mixed")
 CAPTION_FORMS = {
     "plain": "a {colour} {shape} moving {direction}",
     "verbose": "a {colour} {shape} moves to the {direction}",
@@ -102,9 +104,10 @@ def _camera_path(world: World, rng: np.random.Generator) -> np.ndarray:
   t = np.arange(world.num_frames, dtype=np.float64)
   centre = np.full((world.num_frames, 2), 0.5)
   zoom = np.ones(world.num_frames)
-  if world.camera == "pan":
+  kind = str(rng.choice(CAMERAS[:3])) if world.camera == "mixed" else world.camera
+  if kind == "pan":
     centre += np.array(DIRECTIONS[rng.choice(list(DIRECTIONS))]) * world.camera_speed * t[:, None]
-  elif world.camera == "zoom":
+  elif kind == "zoom":
     zoom = (1 + world.camera_speed) ** t
   return np.concatenate([centre, zoom[:, None]], -1)
 
@@ -133,7 +136,7 @@ def render_clip(world: World, seed: int, index: int) -> Clip:
   form = CAPTION_FORMS[str(rng.choice(world.caption_forms))]
   caption = " and ".join(form.format(**{**o, "bounces": NUMBER_WORDS[min(o["bounces"], 9)]})
                          for o in objects)
-  if world.camera != "static":
+  if world.camera in ("pan", "zoom"):
     caption += ", camera " + ("panning" if world.camera == "pan" else "zooming in")
 
   # Pixel grid → world coordinates through the camera, for every frame: (T, H, W).

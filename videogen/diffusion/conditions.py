@@ -70,11 +70,12 @@ def training_frame_masks(key: jax.Array, batch: int, frames: int, probabilities:
   """`(B, T)` float masks (1 = given to the model): `image_head` the first frame (image-to-
   video), `head` the first `head_frames` (extension), `ends` the first and last frame
   (interpolation); each with its probability, else all zeros."""
-  p = jnp.asarray([probabilities.get(kind, 0.0) for kind in MASK_KINDS])
-  if float(p.sum()) > 1.0:
-    raise ValueError(f"frame-condition probabilities {dict(zip(MASK_KINDS, p.tolist()))} "
-                     f"sum above 1")
-  choice = jax.random.choice(key, len(MASK_KINDS) + 1, (batch,), p=jnp.append(p, 1 - p.sum()))
+  p = np.asarray([probabilities.get(kind, 0.0) for kind in MASK_KINDS], np.float32)
+  if p.sum() > 1.0 + 1e-6 or p.min() < 0:
+    raise ValueError(f"train.frame_masks {dict(zip(MASK_KINDS, p.tolist()))} must be "
+                     f"probabilities summing to at most 1")
+  choice = jax.random.choice(key, len(MASK_KINDS) + 1, (batch,),
+                             p=jnp.asarray(np.append(p, max(0.0, 1 - p.sum()))))
   index = jnp.arange(frames)
   kinds = jnp.stack([index < 1, index < min(head_frames, frames - 1),
                      (index == 0) | (index == frames - 1), jnp.zeros(frames, bool)])

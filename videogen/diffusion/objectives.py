@@ -80,9 +80,15 @@ class Diffusion:
     ab = _bcast(self.alpha_bar(t), x0)
     return jnp.sqrt(ab) * noise - jnp.sqrt(1 - ab) * x0
 
-  def loss(self, prediction: jax.Array, x0: jax.Array, noise: jax.Array, t: jax.Array):
-    error = prediction.astype(jnp.float32) - self.target(x0, noise, t)
-    return jnp.mean(jnp.square(error))
+  def loss(self, prediction: jax.Array, x0: jax.Array, noise: jax.Array, t: jax.Array,
+           weight: jax.Array | None = None):
+    """Mean squared error; `weight` (broadcastable to x0, e.g. per frame) averages over the
+    weighted elements only."""
+    error = jnp.square(prediction.astype(jnp.float32) - self.target(x0, noise, t))
+    if weight is None:
+      return jnp.mean(error)
+    weight = jnp.broadcast_to(weight, error.shape)
+    return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
   def x0_and_eps(self, prediction: jax.Array, x_t: jax.Array, t: jax.Array):
     """The DDPM-family network output turned into (x0, ε) estimates at integer t."""

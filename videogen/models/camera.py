@@ -61,6 +61,15 @@ def synthetic_cameras(camera: np.ndarray) -> np.ndarray:
   return np.stack([pose(np.eye(3), c) for c in centres]).astype(np.float32)
 
 
+def at_frames(cameras: jax.Array | None, frames: int):
+  """Per-video-frame cameras `(B, T, 12)` at a model's `frames` (latent frame k of a 4×
+  causal VAE starts at video frame 4k)."""
+  if cameras is None or frames >= cameras.shape[1]:
+    return cameras
+  stride = (cameras.shape[1] - 1) // max(frames - 1, 1)
+  return cameras[:, ::stride][:, :frames]
+
+
 def plucker_rays(cameras: jax.Array, grid: tuple[int, int]) -> jax.Array:
   """`(..., T, 12)` cameras → `(..., T, H, W, 6)` Plücker coordinates of the rays through
   the centres of an `H × W` grid of image cells."""

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videogen.models import embeddings
+from videogen.models import camera, embeddings
 from videogen.models.attention import MultiHeadAttention
 from videogen.models.layers import Dense, LayerNorm, Mlp, constrain, modulate
 
@@ -71,6 +71,7 @@ class DiTSpec:
   remat_policy: str = "none"
   lora_rank: int = 0               # LoRA adapters on every attention projection; 0 = none
   lora_alpha: float = 0.0          # update scale alpha/rank; 0 = rank (scale 1)
+  camera: bool = False             # a Plücker-ray camera adapter on the tokens (camera.py)
 
   @property
   def head_dim(self) -> int:
@@ -258,12 +259,15 @@ class DiT(nn.Module):
 
   @nn.compact
   def __call__(self, x_bthwc, t, context, context_mask, block_residual=None,
-               return_residual: bool = False):
+               return_residual: bool = False, cameras=None):
     """`block_residual` (the block stack's output − input from an earlier call) skips the
-    blocks (sampler feature caching); `return_residual` also returns this call's."""
+    blocks (sampler feature caching); `return_residual` also returns this call's.
+    `cameras` `(B, T, 12)` per frame of `x` (`spec.camera`; None = a static camera). The
+    output has `spec.channels` channels; the input may carry more (frame conditioning)."""
     spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
     spec.check()
-    _, frames, height, width, channels = x_bthwc.shape
+    _, frames, height, width, _ = x_bthwc.shape
+    channels = spec.channels
     grid = (frames // spec.patch_size[0], height // spec.patch_size[1],
             width // spec.patch_size[2])
 
@@ -271,6 +275,10 @@ class DiT(nn.Module):
     x = Dense(spec.width, ("patch", "embed"), dtype=dtype, name="patch_embed")(tokens)
     if spec.pos_embed == "sincos":
       x = x + embeddings.sincos_3d(grid, spec.width).astype(dtype)
+    if spec.camera:
+      if cameras is None:
+        cameras = jnp.broadcast_to(camera.named_path("static", frames), (x.shape[0], frames, 12))
+      x = x + camera.CameraAdapter(spec.width, dtype, name="camera")(cameras, grid, frames)
     x = constrain(x, ("batch", "length", "embed"))
 
     temb = embeddings.TimestepEmbedding(spec.cond_dim, spec.time_frequency_dim, dtype=dtype,

@@ -36,11 +36,15 @@ class TextToVideo(nn.Module):
   text_dim: int
   null: str = "empty"
   text_length: int = 16
+  frame_condition: str = "none"  # FRAME_CONDITIONS: how given frames enter the input
 
   @nn.compact
   def __call__(self, x_bthwc: jax.Array, t: jax.Array, text: jax.Array, text_mask: jax.Array,
-               drop: jax.Array, **block_cache) -> jax.Array:
-    """`block_cache`: `block_residual=` / `return_residual=` of `DiT` (feature caching)."""
+               drop: jax.Array, frames=None, **dit_kwargs) -> jax.Array:
+    """`frames`: `(known, mask)` given frames (a `FrameCondition`) for a frame-conditioned
+    model; None = none given. `dit_kwargs`: `cameras=`, and `block_residual=` /
+    `return_residual=` of `DiT` (feature caching)."""
+    x_bthwc = with_frame_condition(x_bthwc, frames, self.frame_condition)
     if self.vocab_size:
       context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(text)
     else:
@@ -52,7 +56,30 @@ class TextToVideo(nn.Module):
               if self.null == "learned" else jnp.zeros(shape, jnp.float32))
       context = jnp.where(drop[:, None, None], null[None], context)
       text_mask = jnp.where(drop[:, None], True, text_mask)
-    return DiT(self.spec, name="dit")(x_bthwc, t, context, text_mask, **block_cache)
+    return DiT(self.spec, name="dit")(x_bthwc, t, context, text_mask, **dit_kwargs)
+
+
+# Trainable frame conditioning (image-to-video, extension, interpolation): given frames and
+# their mask join the DiT input as channels. "concat": [x_t, known·mask, mask] (CogVideoX-I2V,
+# SVD); "replace": [x_t with the given frames swapped for their clean content, mask]
+# (Open-Sora's mask strategy, the mask telling the model which frames are clean).
+FRAME_CONDITIONS = ("none", "concat", "replace")
+
+
+def with_frame_condition(x: jax.Array, frames, kind: str) -> jax.Array:
+  if kind == "none":
+    return x
+  if frames is None:
+    known, mask = jnp.zeros_like(x), jnp.zeros((*x.shape[:-1], 1), x.dtype)
+  else:
+    known, mask = frames
+    if known.shape[0] != x.shape[0]:  # the CFG-doubled batch: both halves see the frames
+      known, mask = (jnp.concatenate([a, a]) for a in (known, mask))
+    mask = jnp.broadcast_to(mask, (*x.shape[:-1], 1)).astype(x.dtype)
+    known = jnp.broadcast_to(known, x.shape).astype(x.dtype)
+  if kind == "concat":
+    return jnp.concatenate([x, known * mask, mask], -1)
+  return jnp.concatenate([mask * known + (1 - mask) * x, mask], -1)
 
 
 def spec_from_config(model: ml_collections.ConfigDict) -> DiTSpec:
@@ -68,7 +95,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int,
   padded_vocab = -(-vocab_size // 128) * 128
   return TextToVideo(spec_from_config(config.model), padded_vocab,
                      text_dim or config.model.text_dim, config.text.null,
-                     config.text.max_length)
+                     config.text.max_length, config.model.get("frame_condition", "none"))
 
 
 def example_inputs(config: ml_collections.ConfigDict, model: TextToVideo, batch: int = 1,

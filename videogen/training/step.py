@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from videogen.diffusion.conditions import training_frame_masks
 from videogen.diffusion.objectives import Diffusion
-from videogen.models import lora
+from videogen.models import camera, lora
 from videogen.models.text_to_video import TextToVideo
 from videogen.text.conditioning import encode_tokens
 from videogen.training.state import TrainState, ema_decay
@@ -70,17 +71,27 @@ def accumulated_value_and_grad(loss_fn, params, inputs, micro_batches: int):
   return jax.tree.map(lambda v: v / micro_batches, (loss, grads))
 
 
+def given_frames(key, x0: jax.Array, kind: str, probabilities: dict | None):
+  """`(B, T, 1, 1, 1)` mask of the frames shown to a frame-conditioned model this step (an
+  Open-Sora-style random mask per clip), or None for an unconditioned model."""
+  if kind == "none":
+    return None
+  masks = training_frame_masks(key, x0.shape[0], x0.shape[1], probabilities or {})
+  return masks[:, :, None, None, None]
+
+
 def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: TextToVideo,
                diffusion: Diffusion, tx: optax.GradientTransformation, null_text,
                caption_dropout: float, ema: float, vae=None, text_encoder=None,
-               micro_batches: int = 1, adapters_only: bool = False):
+               micro_batches: int = 1, adapters_only: bool = False,
+               frame_masks: dict | None = None):
   """One optimisation step. `batch`: `video` (B,T,H,W,C) or `latent_moments`, and
   `tokens`/`token_mask` (B,L) or `text_embedding`/`text_mask`. `frozen`: the frozen VAE's
   and text encoder's params (or None). `adapters_only`: no gradient flows to the non-LoRA
   params (`train.trainable="lora"`; the optimizer leaves them unchanged too)."""
   vae_params, text_params = frozen
   rng, step_key = jax.random.split(state.rng)
-  time_key, noise_key, drop_key, latent_key = jax.random.split(step_key, 4)
+  time_key, noise_key, drop_key, latent_key, mask_key = jax.random.split(step_key, 5)
   x0 = clean_sample(batch, vae_params, latent_key, vae)
   n = x0.shape[0]
   text, text_mask = text_input(batch, text_params, text_encoder)
@@ -89,20 +100,25 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   t = diffusion.sample_time(time_key, n)
   noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
   x_t = diffusion.corrupt(x0, noise, t)
+  given = given_frames(mask_key, x0, model.frame_condition, frame_masks)
+  cameras = camera.at_frames(batch.get("camera"), x0.shape[1]) if model.spec.camera else None
 
   def loss_fn(params, inputs):
-    x_t, t, text, text_mask, drop, x0, noise = inputs
+    x_t, t, text, text_mask, drop, x0, noise, given, cameras = inputs
     if adapters_only:  # spares the backward pass the frozen weights' gradients
       params = jax.tree_util.tree_map_with_path(
           lambda path, p: p if lora.is_lora_path(path) else jax.lax.stop_gradient(p), params)
+    frames = None if given is None else (x0, given)
     prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), text,
-                             text_mask, drop)
-    return diffusion.loss(prediction, x0, noise, t)
+                             text_mask, drop, frames, cameras=cameras)
+    # Given frames are inputs, not targets: the loss covers the generated ones.
+    return diffusion.loss(prediction, x0, noise, t, None if given is None else 1.0 - given)
 
   # Every random draw above covers the whole batch, so accumulation changes only the order
   # of the sums, not the maths.
   loss, grads = accumulated_value_and_grad(
-      loss_fn, state.params, (x_t, t, text, text_mask, drop, x0, noise), micro_batches)
+      loss_fn, state.params, (x_t, t, text, text_mask, drop, x0, noise, given, cameras),
+      micro_batches)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   decay = ema_decay(state.step, ema)
@@ -124,7 +140,8 @@ def jit_train_step(config, model, diffusion, tx, null_text, state_shardings, bat
                            null_text=null_text, caption_dropout=config.train.caption_dropout,
                            ema=config.train.ema_decay, vae=vae, text_encoder=text_encoder,
                            micro_batches=config.train.grad_accum_steps,
-                           adapters_only=config.train.trainable == "lora")
+                           adapters_only=config.train.trainable == "lora",
+                           frame_masks=config.train.frame_masks.to_dict())
 
   def with_rules(state, batch, frozen):
     with nn.logical_axis_rules(rules):
