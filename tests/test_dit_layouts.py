@@ -1,5 +1,7 @@
 """The three DiT layouts: shapes at many (T, H, W), AdaLN-Zero at init, factorized attention
 that never crosses its axis, padding-independent text, and sharded = unsharded."""
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -112,13 +114,13 @@ def test_padded_text_does_not_matter(layout, adaln):
                          atol=1e-3)
 
 
-def _sharded_forward(spec, inputs, mesh_shape):
+def _sharded_forward(spec, inputs, mesh_shape, params=None):
   """(single-device output, output on a `(data, fsdp, tensor, sequence)` mesh with the
   default rules, compiled HLO text) of the same perturbed params."""
   from jax.sharding import NamedSharding
   from videogen.parallel.mesh import AXES, DEFAULT_RULES
   boxed = DiT(spec).init(jax.random.key(0), *inputs)["params"]
-  params = _perturbed(nn.unbox(boxed))
+  params = _perturbed(nn.unbox(boxed)) if params is None else params
   want = DiT(spec).apply({"params": params}, *inputs)
   mesh = jax.make_mesh(mesh_shape, AXES, devices=jax.devices()[:int(np.prod(mesh_shape))],
                        axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
@@ -189,3 +191,16 @@ def test_cudnn_path_takes_masks_as_key_lengths_and_matches_reference(layout, mon
       {"params": params}, *inputs)
   np.testing.assert_allclose(got, want, atol=2e-5)
   assert any(calls)  # the masked attention went through key lengths
+
+
+def test_splash_backend_sharded_equals_reference_single_device():
+  """The Pallas splash kernel (interpreted off TPU) inside the model, per (batch, heads)
+  shard under shard_map on a 2 data × 2 tensor mesh, against the einsum reference."""
+  spec = _spec("expert", "per_block", width=64, num_heads=4)
+  inputs = _inputs(batch=2)
+  params = _perturbed(_init(spec, inputs))
+  want = DiT(dataclasses.replace(spec, attention_backend="reference")).apply(
+      {"params": params}, *inputs)
+  splash = dataclasses.replace(spec, attention_backend="splash")
+  _, got, _ = _sharded_forward(splash, inputs, (2, 1, 2, 1), params=params)
+  np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)

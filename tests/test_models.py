@@ -131,3 +131,25 @@ def test_blockwise_attention_equals_reference_in_value_gradient_and_uses_less_me
   temp = {name: fn.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
           for name, fn in (("reference", loss("reference")), ("blockwise", loss(None, 64)))}
   assert temp["blockwise"] < temp["reference"], temp
+
+
+def test_splash_attention_kernel_equals_reference_in_value_and_gradient():
+  """The TPU Pallas kernel, run by the Pallas interpreter: ragged lengths (padded to whole
+  blocks internally) and a key-padding mask."""
+  kq, kk, kv = jax.random.split(jax.random.PRNGKey(0), 3)
+  q = jax.random.normal(kq, (2, 130, 2, 32))
+  k, v = jax.random.normal(kk, (2, 70, 2, 32)), jax.random.normal(kv, (2, 70, 2, 32))
+  mask = jnp.arange(70)[None] < jnp.array([[50], [70]])
+  weights = jnp.cos(jnp.arange(32.0))
+
+  def value_and_grads(attend):
+    return jax.value_and_grad(lambda q, k, v: (attend(q, k, v) * weights).sum(),
+                              argnums=(0, 1, 2))(q, k, v)
+
+  want = value_and_grads(lambda q, k, v: attention.dot_product_attention(q, k, v, mask,
+                                                                          "reference"))
+  got = value_and_grads(lambda q, k, v: attention.splash_attention(q, k, v, mask,
+                                                                   interpret=True))
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+  for g, w in zip(got[1], want[1]):
+    np.testing.assert_allclose(g, w, atol=2e-5)

@@ -15,7 +15,9 @@ from videogen.models.lora import LoRA
 # xla: jax.nn.dot_product_attention's XLA path; cudnn: its cuDNN flash kernel (GPU);
 # reference: plain einsums; blockwise: flash-style online softmax over key blocks in pure JAX
 # (memory O(queries × block) instead of O(queries × keys), on any backend).
-BACKENDS = ("xla", "cudnn", "reference", "blockwise")
+# splash: the Pallas splash-attention TPU kernel (MaxText's), padding as segment ids.
+BACKENDS = ("xla", "cudnn", "reference", "blockwise", "splash")
+SPLASH_BLOCK = 128
 KEY_BLOCK = 512
 # How self-attention runs when the token axis ("length") is sharded over the `sequence` mesh
 # axis: "all_gather" leaves it to XLA (k and v gathered to every shard); "ulysses"
@@ -38,6 +40,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
     return _reference_attention(q, k, v, key_mask)
   if backend == "blockwise":
     return blockwise_attention(q, k, v, key_mask)
+  if backend == "splash":
+    return _per_shard(splash_attention, q, k, v, key_mask)
   if backend not in BACKENDS:
     raise ValueError(f"model.attention_backend={backend!r}; expected one of {BACKENDS}")
   if key_mask is None:
@@ -47,6 +51,49 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
                                         implementation=backend)
   return jax.nn.dot_product_attention(q, k, v, mask=key_mask[:, None, None, :],
                                       implementation=backend)
+
+
+def _per_shard(attend, q, k, v, key_mask):
+  """`attend` on each device's (batch, heads) shard under `shard_map`: a Mosaic kernel is
+  not partitioned by XLA. Tokens are whole on every shard (gathered if sharded)."""
+  from jax.sharding import PartitionSpec as P
+  if jax.sharding.get_abstract_mesh().empty:
+    return attend(q, k, v, key_mask)
+  batch, _, heads, _ = nn.logical_to_mesh_axes(("batch", "length", "heads", "kv"))
+  tokens = P(batch, None, heads, None)
+  mask = jnp.ones(k.shape[:2], bool) if key_mask is None else key_mask
+  return jax.shard_map(attend, in_specs=(tokens, tokens, tokens, P(batch, None)),
+                       out_specs=tokens, check_vma=False)(q, k, v, mask)
+
+
+def splash_attention(q, k, v, key_mask=None, block: int = SPLASH_BLOCK,
+                     interpret: bool | None = None):
+  """The Pallas splash-attention kernel: compiled on TPU; elsewhere (`interpret` None or
+  True) the Pallas interpreter runs it, slowly (tests).
+  Sequences are padded to whole blocks; padded and masked keys get their own segment id,
+  so no query attends to them, and padded queries are dropped."""
+  from jax.experimental.pallas.ops.tpu.splash_attention import (
+      splash_attention_kernel as splash, splash_attention_mask as masks)
+  b, lq, heads, dim = q.shape
+  lk = k.shape[1]
+  pad = lambda x, n: jnp.pad(x, ((0, 0), (0, -n % block), (0, 0), (0, 0)))  # noqa: E731
+  heads_first = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731  (B, H, L, Dh)
+  q = heads_first(pad(q * jnp.asarray(dim ** -0.5, q.dtype), lq))
+  k, v = heads_first(pad(k, lk)), heads_first(pad(v, lk))
+  valid = jnp.ones((b, lk), bool) if key_mask is None else key_mask
+  valid = jnp.pad(valid, ((0, 0), (0, k.shape[2] - lk)))
+  segments = splash.SegmentIds(q=jnp.zeros((b, q.shape[2]), jnp.int32),
+                               kv=jnp.where(valid, 0, 1).astype(jnp.int32))
+  kernel = splash.make_splash_mha(
+      masks.MultiHeadMask([masks.FullMask((q.shape[2], k.shape[2]))] * heads),
+      block_sizes=splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block,
+                                    block_q_dkv=block, block_kv_dkv=block,
+                                    block_kv_dkv_compute=block, block_q_dq=block,
+                                    block_kv_dq=block),
+      head_shards=1, q_seq_shards=1,
+      interpret=jax.default_backend() != "tpu" if interpret is None else interpret)
+  out = jax.vmap(kernel)(q, k, v, segment_ids=segments)
+  return out.transpose(0, 2, 1, 3)[:, :lq]
 
 
 def key_lengths(key_mask: jax.Array) -> jax.Array:
