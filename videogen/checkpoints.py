@@ -7,8 +7,8 @@ A training checkpoint `DIR/checkpoints/<step>/` holds five items:
   config    the run's config as JSON
   metadata  what the task measured for users of the model, as JSON (a VAE's latent stats)
 EMA params are their own item so sampling and export restore them without knowing the
-optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer), `config.json` and
-`metadata.json`.
+optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer) or `model.safetensors`
+(the same tree, leaves named by `/`-joined paths), `config.json` and `metadata.json`.
 Restores take an abstract tree with target shardings, so any checkpoint loads onto any mesh.
 """
 import json
@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 
 CHECKPOINT_SUBDIR = "checkpoints"
 EXPORT_PARAMS_SUBDIR = "params"
+EXPORT_SAFETENSORS_FILE = "model.safetensors"
 EXPORT_CONFIG_FILE = "config.json"
 EXPORT_METADATA_FILE = "metadata.json"
 ITEMS = ("state", "ema", "data", "config", "metadata")
@@ -99,10 +100,16 @@ def has_checkpoint(workdir: str) -> bool:
   return True
 
 
+def is_export(path: str) -> bool:
+  """Whether `path` is a params-only export (Orbax `params/` or `model.safetensors`)."""
+  return (os.path.isdir(os.path.join(path, EXPORT_PARAMS_SUBDIR))
+          or os.path.isfile(os.path.join(path, EXPORT_SAFETENSORS_FILE)))
+
+
 def _load_json(path: str, export_file: str, item: str) -> dict:
   """A JSON item from an export directory or the latest checkpoint of a workdir; {} when
   that export or checkpoint has none (it predates the item)."""
-  if os.path.isdir(os.path.join(path, EXPORT_PARAMS_SUBDIR)):
+  if is_export(path):
     exported = os.path.join(path, export_file)
     if not os.path.isfile(exported):
       return {}
@@ -148,10 +155,57 @@ def load_ema_params(path: str, abstract_params, shardings):
   if os.path.isdir(export_params):
     with ocp.StandardCheckpointer() as checkpointer:
       return checkpointer.restore(export_params, target)
+  if os.path.isfile(os.path.join(path, EXPORT_SAFETENSORS_FILE)):
+    return load_safetensors_params(path, target)
   step = _latest_step(path)
   with ocp.CheckpointManager(checkpoint_dir(path), item_names=("ema",)) as manager:
     return manager.restore(step, args=ocp.args.Composite(
         ema=ocp.args.StandardRestore(target))).ema
+
+
+def load_safetensors_params(directory: str, abstract_params):
+  """The params tree of `directory/model.safetensors` (written by `export_safetensors`), cast
+  to `abstract_params`' dtypes and placed on their shardings (`jax.ShapeDtypeStruct`s; without
+  a sharding, numpy arrays). A missing, extra or misshapen tensor is a one-line ValueError."""
+  from flax import traverse_util
+  from videogen.weights import _listing, read_safetensors
+  path = os.path.join(directory, EXPORT_SAFETENSORS_FILE)
+  tensors = read_safetensors(path)
+  wanted = traverse_util.flatten_dict(abstract_params, sep="/")
+  for absent, what in ((set(wanted) - set(tensors), "lacks"), (set(tensors) - set(wanted),
+                                                                 "has unexpected")):
+    if absent:
+      raise ValueError(f"{path} {what} {len(absent)} params: {_listing(absent)} (an export of "
+                       f"a different model?)")
+  params = {}
+  for name, want in wanted.items():
+    if tensors[name].shape != tuple(want.shape):
+      raise ValueError(f"{path}: {name} has shape {tensors[name].shape}, the model's is "
+                       f"{tuple(want.shape)}")
+    value = tensors[name].astype(want.dtype)
+    sharding = getattr(want, "sharding", None)
+    params[name] = (value if sharding is None else
+                    jax.make_array_from_callback(value.shape, sharding, lambda i, v=value: v[i]))
+  return traverse_util.unflatten_dict(params, sep="/")
+
+
+def export_safetensors(output: str, params, config: ml_collections.ConfigDict,
+                       metadata: dict | None = None, dtype: str = "float32") -> None:
+  """Writes `params` as one `model.safetensors` (leaves named by their `/`-joined paths, as
+  LoRA adapters are, cast to `dtype`) plus config and metadata, loadable like `export_params`."""
+  import numpy as np
+  from flax import traverse_util
+  from jax.experimental import multihost_utils
+  from videogen.weights import write_safetensors
+  to = np.dtype(jax.numpy.dtype(dtype))
+  tensors = {name: np.asarray(multihost_utils.process_allgather(leaf, tiled=True)).astype(to)
+             for name, leaf in traverse_util.flatten_dict(params, sep="/").items()}
+  output = os.path.abspath(output)
+  if jax.process_index() == 0:
+    os.makedirs(output, exist_ok=True)
+    write_safetensors(os.path.join(output, EXPORT_SAFETENSORS_FILE), tensors,
+                      {"format": "videogen", "dtype": dtype})
+  write_export_json(output, config, metadata)
 
 
 def export_params(output: str, params, config: ml_collections.ConfigDict,
@@ -162,6 +216,12 @@ def export_params(output: str, params, config: ml_collections.ConfigDict,
   os.makedirs(output, exist_ok=True)
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.join(output, EXPORT_PARAMS_SUBDIR), params)
+  write_export_json(output, config, metadata)
+
+
+def write_export_json(output: str, config: ml_collections.ConfigDict,
+                      metadata: dict | None) -> None:
+  """An export's `config.json` and `metadata.json`."""
   if jax.process_index() == 0:
     with open(os.path.join(output, EXPORT_CONFIG_FILE), "w") as f:
       json.dump(config.to_dict(), f, indent=2)

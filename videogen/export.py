@@ -1,8 +1,20 @@
 """Export a training run's EMA params (no optimizer state) plus its config and metadata.
-Works for DiT and VAE runs (a VAE export carries its latent statistics).
+Works for DiT and VAE runs (a VAE export carries its latent statistics). `--workdir` may also
+be an export (to convert between formats).
 
-    python -m videogen.export --workdir DIR --output OUT
+    python -m videogen.export --workdir DIR --output OUT [--format FORMAT]
     python -m videogen.sample --checkpoint OUT --prompt ... --output video.mp4
+
+`--format`:
+  orbax        (default) `params/` (Orbax, sharded; restores onto any mesh) + config.json +
+               metadata.json (+ run files such as a trained spiece.model)
+  safetensors  `model.safetensors` (leaves named by `/`-joined paths, `--dtype` float32 or
+               bfloat16) + the same JSON and run files; samples like an Orbax export
+  diffusers    `transformer/diffusion_pytorch_model.safetensors` + `transformer/config.json`:
+               layout expert → CogVideoXTransformer3DModel, joint → WanTransformer3DModel
+               (videogen/models/convert_dit.py); other models are refused by name
+  stablehlo    `sampler.stablehlo` + `sampler.json`: the whole sampler via `jax.export`
+               (videogen/serving.py) + config.json
 
 `--adapter_only` (a run with `model.lora_rank > 0`) writes just its LoRA adapters (EMA) as
 `adapter.safetensors` + `adapter.json` (videogen/models/lora.py), for any copy of the base.
@@ -20,6 +32,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory to export fr
 _OUTPUT = flags.DEFINE_string("output", None, "Export directory (must not exist).", required=True)
 _ADAPTER_ONLY = flags.DEFINE_bool("adapter_only", False,
                                   "Write only the run's LoRA adapters (model.lora_rank > 0).")
+FORMATS = ("orbax", "safetensors", "diffusers", "stablehlo")
+_FORMAT = flags.DEFINE_enum("format", "orbax", FORMATS, "What to write (see the module doc).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"),
+                           "Tensor dtype of --format safetensors or diffusers.")
+DIFFUSERS_SUBDIR = "transformer"
 
 
 def main(argv: list[str]) -> None:
@@ -31,26 +48,92 @@ def main(argv: list[str]) -> None:
     config = checkpoints.load_config(_WORKDIR.value)
   except checkpoints.CheckpointNotFoundError as e:
     exit_with_error(str(e))
-  task = config.get("task", "dit")
+  task, fmt, workdir, output = config.get("task", "dit"), _FORMAT.value, _WORKDIR.value, \
+      _OUTPUT.value
+  if _DTYPE.value != "float32" and fmt not in ("safetensors", "diffusers"):
+    exit_with_error(f"--dtype applies to --format safetensors or diffusers, not {fmt}")
   if _ADAPTER_ONLY.value:
     if task != "dit" or not config.model.get("lora_rank", 0):
-      exit_with_error(f"--adapter_only: {_WORKDIR.value!r} has no LoRA adapters "
+      exit_with_error(f"--adapter_only: {workdir!r} has no LoRA adapters "
                       f"(model.lora_rank is 0); export without the flag")
-    export_adapter(_WORKDIR.value, _OUTPUT.value)
+    if _FORMAT.present:
+      exit_with_error("--adapter_only always writes safetensors adapters; drop --format")
+    export_adapter(workdir, output)
   elif task == "vae":
+    if fmt not in ("orbax", "safetensors"):
+      exit_with_error(f"--format {fmt}: a VAE exports as orbax or safetensors only")
     from videogen.parallel import mesh as mesh_lib
     from videogen.vae.latents import FrozenVae
-    vae = FrozenVae.load(_WORKDIR.value, mesh_lib.create_mesh(config.mesh),
+    vae = FrozenVae.load(workdir, mesh_lib.create_mesh(config.mesh),
                          mesh_lib.rules_from_config(config.mesh))
-    checkpoints.export_params(_OUTPUT.value, vae.params, vae.config, {"latent_stats": vae.stats})
+    _write_params(fmt, output, vae.params, vae.config, {"latent_stats": vae.stats})
+  elif fmt == "diffusers":
+    from videogen.models.convert_dit import diffusers_config
+    try:  # refuse before loading anything
+      diffusers_config(config.model.to_dict(), config.text.max_length)
+      if config.text.encoder != "t5" or config.text.null == "learned":
+        raise ValueError(f"text.encoder={config.text.encoder!r}, text.null="
+                         f"{config.text.null!r}: the DiT's own caption embedding or learned "
+                         f"null has no diffusers counterpart (export a model that reads T5 "
+                         f"states, text.encoder='t5', text.null 'empty' or 'zero')")
+    except ValueError as e:
+      exit_with_error(f"--format diffusers: {e}")
+    from videogen.generate import load_or_exit
+    generator = load_or_exit(workdir)
+    try:
+      export_diffusers(output, generator.params, generator.config, _DTYPE.value)
+    except ValueError as e:
+      exit_with_error(f"--format diffusers: {e}")
   else:
     from videogen.generate import load_or_exit
-    generator = load_or_exit(_WORKDIR.value)
-    checkpoints.export_params(_OUTPUT.value, generator.params, generator.config)
+    generator = load_or_exit(workdir)
+    metadata = checkpoints.load_metadata(workdir)  # e.g. what `convert` noted
+    if fmt == "stablehlo":
+      from videogen import serving
+      serving.export_sampler(generator, output)
+      checkpoints.write_export_json(output, generator.config, metadata)
+    else:
+      _write_params(fmt, output, generator.params, generator.config, metadata)
     from videogen.text.conditioning import run_files
     for name in run_files(generator.config):  # e.g. a tokenizer trained in the workdir
-      shutil.copy(os.path.join(_WORKDIR.value, name), os.path.join(_OUTPUT.value, name))
-  print(_OUTPUT.value)
+      shutil.copy(os.path.join(workdir, name), os.path.join(output, name))
+  print(output)
+
+
+def _write_params(fmt: str, output: str, params, config, metadata=None) -> None:
+  from videogen import checkpoints
+  if fmt == "safetensors":
+    checkpoints.export_safetensors(output, params, config, metadata, _DTYPE.value)
+  else:
+    checkpoints.export_params(output, params, config, metadata)
+
+
+def export_diffusers(output: str, params, config, dtype: str = "float32") -> None:
+  """`output/transformer/` as diffusers lays a transformer out: `config.json` plus
+  `diffusion_pytorch_model.safetensors` (a DiT with a diffusers counterpart; see
+  `convert_dit.diffusers_config`, which raises a ValueError naming what has none)."""
+  import json
+
+  import jax
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  from videogen.models.convert_dit import diffusers_config, to_diffusers
+  from videogen.weights import write_safetensors
+  kind, transformer_config = diffusers_config(config.model.to_dict(), config.text.max_length)
+  if set(params) != {"dit"}:
+    raise ValueError(f"params {sorted(set(params) - {'dit'})} have no diffusers counterpart")
+  dit = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)),
+                     params["dit"])
+  state = to_diffusers(dit, config.model.to_dict(), kind)
+  to = np.dtype(jax.numpy.dtype(dtype))
+  if jax.process_index() == 0:
+    folder = os.path.join(output, DIFFUSERS_SUBDIR)
+    os.makedirs(folder)
+    write_safetensors(os.path.join(folder, "diffusion_pytorch_model.safetensors"),
+                      {k: v.astype(to) for k, v in state.items()}, {"format": "pt"})
+    with open(os.path.join(folder, "config.json"), "w") as f:
+      json.dump(transformer_config, f, indent=2)
 
 
 def export_adapter(workdir: str, output: str) -> None:

@@ -38,7 +38,8 @@ class Generator:
 
   @classmethod
   def load(cls, path: str, mesh_config: ml_collections.ConfigDict | None = None) -> "Generator":
-    """From a training workdir (EMA of the latest step) or an export directory."""
+    """From a training workdir (EMA of the latest step) or an export directory: Orbax
+    `params/` or `model.safetensors`, told apart by the files present (`checkpoints`)."""
     config = checkpoints.load_config(path)
     mesh = mesh_lib.create_mesh(mesh_config or config.mesh)
     rules = mesh_lib.rules_from_config(config.mesh)

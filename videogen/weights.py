@@ -1,6 +1,7 @@
 """Reading released weights as data: safetensors (parsed here, bf16 via ml_dtypes), sharded
 safetensors indexes, and torch files only through `torch.load(..., weights_only=True)`.
-Nothing is unpickled. Shared by every importer (VAE, T5, DiT).
+Nothing is unpickled. Shared by every importer (VAE, T5, DiT); `write_safetensors` is the
+exporters' writer.
 """
 import json
 import math
@@ -47,6 +48,33 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
       raise ValueError(f"{path} is truncated or corrupt (tensor {key!r})")
     tensors[key] = np.frombuffer(data, dtype, math.prod(shape), start).reshape(shape)
   return tensors
+
+
+def write_safetensors(path: str, tensors: dict[str, np.ndarray],
+                      metadata: dict[str, str] | None = None) -> None:
+  """numpy arrays (bf16 included) → one `.safetensors` file, keys sorted, as
+  `read_safetensors` and the `safetensors` package read it."""
+  names = {dtype: name for name, dtype in _SAFETENSORS_DTYPES.items()}
+  header, buffers, offset = {}, [], 0
+  if metadata:
+    header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+  for key in sorted(tensors):
+    array = np.asarray(tensors[key])
+    dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    if dtype not in names:
+      raise ValueError(f"{path}: tensor {key!r} has unsupported dtype {array.dtype}")
+    data = np.ascontiguousarray(array, dtype).tobytes()
+    header[key] = {"dtype": names[dtype], "shape": list(array.shape),
+                   "data_offsets": [offset, offset + len(data)]}
+    buffers.append(data)
+    offset += len(data)
+  encoded = json.dumps(header, separators=(",", ":")).encode()
+  encoded += b" " * (-len(encoded) % 8)  # the format aligns the buffers to 8 bytes
+  with open(path, "wb") as f:
+    f.write(len(encoded).to_bytes(8, "little"))
+    f.write(encoded)
+    for data in buffers:
+      f.write(data)
 
 
 def read_sharded_safetensors(index_path: str) -> dict[str, np.ndarray]:

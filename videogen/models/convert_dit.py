@@ -9,6 +9,11 @@ tensor it expects by name, checks its shape, moves it onto our tree (torch Linea
 `(out, in)`; q/k/v become `(embed, heads, head_dim)`; patch convolutions become Dense kernels
 over our `(pt, ph, pw, C)` patch order) and fails on a missing, misshapen or leftover tensor.
 Variants whose maths we do not implement are refused by name rather than loaded wrongly.
+
+The export direction (`to_diffusers`, `diffusers_config`) is derived from the same code: the
+converter runs once on symbolic tensors (`_Probe`) that record each name, shape and the
+transposes/reshapes applied, and each of our params is sent back through those steps
+reversed. There is one name table: the importer.
 """
 import os
 
@@ -146,6 +151,13 @@ def _mlp(t: _Tensors, prefix: str, width: int, hidden: int) -> dict:
 def convert_cogvideox(state_dict: dict, m: dict) -> dict:
   """CogVideoX state dict → `DiT` params (unrolled `block_i`) for model settings `m`."""
   t = _Tensors(state_dict, "CogVideoX")
+  params = _cogvideox(t, m)
+  t.remaining.pop("patch_embed.pos_embedding", None)  # a non-persistent buffer, if saved
+  t.finish()
+  return params
+
+
+def _cogvideox(t: "_Tensors", m: dict) -> dict:
   width, e, heads = m["width"], m["time_embed_dim"], m["num_heads"]
   patch, c = m["patch_size"], m["channels"]
   patch_dim = int(np.prod(patch)) * c
@@ -176,14 +188,18 @@ def convert_cogvideox(state_dict: dict, m: dict) -> dict:
         "norm2_norm": t.norm(f"{b}.norm2.norm", width),
         "mlp": _mlp(t, f"{b}.ff", width, 4 * width),
     }
-  t.remaining.pop("patch_embed.pos_embedding", None)  # a non-persistent buffer, if saved
-  t.finish()
   return params
 
 
 def convert_wan(state_dict: dict, m: dict) -> dict:
   """Wan state dict → `DiT` params (unrolled `block_i`) for model settings `m`."""
   t = _Tensors(state_dict, "Wan")
+  params = _wan(t, m)
+  t.finish()
+  return params
+
+
+def _wan(t: "_Tensors", m: dict) -> dict:
   width, heads, patch, c = m["width"], m["num_heads"], m["patch_size"], m["channels"]
   hidden = round(width * m["mlp_ratio"])
   across = lambda key: {"scale": t.take(f"{key}.weight", (width,)).reshape(  # noqa: E731
@@ -210,7 +226,6 @@ def convert_wan(state_dict: dict, m: dict) -> dict:
         "norm2": t.norm(f"{b}.norm2", width),
         "mlp": _mlp(t, f"{b}.ffn", width, hidden),
     }
-  t.finish()
   return params
 
 
@@ -221,6 +236,136 @@ def stack_blocks(params: dict, depth: int) -> dict:
   layers = [params.pop(f"block_{i}") for i in range(depth)]
   params["blocks"] = jax.tree.map(lambda *xs: np.stack(xs), *layers)
   return params
+
+
+def unstack_blocks(params: dict) -> dict:
+  """The inverse of `stack_blocks`: a `blocks` tree (leading layer axis) → `block_i`."""
+  params = dict(params)
+  blocks = params.pop("blocks")
+  from flax import traverse_util
+  flat = traverse_util.flatten_dict(blocks)
+  depth = len(next(iter(flat.values())))
+  for i in range(depth):
+    params[f"block_{i}"] = traverse_util.unflatten_dict({k: v[i] for k, v in flat.items()})
+  return params
+
+
+# Export: our params → diffusers. The importers above are the only name table.
+class _Symbol:
+  """A diffusers tensor by name and shape, plus the reshapes/transposes an importer applied
+  to it (each with the shape before it); `invert` replays them backwards on our value."""
+
+  def __init__(self, key: str, shape, steps: tuple = ()):
+    self.key, self.shape, self.steps = key, tuple(int(n) for n in shape), steps
+
+  def _then(self, step: tuple, shape) -> "_Symbol":
+    return _Symbol(self.key, shape, self.steps + ((step, self.shape),))
+
+  @property
+  def T(self) -> "_Symbol":  # noqa: N802 (numpy's name)
+    return self.transpose(*reversed(range(len(self.shape))))
+
+  def transpose(self, *axes) -> "_Symbol":
+    return self._then(("transpose", axes), [self.shape[a] for a in axes])
+
+  def reshape(self, *shape) -> "_Symbol":
+    shape = list(shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape)
+    if -1 in shape:
+      shape[shape.index(-1)] = int(np.prod(self.shape)) // -int(np.prod(shape))
+    return self._then(("reshape",), shape)
+
+  def __getitem__(self, index) -> "_Symbol":
+    if index != 0 or self.shape[0] != 1:
+      raise TypeError(f"{self.key}: an importer may only drop a leading axis of size 1")
+    return self._then(("squeeze",), self.shape[1:])
+
+  def invert(self, value: np.ndarray) -> np.ndarray:
+    for step, before in reversed(self.steps):
+      value = (value.transpose(np.argsort(step[1])) if step[0] == "transpose"
+               else value.reshape(before))
+    return value
+
+
+class _Probe(_Tensors):
+  """Hands out `_Symbol`s instead of tensors. `free_shapes`: tensors an importer takes at
+  any shape (patch embeddings: Conv2d, Conv3d or Linear), at the shape diffusers writes."""
+
+  def __init__(self, kind: str, free_shapes: dict):
+    self.kind, self.free_shapes = kind, free_shapes
+
+  def take(self, key: str, shape: tuple[int, ...] | None = None) -> _Symbol:
+    return _Symbol(key, self.free_shapes[key] if shape is None else shape)
+
+
+def diffusers_config(model: dict, text_length: int) -> tuple[str, dict]:
+  """Our `model.*` settings → (kind, the diffusers transformer config.json) such that the
+  importer reads it back to the same settings; a ValueError names the setting that has no
+  counterpart. Layout expert → CogVideoX, joint → Wan."""
+  m = dict(model, patch_size=tuple(model["patch_size"]))
+  kind = {"expert": "cogvideox", "joint": "wan"}.get(m["layout"])
+  if kind is None:
+    raise ValueError(f"model.layout={m['layout']!r} has no diffusers counterpart (expert → "
+                     f"CogVideoX, joint → Wan)")
+  for key, off in (("lora_rank", 0), ("camera", False), ("frame_condition", "none")):
+    if m.get(key, off) != off:
+      raise ValueError(f"model.{key}={m[key]!r} has no diffusers counterpart (export a model "
+                       f"with {key}={off!r}; merge LoRA adapters into the base first)")
+  width, heads, (pt, ph, pw), c = m["width"], m["num_heads"], m["patch_size"], m["channels"]
+  common = dict(_class_name=CLASS_NAMES[kind], num_attention_heads=heads,
+                attention_head_dim=width // heads, in_channels=c, out_channels=c,
+                num_layers=m["depth"])
+  if kind == "cogvideox":
+    if ph != pw:
+      raise ValueError(f"model.patch_size={list(m['patch_size'])}: CogVideoX patches are square")
+    config = dict(common, time_embed_dim=m["time_embed_dim"] or width,
+                  text_embed_dim=m["text_dim"], patch_size=ph, patch_size_t=pt if pt > 1 else None,
+                  max_text_seq_length=text_length, use_rotary_positional_embeddings=True,
+                  norm_eps=m["norm_eps"])
+    back = cogvideox_model_config(config)
+    m["time_embed_dim"] = m["time_embed_dim"] or width  # 0 means width
+  else:
+    config = dict(common, patch_size=list(m["patch_size"]), text_dim=m["text_dim"],
+                  freq_dim=m["time_frequency_dim"], ffn_dim=round(width * m["mlp_ratio"]),
+                  eps=m["norm_eps"], cross_attn_norm=True, qk_norm="rms_norm_across_heads")
+    back = wan_model_config(config)
+  for key, theirs in back.items():
+    ours = m[key]
+    same = (abs(ours - theirs) < 1e-9 if isinstance(theirs, float) and not isinstance(ours, str)
+            else ours == theirs)
+    if not same:
+      raise ValueError(f"model.{key}={ours!r} has no {CLASS_NAMES[kind]} counterpart (it needs "
+                       f"{theirs!r})")
+  return kind, config
+
+
+def to_diffusers(params: dict, m: dict, kind: str) -> dict[str, np.ndarray]:
+  """Our DiT params (`blocks` stacked or `block_i` unrolled) for settings `m` → the diffusers
+  state dict that `convert_<kind>` reads back to exactly these params."""
+  from flax import traverse_util
+  if "blocks" in params:
+    params = unstack_blocks(params)
+  width, patch, c = m["width"], tuple(m["patch_size"]), m["channels"]
+  if kind == "cogvideox":
+    conv = patch[0] == 1  # CogVideoX 1.0: a Conv2d; 1.5 (patch_size_t): a Linear
+    probe = _Probe("CogVideoX", {"patch_embed.proj.weight": (width, c, *patch[1:]) if conv
+                                 else (width, c * int(np.prod(patch)))})
+    symbols = _cogvideox(probe, m)
+  else:
+    symbols = _wan(_Probe("Wan", {"patch_embedding.weight": (width, c, *patch)}), m)
+  symbols, ours = traverse_util.flatten_dict(symbols), traverse_util.flatten_dict(params)
+  for absent, where in ((set(symbols) - set(ours), "lack"), (set(ours) - set(symbols), "have")):
+    if absent:
+      raise ValueError(f"params {where} {len(absent)} tensors a {CLASS_NAMES[kind]} "
+                       f"{'needs' if where == 'lack' else 'does not have'}: "
+                       f"{_listing('/'.join(k) for k in absent)}")
+  state = {}
+  for path, symbol in symbols.items():
+    value = np.asarray(ours[path])
+    if value.shape != symbol.shape:
+      raise ValueError(f"param {'/'.join(path)}: shape {value.shape}, {CLASS_NAMES[kind]} "
+                       f"needs {symbol.shape}")
+    state[symbol.key] = symbol.invert(value)
+  return state
 
 
 def load_diffusers_dit(path: str, kind: str) -> tuple[dict, dict]:

@@ -1,0 +1,85 @@
+"""The whole sampler as one `jax.export` artifact (StableHLO), for serving without Python
+model code:
+
+    python -m videogen.export --workdir DIR --output OUT --format stablehlo
+
+    OUT/sampler.stablehlo  `jax.export.Exported.serialize()`: every denoising step, guidance
+                           and the noise draw, with the EMA params baked in as constants
+    OUT/sampler.json       its inputs and output (shapes with "b", the symbolic batch) and the
+                           sampler settings it was traced with (the config's `sample.*`)
+
+Inputs, in order: the conditional `(text, text_mask, text_drop)` triple, the guidance branch's
+`(null_text, null_mask, null_drop)` (`TextConditioning.conditional` / `.unconditional`:
+token ids or frozen-encoder states, so tokenising and T5 stay outside), and `key`, the
+`uint32[2]` of `jax.random.PRNGKey(seed)` (`[0, seed]`). Output: `(b, T, H, W, C)` float32 in
+the sampler's space, exactly `Generator.sample`'s (pixels in [-1, 1], or a VAE's normalised
+latents; decoding is not included). Traced on one device, so it runs on any one device.
+Params are constants (one self-contained file): a model needs a re-export for new weights, and
+flatbuffers cap a file at 2 GB, so this suits models up to a few hundred million params.
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SAMPLER_FILE = "sampler.stablehlo"
+SIGNATURE_FILE = "sampler.json"
+INPUTS = ("text", "text_mask", "text_drop", "null_text", "null_mask", "null_drop", "key")
+
+
+def _spec(shape, dtype) -> dict:
+  return {"shape": [str(n) if not isinstance(n, int) else n for n in shape],
+          "dtype": jnp.dtype(dtype).name}
+
+
+def export_sampler(generator, output: str) -> dict:
+  """Writes `OUT/sampler.stablehlo` + `OUT/sampler.json` for `generator` (a loaded
+  `videogen.generate.Generator`) at its training clip shape; returns the signature."""
+  from videogen.generate import _compiled_sampler
+  from videogen.parallel import mesh as mesh_lib
+  from jax.experimental import multihost_utils
+  mesh = mesh_lib.create_mesh(generator.config.mesh, jax.devices()[:1])
+  shape = generator.sample_shape(1)
+  options = generator.options(shape)
+  (b,) = jax.export.symbolic_shape("b")
+  sampler = _compiled_sampler(generator.config, generator.model, mesh, (b, *shape[1:]), options)
+  params = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)),
+                        generator.params)
+
+  def run(text, text_mask, text_drop, null_text, null_mask, null_drop, key):
+    return sampler(params, (text, text_mask, text_drop), (null_text, null_mask, null_drop), key,
+                   None, None, None)
+
+  example = [(np.shape(x)[1:], jnp.asarray(x).dtype)
+             for x in generator.text.conditional([""])]  # (text, mask, drop) at batch 1
+  args = [jax.ShapeDtypeStruct((b, *s), d) for s, d in example] * 2
+  args.append(jax.ShapeDtypeStruct((2,), jnp.uint32))
+  with jax.set_mesh(mesh):
+    exported = jax.export.export(jax.jit(run))(*args)
+  signature = {
+      "inputs": [dict(name=n, **_spec(a.shape, a.dtype)) for n, a in zip(INPUTS, args)],
+      "output": _spec(exported.out_avals[0].shape, exported.out_avals[0].dtype),
+      "space": "pixels in [-1, 1]" if generator.vae is None else "VAE latents (normalised)",
+      "key": "jax.random.PRNGKey(seed): uint32[2] = [0, seed]",
+      "params": "baked in as constants",
+      "options": {"steps": options.steps, "guidance": options.guidance,
+                  "guidance_rescale": options.guidance_rescale, "sampler": options.sampler,
+                  "shift": options.shift, "strength": options.strength},
+  }
+  if jax.process_index() == 0:
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, SAMPLER_FILE), "wb") as f:
+      f.write(exported.serialize())
+    with open(os.path.join(output, SIGNATURE_FILE), "w") as f:
+      json.dump(signature, f, indent=2)
+  return signature
+
+
+def load_sampler(directory: str) -> tuple[jax.export.Exported, dict]:
+  """(the deserialized sampler, its signature); call it as `exported.call(*inputs)`."""
+  with open(os.path.join(directory, SAMPLER_FILE), "rb") as f:
+    exported = jax.export.deserialize(bytearray(f.read()))
+  with open(os.path.join(directory, SIGNATURE_FILE)) as f:
+    return exported, json.load(f)
