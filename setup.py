@@ -21,6 +21,7 @@ setup(
         "pillow>=10",
         "tqdm>=4.66",
         "tensorboardX>=2.6",
+        "flatbuffers>=24",  # jax.export serialization (export --format stablehlo)
         "safetensors>=0.4",  # LoRA adapters (videogen/models/lora.py)
     ],
     extras_require={

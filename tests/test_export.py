@@ -67,7 +67,11 @@ def test_safetensors_export_samples_like_the_workdir(trained, generator, tmp_pat
 
 
 def test_orbax_export_restores_onto_another_mesh(generator, tmp_path):
-  checkpoints.export_params(str(tmp_path / "o"), generator.params, generator.config)
+  """Written from one device (as the CLI writes it; test_cli covers the CLI), restored
+  sharded over data × fsdp × tensor = 2 × 2 × 2. (One device: orbax's first save of
+  8-device arrays costs ~4.5 s on CPU.)"""
+  checkpoints.export_params(str(tmp_path / "o"), jax.device_put(
+      generator.params, jax.devices()[0]), generator.config)
   mesh = ml_collections.ConfigDict({**generator.config.mesh.to_dict(), "data": 2, "fsdp": 2,
                                     "tensor": 2})
   loaded = Generator.load(str(tmp_path / "o"), mesh_config=mesh)
@@ -114,13 +118,14 @@ def test_bad_format_and_models_without_a_diffusers_counterpart_are_one_line(trai
 @pytest.mark.parametrize("kind,dtype", [("cogvideox", "float32"), ("cogvideox_t", "float32"),
                                         ("wan", "bfloat16")])
 def test_diffusers_export_gives_back_the_imported_state_dict(kind, dtype, tmp_path):
-  """tiny random diffusers model → our importer → `export_diffusers` → the same state dict,
-  tensor for tensor, which a diffusers model built from the written config.json loads."""
+  """tiny random diffusers model → our importer → an export as `videogen.convert` writes it →
+  what `videogen.export --format diffusers` does with it → the same state dict, tensor for
+  tensor, which a diffusers model built from the written config.json loads."""
   torch = pytest.importorskip("torch")
   diffusers = pytest.importorskip("diffusers")
   from test_dit_convert import COGVIDEOX, WAN, _random, _state
   from videogen.config import base_config
-  from videogen.export import export_diffusers
+  from videogen.export import _dit_params, export_diffusers
   from videogen.models import convert_dit
   from videogen.weights import load_state_dict
   torch.manual_seed(0)
@@ -136,8 +141,11 @@ def test_diffusers_export_gives_back_the_imported_state_dict(kind, dtype, tmp_pa
   config = base_config()
   config.model.update(**settings)
   config.text.update(encoder="t5", max_length=6)
-  export_diffusers(str(tmp_path / "out"), {"dit": convert_dit.stack_blocks(
-      params, settings["depth"])}, config, dtype)
+  params = {"dit": convert_dit.stack_blocks(params, settings["depth"])}
+  checkpoints.export_params(str(tmp_path / "ours"), jax.device_put(params, jax.devices()[0]),
+                            config)
+  export_diffusers(str(tmp_path / "out"), _dit_params(str(tmp_path / "ours"), config), config,
+                   dtype)
   folder = tmp_path / "out" / "transformer"
   assert sorted(os.listdir(folder)) == ["config.json", "diffusion_pytorch_model.safetensors"]
   want = _state(model)

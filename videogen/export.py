@@ -78,12 +78,10 @@ def main(argv: list[str]) -> None:
                          f"states, text.encoder='t5', text.null 'empty' or 'zero')")
     except ValueError as e:
       exit_with_error(f"--format diffusers: {e}")
-    from videogen.generate import load_or_exit
-    generator = load_or_exit(workdir)
     try:
-      export_diffusers(output, generator.params, generator.config, _DTYPE.value)
-    except ValueError as e:
-      exit_with_error(f"--format diffusers: {e}")
+      export_diffusers(output, _dit_params(workdir, config), config, _DTYPE.value)
+    except (FileNotFoundError, ValueError) as e:
+      exit_with_error(f"--format diffusers: {str(e).splitlines()[0]}")
   else:
     from videogen.generate import load_or_exit
     generator = load_or_exit(workdir)
@@ -106,6 +104,48 @@ def _write_params(fmt: str, output: str, params, config, metadata=None) -> None:
     checkpoints.export_safetensors(output, params, config, metadata, _DTYPE.value)
   else:
     checkpoints.export_params(output, params, config, metadata)
+
+
+def _dit_params(path: str, config):
+  """The EMA params of a DiT that reads T5 states, without the text path (an imported
+  export may carry neither tokenizer nor T5 weights; only the T5's width matters here)."""
+  import jax
+
+  from videogen import checkpoints
+  from videogen.models.text_to_video import build_model, param_shardings
+  from videogen.parallel import mesh as mesh_lib
+  from videogen.text.conditioning import t5_spec
+  mesh = mesh_lib.create_mesh(config.mesh)
+  rules = mesh_lib.rules_from_config(config.mesh)
+  model = build_model(config, 0, _stored_text_width(path) or t5_spec(config.text, 0).d_model)
+  latent_shape = None
+  if config.vae.checkpoint:
+    from videogen.vae.latents import FrozenVae
+    latent_shape = FrozenVae.load(config.vae.checkpoint, mesh, rules).latent_shape(
+        config.data.num_frames, config.data.height, config.data.width)
+  abstract, shardings = param_shardings(model, config, mesh, rules, latent_shape)
+  with jax.set_mesh(mesh):
+    return checkpoints.load_ema_params(path, abstract, shardings)
+
+
+def _stored_text_width(path: str) -> int | None:
+  """The T5 width an export's DiT was saved with (its `context_proj` fan-in), read from the
+  Orbax metadata or the safetensors header; None for a workdir."""
+  import json
+
+  from videogen import checkpoints
+  orbax_params = os.path.join(path, checkpoints.EXPORT_PARAMS_SUBDIR)
+  tensors = os.path.join(path, checkpoints.EXPORT_SAFETENSORS_FILE)
+  if os.path.isdir(orbax_params):
+    import orbax.checkpoint as ocp
+    with ocp.StandardCheckpointer() as checkpointer:
+      tree = checkpointer.metadata(orbax_params).item_metadata.tree
+    return tree["dit"]["context_proj"]["kernel"].shape[0]
+  if os.path.isfile(tensors):
+    with open(tensors, "rb") as f:
+      header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return header["dit/context_proj/kernel"]["shape"][0]
+  return None
 
 
 def export_diffusers(output: str, params, config, dtype: str = "float32") -> None:
