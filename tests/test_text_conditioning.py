@@ -3,7 +3,6 @@ cache from `encode_text`, null embeddings, guidance, sampling, export, recaption
 import json
 import re
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp

@@ -55,7 +55,6 @@ def forward_and_grads(backend: str, q, k, v, cotangent, mask):
 
 def max_errors(backend: str, q, k, v, cotangent, mask) -> dict:
   """Largest |backend − f32 reference| of the output and each gradient."""
-  import jax
   import jax.numpy as jnp
   out, grads = forward_and_grads(backend, q, k, v, cotangent, mask)
   f32 = [a.astype(jnp.float32) for a in (q, k, v, cotangent)]

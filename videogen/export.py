@@ -36,7 +36,6 @@ FORMATS = ("orbax", "safetensors", "diffusers", "stablehlo")
 _FORMAT = flags.DEFINE_enum("format", "orbax", FORMATS, "What to write (see the module doc).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"),
                            "Tensor dtype of --format safetensors or diffusers.")
-DIFFUSERS_SUBDIR = "transformer"
 
 
 def main(argv: list[str]) -> None:
@@ -58,6 +57,7 @@ def main(argv: list[str]) -> None:
                       f"(model.lora_rank is 0); export without the flag")
     if _FORMAT.present:
       exit_with_error("--adapter_only always writes safetensors adapters; drop --format")
+    from videogen.export_formats import export_adapter
     export_adapter(workdir, output)
   elif task == "vae":
     if fmt not in ("orbax", "safetensors"):
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> None:
     except ValueError as e:
       exit_with_error(f"--format diffusers: {e}")
     try:
-      export_diffusers(output, _dit_params(workdir, config), config, _DTYPE.value)
+      from videogen.export_formats import dit_params, export_diffusers
+      export_diffusers(output, dit_params(workdir, config), config, _DTYPE.value)
     except (FileNotFoundError, ValueError) as e:
       exit_with_error(f"--format diffusers: {str(e).splitlines()[0]}")
   else:
@@ -104,86 +105,6 @@ def _write_params(fmt: str, output: str, params, config, metadata=None) -> None:
     checkpoints.export_safetensors(output, params, config, metadata, _DTYPE.value)
   else:
     checkpoints.export_params(output, params, config, metadata)
-
-
-def _dit_params(path: str, config):
-  """The EMA params of a DiT that reads T5 states, without the text path (an imported
-  export may carry neither tokenizer nor T5 weights; only the T5's width matters here)."""
-  import jax
-
-  from videogen import checkpoints
-  from videogen.models.text_to_video import build_model, param_shardings
-  from videogen.parallel import mesh as mesh_lib
-  from videogen.text.conditioning import t5_spec
-  mesh = mesh_lib.create_mesh(config.mesh)
-  rules = mesh_lib.rules_from_config(config.mesh)
-  model = build_model(config, 0, _stored_text_width(path) or t5_spec(config.text, 0).d_model)
-  latent_shape = None
-  if config.vae.checkpoint:
-    from videogen.vae.latents import FrozenVae
-    latent_shape = FrozenVae.load(config.vae.checkpoint, mesh, rules).latent_shape(
-        config.data.num_frames, config.data.height, config.data.width)
-  abstract, shardings = param_shardings(model, config, mesh, rules, latent_shape)
-  with jax.set_mesh(mesh):
-    return checkpoints.load_ema_params(path, abstract, shardings)
-
-
-def _stored_text_width(path: str) -> int | None:
-  """The T5 width an export's DiT was saved with (its `context_proj` fan-in), read from the
-  Orbax metadata or the safetensors header; None for a workdir."""
-  import json
-
-  from videogen import checkpoints
-  orbax_params = os.path.join(path, checkpoints.EXPORT_PARAMS_SUBDIR)
-  tensors = os.path.join(path, checkpoints.EXPORT_SAFETENSORS_FILE)
-  if os.path.isdir(orbax_params):
-    import orbax.checkpoint as ocp
-    with ocp.StandardCheckpointer() as checkpointer:
-      tree = checkpointer.metadata(orbax_params).item_metadata.tree
-    return tree["dit"]["context_proj"]["kernel"].shape[0]
-  if os.path.isfile(tensors):
-    with open(tensors, "rb") as f:
-      header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    return header["dit/context_proj/kernel"]["shape"][0]
-  return None
-
-
-def export_diffusers(output: str, params, config, dtype: str = "float32") -> None:
-  """`output/transformer/` as diffusers lays a transformer out: `config.json` plus
-  `diffusion_pytorch_model.safetensors` (a DiT with a diffusers counterpart; see
-  `convert_dit.diffusers_config`, which raises a ValueError naming what has none)."""
-  import json
-
-  import jax
-  import numpy as np
-  from jax.experimental import multihost_utils
-
-  from videogen.models.convert_dit import diffusers_config, to_diffusers
-  from videogen.weights import write_safetensors
-  kind, transformer_config = diffusers_config(config.model.to_dict(), config.text.max_length)
-  if set(params) != {"dit"}:
-    raise ValueError(f"params {sorted(set(params) - {'dit'})} have no diffusers counterpart")
-  dit = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)),
-                     params["dit"])
-  state = to_diffusers(dit, config.model.to_dict(), kind)
-  to = np.dtype(jax.numpy.dtype(dtype))
-  if jax.process_index() == 0:
-    folder = os.path.join(output, DIFFUSERS_SUBDIR)
-    os.makedirs(folder)
-    write_safetensors(os.path.join(folder, "diffusion_pytorch_model.safetensors"),
-                      {k: v.astype(to) for k, v in state.items()}, {"format": "pt"})
-    with open(os.path.join(folder, "config.json"), "w") as f:
-      json.dump(transformer_config, f, indent=2)
-
-
-def export_adapter(workdir: str, output: str) -> None:
-  """The LoRA adapters of the EMA params of `workdir`'s latest checkpoint, alone."""
-  from videogen.generate import load_or_exit
-  from videogen.models import lora
-  from videogen.models.text_to_video import spec_from_config
-  generator = load_or_exit(workdir)
-  _, adapter = lora.split_adapter(generator.params)
-  lora.save_adapter(output, adapter, lora.adapter_meta(spec_from_config(generator.config.model)))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Flag-free on purpose: the benchmark CLIs each own their absl flags and import th
 import time
 
 import jax
-import jax.numpy as jnp
 
 
 def matmul_peak_flops(dtype, size: int | None = None, repeats: int = 5,
