@@ -52,3 +52,23 @@ def run_cli(*args, timeout=300, check=False):
   if check and result.returncode != 0:
     raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr[-3000:]}")
   return result
+
+
+def one_line_error(result):
+  """A CLI run that failed with exactly one `error: …` line on stderr; returns that line."""
+  assert result.returncode != 0
+  lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith("error: ")
+  return lines[0]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+  """A 4-step CLI run of configs/tiny.py:test on all 8 fake devices (data=-1 → 8-way data
+  parallel), shared by the test files that sample, export or evaluate it (read-only)."""
+  workdir = tmp_path_factory.mktemp("run")
+  run_cli("videogen.train", "--config=configs/tiny.py:test", f"--workdir={workdir}",
+          check=True)
+  return workdir
+

@@ -9,29 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, one_line_error, run_cli
 from videogen import video_io
 
 TEST_CONFIG = "configs/tiny.py:test"
 
 
 run = run_cli
-
-
-def one_line_error(result):
-  assert result.returncode != 0
-  lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
-  assert len(lines) == 1, result.stderr
-  assert lines[0].startswith("error: ")
-  return lines[0]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """A 4-step run of the CLI on all 8 fake devices (data=-1 → 8-way data parallel)."""
-  workdir = tmp_path_factory.mktemp("run")
-  run("videogen.train", f"--config={TEST_CONFIG}", f"--workdir={workdir}", check=True)
-  return workdir
 
 
 @pytest.mark.parametrize("override,key", [

@@ -8,28 +8,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from videogen import checkpoints
 from videogen.generate import Generator
 from videogen.weights import read_safetensors
 
 TEST_CONFIG = "configs/tiny.py:test"
 PROMPTS = ["a red circle moving right", "a blue square moving up"]
-
-
-def one_line_error(result):
-  lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
-  assert result.returncode != 0 and len(lines) == 1, result.stderr
-  assert lines[0].startswith("error: ")
-  return lines[0]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """A 4-step run of the CLI (joint layout, words tokenizer) on 8 fake devices."""
-  workdir = tmp_path_factory.mktemp("run")
-  run_cli("videogen.train", f"--config={TEST_CONFIG}", f"--workdir={workdir}", check=True)
-  return workdir
 
 
 @pytest.fixture(scope="module")
