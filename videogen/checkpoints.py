@@ -189,17 +189,25 @@ def load_safetensors_params(directory: str, abstract_params):
   return traverse_util.unflatten_dict(params, sep="/")
 
 
+def on_host(params):
+  """`params` as numpy arrays, whole on every process (gathered across hosts): what the
+  file exporters write."""
+  import numpy as np
+  from jax.experimental import multihost_utils
+  return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)),
+                      params)
+
+
 def export_safetensors(output: str, params, config: ml_collections.ConfigDict,
                        metadata: dict | None = None, dtype: str = "float32") -> None:
   """Writes `params` as one `model.safetensors` (leaves named by their `/`-joined paths, as
   LoRA adapters are, cast to `dtype`) plus config and metadata, loadable like `export_params`."""
   import numpy as np
   from flax import traverse_util
-  from jax.experimental import multihost_utils
   from videogen.weights import write_safetensors
   to = np.dtype(jax.numpy.dtype(dtype))
-  tensors = {name: np.asarray(multihost_utils.process_allgather(leaf, tiled=True)).astype(to)
-             for name, leaf in traverse_util.flatten_dict(params, sep="/").items()}
+  tensors = {name: leaf.astype(to)
+             for name, leaf in traverse_util.flatten_dict(on_host(params), sep="/").items()}
   output = os.path.abspath(output)
   if jax.process_index() == 0:
     os.makedirs(output, exist_ok=True)

@@ -58,15 +58,14 @@ def export_diffusers(output: str, params, config, dtype: str = "float32") -> Non
 
   import jax
   import numpy as np
-  from jax.experimental import multihost_utils
 
+  from videogen import checkpoints
   from videogen.models.convert_dit import diffusers_config, to_diffusers
   from videogen.weights import write_safetensors
   kind, transformer_config = diffusers_config(config.model.to_dict(), config.text.max_length)
   if set(params) != {"dit"}:
     raise ValueError(f"params {sorted(set(params) - {'dit'})} have no diffusers counterpart")
-  dit = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)),
-                     params["dit"])
+  dit = checkpoints.on_host(params["dit"])
   state = to_diffusers(dit, config.model.to_dict(), kind)
   to = np.dtype(jax.numpy.dtype(dtype))
   if jax.process_index() == 0:

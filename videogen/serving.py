@@ -38,15 +38,14 @@ def export_sampler(generator, output: str) -> dict:
   """Writes `OUT/sampler.stablehlo` + `OUT/sampler.json` for `generator` (a loaded
   `videogen.generate.Generator`) at its training clip shape; returns the signature."""
   from videogen.generate import _compiled_sampler
+  from videogen import checkpoints
   from videogen.parallel import mesh as mesh_lib
-  from jax.experimental import multihost_utils
   mesh = mesh_lib.create_mesh(generator.config.mesh, jax.devices()[:1])
   shape = generator.sample_shape(1)
   options = generator.options(shape)
   (b,) = jax.export.symbolic_shape("b")
   sampler = _compiled_sampler(generator.config, generator.model, mesh, (b, *shape[1:]), options)
-  params = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)),
-                        generator.params)
+  params = checkpoints.on_host(generator.params)
 
   def run(text, text_mask, text_drop, null_text, null_mask, null_drop, key):
     return sampler(params, (text, text_mask, text_drop), (null_text, null_mask, null_drop), key,

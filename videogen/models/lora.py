@@ -18,7 +18,6 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import traverse_util
 
 SCOPE_SUFFIX = "_lora"     # `query_lora` adapts `query_kernel`
@@ -160,9 +159,8 @@ def save_adapter(directory: str, adapter, meta: dict) -> None:
   """Writes `adapter` (leaves named by their `/`-joined paths) to
   `directory/adapter.safetensors` and `meta` to `directory/adapter.json`."""
   from safetensors.numpy import save_file
-  from jax.experimental import multihost_utils
-  tensors = {"/".join(path): np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
-             for path, leaf in traverse_util.flatten_dict(adapter).items()}
+  from videogen.checkpoints import on_host
+  tensors = traverse_util.flatten_dict(on_host(adapter), sep="/")
   if jax.process_index() != 0:
     return
   os.makedirs(directory, exist_ok=True)
