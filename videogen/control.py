@@ -28,7 +28,8 @@ def fit_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def image_to_video(generator: Generator, prompts: list[str], image: np.ndarray, *,
-                   seed: int = 0, num_frames: int | None = None, **options) -> np.ndarray:
+                   seed: int = 0, num_frames: int | None = None, negative_prompt: str = "",
+                   **options) -> np.ndarray:
   """The clip starts at `image` (uint8 `(H, W, 3)`, fitted to the clip size): its encoding
   pins the first frame (the first latent frame of a causal VAE, which encodes one image
   alone) and the model animates the rest."""
@@ -37,21 +38,19 @@ def image_to_video(generator: Generator, prompts: list[str], image: np.ndarray, 
   first = generator.encode(np.broadcast_to(fit_frames(image, height, width)[None, None],
                                            (len(prompts), 1, height, width, 3)))
   x = generator.sample(prompts, shape, generator.options(shape, **options), seed=seed,
+                       negative_prompt=negative_prompt,
                        condition=conditions.first_frames(first, shape))
   return generator.decode(x)
 
 
 def extend(generator: Generator, prompts: list[str], num_frames: int, *, overlap: int | None = None,
-           seed: int = 0, **options) -> np.ndarray:
+           seed: int = 0, negative_prompt: str = "", **options) -> np.ndarray:
   """Autoregressive continuation to `num_frames` frames: each new chunk (the training clip
   length) is conditioned on the last `overlap` frames of the previous one (sampler frames:
   latent frames for a latent model) and contributes the rest; one decode at the end."""
-  shape = generator.sample_shape(len(prompts))
-  options = generator.options(shape, **options)
-  draw = lambda condition, k: generator.sample(prompts, shape, options, seed=seed + k,  # noqa
-                                               condition=condition)
+  shape, draw = _chunk_drawer(generator, prompts, seed, negative_prompt, options)
   x = extend_samples(draw, shape, _sample_frames_for(generator, num_frames),
-                     overlap or generator.config.sample.get("extend_overlap", 2))
+                     overlap or generator.config.sample.extend_overlap)
   return generator.decode(x)[:, :num_frames]
 
 
@@ -70,13 +69,10 @@ def extend_samples(draw, shape, length: int, overlap: int) -> np.ndarray:
 
 
 def interpolate(generator: Generator, prompts: list[str], num_keyframes: int, *,
-                seed: int = 0, **options) -> np.ndarray:
+                seed: int = 0, negative_prompt: str = "", **options) -> np.ndarray:
   """Hierarchical long video: a first clip supplies `num_keyframes` evenly spaced keyframes,
   then every pair of neighbours is filled by a clip pinned at both ends."""
-  shape = generator.sample_shape(len(prompts))
-  options = generator.options(shape, **options)
-  draw = lambda condition, k: generator.sample(prompts, shape, options, seed=seed + k,  # noqa
-                                               condition=condition)
+  shape, draw = _chunk_drawer(generator, prompts, seed, negative_prompt, options)
   return generator.decode(interpolate_samples(draw, shape, num_keyframes))
 
 
@@ -95,7 +91,8 @@ def interpolate_samples(draw, shape, num_keyframes: int) -> np.ndarray:
 
 
 def edit(generator: Generator, prompts: list[str], video: np.ndarray, strength: float, *,
-         mask: np.ndarray | None = None, seed: int = 0, **options) -> np.ndarray:
+         mask: np.ndarray | None = None, seed: int = 0, negative_prompt: str = "",
+         **options) -> np.ndarray:
   """SDEdit: `video` (uint8 `(T, H, W, 3)`, fitted to the clip size) noised to `strength`
   and denoised toward the prompt. `mask` (uint8/bool `(H, W)`, nonzero = regenerate) limits
   the edit to a region; everything outside it is the input's pixels exactly."""
@@ -113,11 +110,22 @@ def edit(generator: Generator, prompts: list[str], video: np.ndarray, strength: 
     keep = 1.0 - _to_sample_grid(edit_region, shape[2:4]).astype(np.float32)
     condition = conditions.region(init, keep)
   x = generator.sample(prompts, shape, generator.options(shape, strength=strength, **options),
-                       seed=seed, condition=condition, init=init)
+                       seed=seed, negative_prompt=negative_prompt, condition=condition,
+                       init=init)
   out = generator.decode(x)
   if mask is not None:  # latent models: restore the untouched pixels exactly
     out = np.where(edit_region[None, None, ..., None], out, batch[:, :out.shape[1]])
   return out
+
+
+def _chunk_drawer(generator: Generator, prompts: list[str], seed: int, negative_prompt: str,
+                  options: dict):
+  """(chunk shape, `draw(condition, k)` → the k-th training-length chunk, seed + k)."""
+  shape = generator.sample_shape(len(prompts))
+  resolved = generator.options(shape, **options)
+  return shape, lambda condition, k: generator.sample(
+      prompts, shape, resolved, seed=seed + k, negative_prompt=negative_prompt,
+      condition=condition)
 
 
 def _pixel_size(generator: Generator) -> tuple[int, int]:

@@ -64,24 +64,23 @@ class Generator:
     return (batch, *self.vae.latent_shape(frames, height, width))
 
   def options(self, shape, **overrides) -> "SamplerOptions":
-    """Sampler settings: `overrides` that are not None, else the checkpoint's `sample.*`."""
+    """Sampler settings: `overrides` that are not None, else the checkpoint's `sample.*`
+    (`checkpoints.load_config` gives older checkpoints every current key)."""
     sample = self.config.sample
-    get = lambda name, default: (overrides[name] if overrides.get(name) is not None  # noqa
-                                 else sample.get(name, default))
+    get = lambda name: sample[name] if overrides.get(name) is None else overrides[name]  # noqa
     spec = self.model.spec
     tokens = int(np.prod([n // p for n, p in zip(shape[1:4], spec.patch_size)]))
-    shift = get("shift", None)
-    if shift is not None or sample.get("shift_base_tokens", 0):
+    shift = get("shift")
+    if shift is not None or sample.shift_base_tokens:
       shift = samplers.resolution_shift(self.config.diffusion.shift if shift is None else shift,
-                                        tokens, sample.get("shift_base_tokens", 0))
-    cache = overrides.get("cache") or samplers.FeatureCache(
-        **sample.get("cache", {"policy": "none"}))
-    return SamplerOptions(steps=get("steps", 30), guidance=float(get("guidance", 4.0)),
-                          guidance_rescale=float(get("guidance_rescale", 0.0)),
-                          sampler=get("sampler", "") or None, shift=shift, cache=cache,
-                          strength=float(get("strength", 1.0)),
+                                        tokens, sample.shift_base_tokens)
+    return SamplerOptions(steps=get("steps"), guidance=float(get("guidance")),
+                          guidance_rescale=float(get("guidance_rescale")),
+                          sampler=get("sampler") or None, shift=shift,
+                          cache=overrides.get("cache") or samplers.FeatureCache(**sample.cache),
+                          strength=float(overrides.get("strength") or 1.0),
                           reconstruction_guidance=0.0 if self.model.frame_condition != "none"
-                          else float(get("reconstruction_guidance", 0.0)))
+                          else float(get("reconstruction_guidance")))
 
   def encode(self, video: np.ndarray) -> jax.Array:
     """uint8 `(N, T, H, W, 3)` → the sampler's space (the VAE's normalised latents)."""
@@ -181,7 +180,7 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions):
 
       return samplers.sample(diffusion, denoise, noise, text, null_text, steps=options.steps,
                              guidance=options.guidance, key=sampler_key,
-                             sampler=options.sampler, eta=config.sample.get("eta", 0.0),
+                             sampler=options.sampler, eta=config.sample.eta,
                              shift=options.shift, guidance_rescale=options.guidance_rescale,
                              cache=options.cache, condition=condition, init=init,
                              strength=options.strength,
