@@ -31,6 +31,9 @@ _FRAMES = flags.DEFINE_list("frames", [], "Override data.num_frames, one measure
 _RESOLUTION = flags.DEFINE_string("resolution", None, "Override data.height x width (480x720).")
 _ATTENTION = flags.DEFINE_string("attention", None, "Override model.attention_backend.")
 _REMAT = flags.DEFINE_string("remat", None, "Override model.remat_policy.")
+_PROFILE = flags.DEFINE_string("profile", None,
+                               "Also trace two steps per measurement with jax.profiler into "
+                               "this folder (read with benchmarks/profile_summary.py).")
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -109,6 +112,9 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
       return compiled(state, batch, frozen)
 
     state, seconds = seconds_per_step(step, state, batch, steps)
+    if _PROFILE.value:
+      with jax.profiler.trace(os.path.join(_PROFILE.value, f"{name}_{frames}".replace(":", "_"))):
+        state, _ = seconds_per_step(step, state, batch, 2)
 
   spec = spec_from_config(config.model)
   grid, b = input_grid(config), config.train.batch_size
