@@ -1,9 +1,9 @@
 """The Fréchet distance behind FVD, against scipy and closed forms; streaming statistics
-equal one-shot ones; flicker."""
+equal one-shot ones."""
 import numpy as np
 import pytest
 
-from videogen.eval.frechet import FeatureStats, flicker, frechet_distance
+from videogen.eval.frechet import FeatureStats, frechet_distance
 
 
 def _scipy_frechet(m1, c1, m2, c2):
@@ -39,10 +39,3 @@ def test_streaming_statistics_equal_one_shot_and_merge_across_shards():
   with pytest.raises(ValueError, match="at least 2"):
     FeatureStats(5).update(features[:1]).mean_and_covariance()
 
-
-def test_flicker_is_zero_for_a_still_video_and_grows_with_change():
-  still = np.full((6, 8, 8, 3), 120, np.uint8)
-  blink = still.copy()
-  blink[::2] = 0
-  assert flicker(still) == 0.0
-  assert flicker(blink) == pytest.approx(120 / 255)

@@ -119,9 +119,16 @@ def write_video(path: str, frames_thwc: np.ndarray, fps: int = 8, upscale: int =
 
 
 def read_video(path: str) -> np.ndarray:
-  """Decodes every frame of a video file to uint8 `(T, H, W, 3)`."""
-  with av.open(path) as container:
-    return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+  """Decodes every frame of a video file to uint8 `(T, H, W, 3)`; `VideoReadError` if it
+  cannot."""
+  with _open(path) as container:
+    try:
+      frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.error.FFmpegError, ValueError) as e:
+      raise VideoReadError(f"{path}: decoding failed ({e})") from None
+  if not frames:
+    raise VideoReadError(f"{path}: no frames")
+  return np.stack(frames)
 
 
 def write_frame_strip(path: str, videos_nthwc: np.ndarray, upscale: int = 4) -> None:

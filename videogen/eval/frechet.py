@@ -58,9 +58,3 @@ def frechet_distance(mean1, cov1, mean2, cov2) -> float:
   return float(diff @ diff + np.trace(cov1) + np.trace(cov2)
                - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
 
-
-def flicker(video_thwc: np.ndarray) -> float:
-  """Temporal flicker: the mean absolute change between consecutive frames, in [0, 1] of
-  the pixel range (uint8 input) — 0 for a still video."""
-  frames = np.asarray(video_thwc, np.float32) / 255.0
-  return float(np.abs(np.diff(frames, axis=0)).mean())
