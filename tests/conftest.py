@@ -66,9 +66,10 @@ def one_line_error(result):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
   """A 4-step CLI run of configs/tiny.py:test on all 8 fake devices (data=-1 → 8-way data
-  parallel), shared by the test files that sample, export or evaluate it (read-only)."""
+  parallel), evaluated at its last step, shared by the test files that sample, export or evaluate it (read-only)."""
   workdir = tmp_path_factory.mktemp("run")
   run_cli("videogen.train", "--config=configs/tiny.py:test", f"--workdir={workdir}",
+          "--config.eval.every_steps=4", "--config.eval.num_prompts=2", "--config.eval.steps=2",
           check=True)
   return workdir
 

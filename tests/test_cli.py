@@ -86,12 +86,21 @@ def test_export_then_sample_from_the_export_matches_the_workdir(trained, tmp_pat
       run("videogen.export", f"--workdir={trained}", f"--output={tmp_path}/export", timeout=60))
 
 
-def test_evaluate_writes_report_and_contact_sheet(trained):
-  result = run("videogen.evaluate", f"--workdir={trained}", "--num_prompts=4", check=True)
+def test_evaluate_writes_report_and_contact_sheet(trained, tmp_path):
+  result = run("videogen.evaluate", f"--workdir={trained}", "--num_prompts=4", "--steps=2",
+               "--metrics=synthetic,flicker,warping", f"--output_dir={tmp_path}", check=True)
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["num_videos"] == 4
-  assert set(report["synthetic"]) == {"colour_present", "direction_correct"}
-  assert os.path.isfile(trained / "eval" / "contact_sheet.png")
+  assert {"colour", "shape", "direction", "count", "overall"} <= set(report["synthetic"])
+  assert 0 <= report["flicker"] <= 1 and 0 <= report["warping_error"] <= 1
+  assert len(json.load(open(tmp_path / "report.json"))["per_video"]) == 4
+  assert os.path.isfile(tmp_path / "contact_sheet.png")
+  # The fixture's run evaluated itself at step 4 (eval.every_steps) and logged the figures.
+  assert os.path.isfile(trained / "eval" / "step_4" / "report.json")
+  logged = [json.loads(line) for line in open(trained / "metrics.jsonl")]
+  assert any("eval/synthetic_overall" in row and row["step"] == 4 for row in logged)
+  assert "I3D weights" in one_line_error(
+      run("videogen.evaluate", f"--workdir={trained}", "--metrics=fvd", timeout=60))
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):

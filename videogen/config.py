@@ -130,6 +130,13 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.checkpoint = dict(every_steps=500, keep=3, async_save=True)
 
+  # Evaluation during training (videogen/eval/report.py; synthetic source only): every
+  # `every_steps` (0 = never) the EMA samples `num_prompts` prompts of the world's benchmark
+  # suite; headline figures go to the metrics log as eval/*, the report and contact sheet to
+  # WORKDIR/eval/step_N. steps 0 = sample.steps. fvd/clip need i3d_weights / clip_model.
+  c.eval = dict(every_steps=0, metrics=("synthetic", "flicker", "warping"), num_prompts=8,
+                prompt_set="suite", seed=0, steps=0, i3d_weights="", clip_model="")
+
   # -1 = the remaining devices. The rules map logical axis names onto these mesh axes.
   # max_replicated_fraction: start-up guardrail on the share of parameter bytes the rules
   # leave replicated (1.0 = off; e.g. 0.1 for a large FSDP run).
@@ -181,6 +188,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if model.camera and data.source != "synthetic":
     raise ConfigError("model.camera trains on the synthetic source's rendered camera paths; "
                       f"data.source={data.source!r} has no cameras")
+  if config.eval.every_steps:
+    from videogen.eval.report import METRICS
+    if data.source != "synthetic" or config.task != "dit":
+      raise ConfigError("eval.every_steps evaluates on the synthetic world's benchmark: it "
+                        "needs task='dit' and data.source='synthetic'")
+    unknown = sorted(set(config.eval.metrics) - set(METRICS))
+    if unknown or config.eval.prompt_set not in ("suite", "plain"):
+      raise ConfigError(f"eval.metrics {unknown or ''} / eval.prompt_set="
+                        f"{config.eval.prompt_set!r}: choose metrics from {METRICS} and "
+                        "prompt_set suite or plain")
   if model.width % model.num_heads:
     raise ConfigError(f"model.width={model.width} is not divisible by "
                       f"model.num_heads={model.num_heads}")

@@ -4,6 +4,7 @@
         [--text_encoder T5_FOLDER]
     python -m videogen.convert --from diffusers-wan SRC --to OUT
     python -m videogen.convert --from diffusers-cogvideox-vae SRC --to OUT
+    python -m videogen.convert --from pytorch-i3d rgb_imagenet.pt --to i3d.safetensors
 
 `SRC` is a diffusers model folder (config.json + safetensors, a sharded index, or a torch
 .bin read with `weights_only=True`), a pipeline folder with `transformer/` or `vae/`, or a
@@ -11,7 +12,8 @@ weights file beside its config.json. `OUT` is an export like `videogen.export` w
 (params, config.json, metadata.json): a transformer export samples with
 `videogen.sample --checkpoint OUT` once `--vae` names its VAE (an export of
 `diffusers-cogvideox-vae`) and `--text_encoder` its T5 folder (with spiece.model); a VAE
-export can be named as any DiT's `vae.checkpoint`.
+export can be named as any DiT's `vae.checkpoint`. `pytorch-i3d` turns piergiaj's Kinetics-400
+I3D state dict (or an FVD copy of it) into the safetensors file `evaluate --i3d_weights` reads.
 """
 import os
 import sys
@@ -20,9 +22,10 @@ from absl import flags
 
 from videogen.config import exit_with_error, parse_flags_or_exit
 
-SOURCES = ("diffusers-cogvideox", "diffusers-wan", "diffusers-cogvideox-vae")
+SOURCES = ("diffusers-cogvideox", "diffusers-wan", "diffusers-cogvideox-vae", "pytorch-i3d")
 _FROM = flags.DEFINE_enum("from", None, SOURCES, "What SRC holds.")
-_TO = flags.DEFINE_string("to", None, "Export directory (must not exist).")
+_TO = flags.DEFINE_string("to", None, "Export directory or, for pytorch-i3d, a .safetensors "
+                          "file (must not exist).")
 _VAE = flags.DEFINE_string("vae", "", "Transformers: the VAE export their latents belong to.")
 _TEXT = flags.DEFINE_string("text_encoder", "",
                             "Transformers: HF T5/UMT5 folder (with spiece.model) for prompts.")
@@ -82,7 +85,10 @@ def main(argv: list[str]) -> None:
   if os.path.exists(output):
     exit_with_error(f"--to {output!r} already exists; choose a new directory")
   try:
-    if _FROM.value == "diffusers-cogvideox-vae":
+    if _FROM.value == "pytorch-i3d":
+      from videogen.eval.i3d import convert_file
+      convert_file(source, output)
+    elif _FROM.value == "diffusers-cogvideox-vae":
       from videogen.vae.convert import export_cogvideox_vae
       export_cogvideox_vae(source, output)
     else:

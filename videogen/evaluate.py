@@ -1,9 +1,14 @@
-"""Evaluate a trained model; writes `report.json` and a PNG contact sheet.
+"""Evaluate a trained model, or judge existing video files; writes `report.json` and a PNG
+contact sheet, prints the headline figures as JSON.
 
-    python -m videogen.evaluate --workdir DIR --metrics synthetic [--num_prompts 24]
+    python -m videogen.evaluate --workdir DIR --metrics synthetic,flicker,warping[,fvd,clip] \\
+        [--num_prompts 24 --prompt_set suite|plain --i3d_weights I3D --clip_model CLIP_DIR]
+    python -m videogen.evaluate --videos MANIFEST --metrics synthetic [--reference MANIFEST]
 
-`synthetic`: prompts "a <colour> <shape> moving <direction>" drawn from the checkpoint's own
-synthetic world; the pixel judge scores colour presence and direction of motion.
+A model trained on the synthetic world is prompted with its own world's benchmark suite
+(`synthetic.prompt_suite`) and, for FVD, compared with ground-truth renders of the same
+prompts (or `--reference` videos). `--videos` takes a CSV or JSONL manifest with `path` and
+`text` columns and needs no model. Metrics: `videogen.eval.report`.
 """
 import json
 import os
@@ -11,43 +16,92 @@ import sys
 
 from absl import flags
 
-from videogen.eval.synthetic_judge import synthetic_prompts
 from videogen.config import exit_with_error, parse_flags_or_exit
-
-METRICS = ("synthetic",)
+from videogen.eval.report import METRICS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
+_VIDEOS = flags.DEFINE_string("videos", None, "Judge these videos (CSV/JSONL: path, text) "
+                              "instead of sampling a model.")
+_REFERENCE = flags.DEFINE_string("reference", None, "FVD reference videos (CSV/JSONL manifest); "
+                                 "default for a model: ground-truth renders of its prompts.")
 _METRICS = flags.DEFINE_list("metrics", ["synthetic"], f"Metrics to compute, from {METRICS}.")
 _NUM_PROMPTS = flags.DEFINE_integer("num_prompts", 24, "Prompts (one video each).")
+_PROMPT_SET = flags.DEFINE_enum("prompt_set", "suite", ["suite", "plain"],
+                                "suite: colour, shape, direction, speed, count, bounces; plain: "
+                                "'a <colour> <shape> moving <direction>' only.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (default: config sample.steps).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "CFG scale (default: config sample.guidance).")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default: DIR/eval).")
+_I3D = flags.DEFINE_string("i3d_weights", "", "fvd: converted I3D weights (.safetensors).")
+_I3D_EPS = flags.DEFINE_float("i3d_bn_eps", 1e-3, "fvd: I3D BatchNorm epsilon (1e-3 piergiaj / "
+                              "TF-hub; 1e-5 for TATS' and cd-fvd's i3d_pretrained_400.pt).")
+_CLIP = flags.DEFINE_string("clip_model", "", "clip: a transformers CLIP folder.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default: DIR/eval; with "
+                                  "--videos, nothing is written unless given).")
+
+
+def read_videos(manifest: str) -> tuple[list, list[str]]:
+  """Decoded videos and texts of a `path,text` manifest; one-line exit on a bad file."""
+  from videogen import video_io
+  from videogen.data.manifest import ManifestError, read_rows
+  if not os.path.isfile(manifest):
+    exit_with_error(f"manifest {manifest!r} does not exist")
+  try:
+    rows = read_rows(manifest)
+  except ManifestError as e:
+    exit_with_error(str(e))
+  folder = os.path.dirname(os.path.abspath(manifest))
+  videos, texts = [], []
+  for number, row in enumerate(rows, 1):
+    if not row.get("path") or "text" not in row:
+      exit_with_error(f"{manifest}: row {number} needs 'path' and 'text'")
+    try:
+      videos.append(video_io.read_video(os.path.join(folder, row["path"])))
+    except video_io.VideoReadError as e:
+      exit_with_error(f"{manifest}: row {number}: {e}")
+    texts.append(str(row["text"]))
+  if not videos:
+    exit_with_error(f"{manifest}: no rows")
+  return videos, texts
 
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
-  unknown = sorted(set(_METRICS.value) - set(METRICS))
-  if unknown:
-    exit_with_error(f"--metrics {unknown} unknown; choose from {METRICS}")
-  from videogen import video_io
-  from videogen.eval import synthetic_judge
-  from videogen.generate import load_or_exit
-  generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
-  source = _CHECKPOINT.value or _WORKDIR.value
-  prompts = synthetic_prompts(generator.config.data.synthetic, _NUM_PROMPTS.value)
-  videos = generator(prompts, seed=_SEED.value, steps=_STEPS.value, guidance=_GUIDANCE.value)
-  report = {"num_videos": len(prompts),
-            "synthetic": synthetic_judge.judge(videos, prompts),
-            "per_video": [{"prompt": p, "observed": synthetic_judge.observed_direction(
-                v, synthetic_judge.parse_prompt(p)["colour"])} for p, v in zip(prompts, videos)]}
-  output_dir = _OUTPUT_DIR.value or os.path.join(source, "eval")
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
-  video_io.write_frame_strip(os.path.join(output_dir, "contact_sheet.png"), videos)
-  print(json.dumps({"num_videos": report["num_videos"], "synthetic": report["synthetic"]}))
+  from videogen.eval import report as report_lib
+  settings = report_lib.Settings(tuple(_METRICS.value), _I3D.value, _I3D_EPS.value, _CLIP.value)
+  try:
+    report_lib.check(settings)
+  except (ValueError, FileNotFoundError) as e:
+    exit_with_error(str(e))
+  reference = _REFERENCE.value and read_videos(_REFERENCE.value)[0]
+  if _VIDEOS.value:
+    videos, prompts = read_videos(_VIDEOS.value)
+    output_dir = _OUTPUT_DIR.value
+  else:
+    from videogen.generate import load_or_exit
+    generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
+    data = generator.config.data
+    if data.source != "synthetic":
+      exit_with_error(f"the model trained on data.source={data.source!r}; evaluate its videos "
+                      "with --videos MANIFEST (its prompts are not the synthetic world's)")
+    try:
+      prompts = report_lib.suite_prompts(data, _NUM_PROMPTS.value, _PROMPT_SET.value)
+    except ValueError as e:
+      exit_with_error(str(e))
+    videos = list(generator(prompts, seed=_SEED.value, steps=_STEPS.value,
+                            guidance=_GUIDANCE.value))
+    if "fvd" in settings.metrics and not reference:
+      reference = report_lib.ground_truth(prompts, data)
+    output_dir = _OUTPUT_DIR.value or os.path.join(_CHECKPOINT.value or _WORKDIR.value, "eval")
+  try:
+    report = report_lib.evaluate_videos(videos, prompts, settings, reference or None)
+  except ValueError as e:
+    exit_with_error(str(e).splitlines()[0])
+  if output_dir:
+    report_lib.write(report, videos, output_dir)
+  headline = {k: v for k, v in report.items() if k != "per_video"}
+  print(json.dumps(report if _VIDEOS.value else headline))
 
 
 if __name__ == "__main__":

@@ -42,15 +42,24 @@ class Generator:
     `params/` or `model.safetensors`, told apart by the files present (`checkpoints`)."""
     config = checkpoints.load_config(path)
     mesh = mesh_lib.create_mesh(mesh_config or config.mesh)
+    generator = cls.with_params(config, path, mesh, None)
+    latent_shape = generator.vae and generator.vae.latent_shape(
+        config.data.num_frames, config.data.height, config.data.width)
+    abstract, shardings = param_shardings(generator.model, config, mesh,
+                                          mesh_lib.rules_from_config(config.mesh), latent_shape)
+    with jax.set_mesh(mesh):
+      generator.params = checkpoints.load_ema_params(path, abstract, shardings)
+    return generator
+
+  @classmethod
+  def with_params(cls, config: ml_collections.ConfigDict, run_dir: str,
+                  mesh: jax.sharding.Mesh, params) -> "Generator":
+    """Around params already in memory (training's EMA, for evaluation during training);
+    the tokenizer and frozen encoders come from `run_dir` and the config."""
     rules = mesh_lib.rules_from_config(config.mesh)
-    text = TextConditioning.create(config, path, mesh, rules)
+    text = TextConditioning.create(config, run_dir, mesh, rules)
     model = build_model(config, text.model_vocab_size, text.dim)
     vae = FrozenVae.load(config.vae.checkpoint, mesh, rules) if config.vae.checkpoint else None
-    latent_shape = vae and vae.latent_shape(config.data.num_frames, config.data.height,
-                                            config.data.width)
-    abstract, shardings = param_shardings(model, config, mesh, rules, latent_shape)
-    with jax.set_mesh(mesh):
-      params = checkpoints.load_ema_params(path, abstract, shardings)
     return cls(config, model, params, mesh, text, vae)
 
   def sample_shape(self, batch: int, frames: int | None = None, height: int | None = None,

@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 from videogen import checkpoints
 from videogen.config import ConfigError
 from videogen.data import pipeline
+from videogen.generate import Generator
 from videogen.models import lora
 from videogen.parallel import mesh as mesh_lib
 from videogen.training import state as state_lib
@@ -102,6 +103,25 @@ def initialise_from(path: str, state: state_lib.TrainState, abstract_state, shar
   return state.replace(params=params, ema=jax.tree.map(jnp.copy, params))
 
 
+def evaluate_during_training(generator, config: ml_collections.ConfigDict, workdir: str,
+                             step: int) -> dict[str, float]:
+  """`eval.*`: sample the benchmark suite with `generator` (holding the EMA) and score it;
+  the report and contact sheet go to WORKDIR/eval/step_N (process 0). Returns the figures to
+  log."""
+  from videogen.eval import report as report_lib
+  settings = report_lib.Settings(tuple(config.eval.metrics), config.eval.i3d_weights,
+                                 clip_model=config.eval.clip_model)
+  prompts = report_lib.suite_prompts(config.data, config.eval.num_prompts,
+                                     config.eval.prompt_set)
+  videos = list(generator(prompts, seed=config.eval.seed, steps=config.eval.steps or None))
+  reference = (report_lib.ground_truth(prompts, config.data)
+               if "fvd" in settings.metrics else None)
+  report = report_lib.evaluate_videos(videos, prompts, settings, reference)
+  if jax.process_index() == 0:
+    report_lib.write(report, videos, os.path.join(workdir, "eval", f"step_{step}"))
+  return report_lib.scalars(report)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str,
           stop_after_step: int | None = None) -> state_lib.TrainState:
   """Trains to `train.num_steps`, resuming from the latest checkpoint in `workdir`.
@@ -158,6 +178,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     checkpoints.save(manager, state, data_iterator, config, force=force, metadata=metadata)
 
   preemption = PreemptionSignal()
+  generator = None  # built at the first evaluation; keeps its compiled sampler
   first_step = int(state.step)
   last_step = min(config.train.num_steps, stop_after_step or config.train.num_steps)
   last_saved = first_step
@@ -190,6 +211,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         if step % config.checkpoint.every_steps == 0:
           save(step, state)
           last_saved = step
+        if config.eval.every_steps and step % config.eval.every_steps == 0:
+          generator = generator or Generator.with_params(config, workdir, mesh, None)
+          generator.params = state.ema  # sampled before the next step donates it
+          writer.write(step, evaluate_during_training(generator, config, workdir, step))
         if preemption.should_stop():
           progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting",
                          file=sys.stderr)

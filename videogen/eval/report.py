@@ -1,0 +1,148 @@
+"""One evaluation report from videos and their prompts: the metrics behind `videogen.evaluate`
+and the evaluation that training runs every `eval.every_steps`.
+
+  synthetic  the exact judge (`synthetic_judge`): per-property accuracy and overall
+  flicker    mean frame-to-frame pixel change (`temporal.flicker`)
+  warping    mean warping error under the rigid flow of the objects the judge tracks
+  fvd        Fréchet distance of I3D logits against reference videos (needs I3D weights)
+  clip       frame-averaged CLIP score of each video against its prompt (needs a CLIP folder)
+
+No flags here: the CLI and the training loop both call `evaluate_videos`.
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  metrics: tuple[str, ...] = ("synthetic",)
+  i3d_weights: str = ""      # converted I3D (`videogen.convert --from pytorch-i3d`)
+  i3d_bn_eps: float = 1e-3   # piergiaj / TF-hub I3D; 1e-5 for TATS' / cd-fvd's copy
+  clip_model: str = ""       # a transformers CLIP folder (config.json, weights, vocab, merges)
+  batch_size: int = 8        # videos per I3D batch
+  i3d_size: int = 224        # frames resized to this for I3D (FVD's standard; smaller: tests)
+
+
+def check(settings: Settings) -> None:
+  """Fails before any sampling on unknown metrics and missing weights (one-line errors)."""
+  from videogen.eval import clip, i3d
+  unknown = sorted(set(settings.metrics) - set(METRICS))
+  if unknown:
+    raise ValueError(f"metrics {unknown} unknown; choose from {METRICS}")
+  if "fvd" in settings.metrics and not os.path.isfile(settings.i3d_weights or ""):
+    raise FileNotFoundError(f"fvd needs I3D weights; none at {settings.i3d_weights!r}: "
+                            f"{i3d.HOW_TO_GET}")
+  if "clip" in settings.metrics and not os.path.isdir(settings.clip_model or ""):
+    raise FileNotFoundError(f"clip needs a CLIP model folder; none at {settings.clip_model!r}: "
+                            f"`{clip.HOW_TO_GET.format(folder='DIR')}`")
+
+
+def tracked_warping_error(video_thwc: np.ndarray) -> float:
+  """Warping error of a synthetic-world video under the rigid flow of its own palette-coloured
+  objects (masks and centroids from the judge's colour segmentation)."""
+  from videogen.eval import synthetic_judge, temporal
+  labels = synthetic_judge.palette_labels(video_thwc)
+  seen = synthetic_judge.observe_video(video_thwc)
+  colour_index = {name: k for k, name in enumerate(synthetic_judge.COLOURS)}
+  masks = np.stack([labels == colour_index[c] for c in seen], 1) if seen else \
+      np.zeros((len(video_thwc), 0) + labels.shape[1:], bool)
+  rows, cols = np.indices(labels.shape[1:])
+  area = masks.sum((2, 3))
+  with np.errstate(invalid="ignore", divide="ignore"):
+    centres = np.stack([(masks * rows).sum((2, 3)) / area, (masks * cols).sum((2, 3)) / area], -1)
+  flow, valid = temporal.rigid_flow(masks, centres)
+  return temporal.warping_error(video_thwc, flow, valid)
+
+
+def _same_shape(videos: list[np.ndarray], what: str) -> np.ndarray:
+  shapes = sorted({v.shape for v in videos})
+  if len(shapes) > 1:
+    raise ValueError(f"{what} needs videos of one shape; got {shapes[:3]}: resample them to "
+                     "one frame count and size first")
+  return np.stack(videos)
+
+
+def frechet_video_distance(videos, reference, settings: Settings) -> float:
+  from videogen.eval import frechet, i3d
+  features = i3d.I3DFeatures(settings.i3d_weights, size=settings.i3d_size,
+                             bn_eps=settings.i3d_bn_eps)
+  stats = []
+  for group, name in ((videos, "fvd"), (reference, "fvd's reference")):
+    batch = _same_shape(list(group), name)
+    stats.append(frechet.FeatureStats(i3d.NUM_CLASSES).update(
+        features(batch, batch_size=settings.batch_size)).mean_and_covariance())
+  return frechet.frechet_distance(*stats[0], *stats[1])
+
+
+def evaluate_videos(videos, prompts: list[str], settings: Settings, reference=None) -> dict:
+  """The report (JSON-ready) for uint8 videos `(T, H, W, 3)` each, with their prompts.
+  `reference`: the real videos FVD compares against."""
+  from videogen.eval import synthetic_judge, temporal
+  check(settings)
+  videos = [np.asarray(v) for v in videos]
+  for prompt, video in zip(prompts, videos):
+    if video.ndim != 4 or video.shape[-1] != 3 or len(video) < 2:
+      raise ValueError(f"video for {prompt!r} has shape {video.shape}; want (T ≥ 2, H, W, 3)")
+  report = {"num_videos": len(videos)}
+  metrics = settings.metrics
+  if "synthetic" in metrics:
+    judged = synthetic_judge.judge(videos, prompts)
+    report["per_video"] = judged.pop("per_video")
+    report["synthetic"] = judged
+  if "flicker" in metrics:
+    report["flicker"] = float(np.mean([temporal.flicker(v) for v in videos]))
+  if "warping" in metrics:
+    report["warping_error"] = float(np.nanmean([tracked_warping_error(v) for v in videos]))
+  if "fvd" in metrics:
+    if reference is None or len(reference) < 2 or len(videos) < 2:
+      raise ValueError("fvd needs at least 2 generated and 2 reference videos")
+    report["fvd"] = frechet_video_distance(videos, reference, settings)
+    report["fvd_reference_videos"] = len(reference)
+  if "clip" in metrics:
+    from videogen.eval.clip import ClipScorer
+    scores = ClipScorer.load(settings.clip_model).score(_same_shape(videos, "clip"), prompts)
+    report["clip_score"] = float(np.mean(scores))
+  return report
+
+
+def scalars(report: dict, prefix: str = "eval/") -> dict[str, float]:
+  """The report's headline numbers, flat, for the metrics log."""
+  flat = {k: v for k, v in report.items() if isinstance(v, float)}
+  flat.update({f"synthetic_{k}": v for k, v in report.get("synthetic", {}).items()
+               if isinstance(v, float)})
+  return {prefix + k: v for k, v in flat.items()}
+
+
+def suite_prompts(data_config, n: int, prompt_set: str = "suite") -> list[str]:
+  """`n` prompts of a synthetic-world model's own world: the benchmark suite (colour, shape,
+  direction, speed, count, bounces) or `plain`, the "a <colour> <shape> moving <dir>" form."""
+  from videogen.data import synthetic
+  from videogen.data.pipeline import world_from_config
+  from videogen.eval.synthetic_judge import synthetic_prompts
+  if prompt_set == "plain":
+    return synthetic_prompts(data_config.synthetic, n)
+  return synthetic.prompt_suite(world_from_config(data_config), n)
+
+
+def ground_truth(prompts: list[str], data_config) -> list[np.ndarray]:
+  """Rendered clips that satisfy each prompt exactly, at the model's clip shape: FVD's
+  reference for a synthetic-world model."""
+  from videogen.data import synthetic
+  from videogen.data.pipeline import world_from_config
+  world = world_from_config(data_config)
+  return [synthetic.render_prompt(p, world, seed=i).video for i, p in enumerate(prompts)]
+
+
+def write(report: dict, videos, output_dir: str) -> None:
+  """`report.json` and `contact_sheet.png` (one row per video of the first video's shape)."""
+  import json
+  from videogen import video_io
+  os.makedirs(output_dir, exist_ok=True)
+  with open(os.path.join(output_dir, "report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  rows = [v for v in videos if v.shape == videos[0].shape]
+  video_io.write_frame_strip(os.path.join(output_dir, "contact_sheet.png"), np.stack(rows))
