@@ -140,8 +140,12 @@ def base_config() -> ml_collections.ConfigDict:
   # -1 = the remaining devices. The rules map logical axis names onto these mesh axes.
   # max_replicated_fraction: start-up guardrail on the share of parameter bytes the rules
   # leave replicated (1.0 = off; e.g. 0.1 for a large FSDP run).
+  # dcn_*: slices (TPU multislice) or processes (GPU nodes) per axis over the data-centre
+  # network; the sizes above are then per slice (e.g. dcn_data=2 with fsdp=-1: FSDP inside
+  # each slice, data parallelism across them).
   c.mesh = dict(data=-1, fsdp=1, tensor=1, sequence=1, rules=DEFAULT_RULES,
-                max_replicated_fraction=1.0)
+                max_replicated_fraction=1.0, dcn_data=1, dcn_fsdp=1, dcn_tensor=1,
+                dcn_sequence=1)
   return c
 
 

@@ -9,6 +9,7 @@ import math
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 AXES = ("data", "fsdp", "tensor", "sequence")
@@ -56,12 +57,37 @@ def mesh_shape(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tupl
   return tuple(sizes)
 
 
+def dcn_shape(mesh_config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """`mesh.dcn_<axis>`: how many slices (TPU multislice) or processes (GPU nodes) each axis
+  spans over the data-centre network; the `mesh.<axis>` sizes are then per slice."""
+  sizes = tuple(int(mesh_config.get(f"dcn_{a}", 1)) for a in AXES)
+  if min(sizes) < 1:
+    raise ValueError(f"mesh.dcn_* sizes must be >= 1; got {dict(zip(AXES, sizes))}")
+  return sizes
+
+
 def create_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> jax.sharding.Mesh:
+  """The (data, fsdp, tensor, sequence) mesh, in the devices' physical order. With `dcn_*`
+  sizes each axis is slices × per-slice devices (`mesh_utils.create_hybrid_device_mesh`), so
+  only the axes named in `dcn_*` cross the slow network."""
   devices = jax.devices() if devices is None else list(devices)
-  shape = mesh_shape(mesh_config, len(devices))
   # Auto axis types: GSPMD propagation for linen code. (Explicit is the default in new JAX.)
-  return jax.make_mesh(shape, AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES),
-                       devices=devices)
+  axis_types = (jax.sharding.AxisType.Auto,) * len(AXES)
+  dcn = dcn_shape(mesh_config)
+  granules = math.prod(dcn)
+  if granules == 1:
+    return jax.make_mesh(mesh_shape(mesh_config, len(devices)), AXES, axis_types=axis_types,
+                         devices=devices)
+  slices = len({getattr(d, "slice_index", 0) for d in devices})
+  processes = len({d.process_index for d in devices})
+  if granules not in (slices, processes):
+    raise ValueError(f"mesh.dcn_* {dict(zip(AXES, dcn))} spans {granules} slices or "
+                     f"processes; there are {slices} slices and {processes} processes")
+  by_slice = slices == granules
+  ici = mesh_shape(mesh_config, len(devices) // granules)
+  array = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices,
+                                               process_is_granule=not by_slice)
+  return jax.sharding.Mesh(array, AXES, axis_types=axis_types)
 
 
 def rules_from_config(mesh_config: ml_collections.ConfigDict):

@@ -129,7 +129,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   `stop_after_step` ends this invocation early (with a checkpoint) without changing the run:
   a later call continues exactly where it stopped, as after a preemption."""
   os.makedirs(workdir, exist_ok=True)
-  mesh = mesh_lib.create_mesh(config.mesh)
+  try:
+    mesh = mesh_lib.create_mesh(config.mesh)
+  except ValueError as e:  # sizes that do not fit the devices, slices or processes found
+    raise ConfigError(str(e)) from None
   rules = mesh_lib.rules_from_config(config.mesh)
   batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
   accum = config.train.grad_accum_steps
