@@ -33,7 +33,7 @@ def blob_growth(video: np.ndarray, colour: str) -> float:
 
 
 def camera_scores(workdir: str, prompts: list[str]) -> dict:
-  from videogen.eval.synthetic_judge import parse_prompt
+  from videogen.data.synthetic import parse_prompt
   from videogen.generate import Generator
   from videogen.models.camera import named_path
   generator = Generator.load(workdir)
@@ -43,7 +43,7 @@ def camera_scores(workdir: str, prompts: list[str]) -> dict:
             for path in ("pan_left", "static", "pan_right", "zoom_in")}
   pan_ok = zoom_ok = counted = 0
   for k, prompt in enumerate(prompts):
-    colour = parse_prompt(prompt)["colour"]
+    colour = parse_prompt(prompt)[0]["colour"]
     left, static, right = (horizontal_shift(videos[p][k], colour)
                            for p in ("pan_left", "static", "pan_right"))
     if np.isnan([left, static, right]).any():

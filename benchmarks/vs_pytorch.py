@@ -59,7 +59,7 @@ def torch_rates(args) -> dict:
   return rates, model
 
 
-def jax_rate(args, torch_model) -> dict:
+def jax_rate(args, torch_model, attention: str) -> dict:
   import jax
   import jax.numpy as jnp
   from videogen.config import base_config
@@ -74,7 +74,7 @@ def jax_rate(args, torch_model) -> dict:
   frames, height, width = args.latent
   config = base_config()
   config.model.update(**cogvideox_model_config(dict(torch_model.config)), dtype="float32",
-                      scan_layers=True)
+                      scan_layers=True, attention_backend=attention)
   config.data.update(num_frames=frames, height=height, width=width)
   config.text.update(max_length=args.text)
   config.train.update(batch_size=args.batch, caption_dropout=0.0, learning_rate=1e-4)
@@ -117,17 +117,20 @@ def main():
   parser.add_argument("--text", type=int, default=32)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+  parser.add_argument("--attention", default="xla",
+                      help="our attention backend(s), comma-separated: xla,reference,blockwise")
   args = parser.parse_args()
   torch_side, model = torch_rates(args)
   print(json.dumps({"side": "pytorch", **{k: round(v, 3) for k, v in torch_side.items()}}))
-  ours = jax_rate(args, model)
-  print(json.dumps({"side": "videogen", **{k: round(v, 3) for k, v in ours.items()}}))
-  summary = {"ours_vs_eager": ours["tokens_per_s"] / torch_side["eager"],
-             "ours_mfu_vs_measured_matmul": ours["model_flops_per_s"] / ours["matmul_flops"]}
-  if "compiled" in torch_side:
-    summary["ours_vs_compiled"] = ours["tokens_per_s"] / torch_side["compiled"]
-  print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
-
+  for attention in args.attention.split(","):
+    ours = jax_rate(args, model, attention)
+    print(json.dumps({"side": "videogen", "attention": attention,
+                      **{k: round(v, 3) for k, v in ours.items()}}))
+    summary = {"ours_vs_eager": ours["tokens_per_s"] / torch_side["eager"],
+               "ours_mfu_vs_measured_matmul": ours["model_flops_per_s"] / ours["matmul_flops"]}
+    if "compiled" in torch_side:
+      summary["ours_vs_compiled"] = ours["tokens_per_s"] / torch_side["compiled"]
+    print(json.dumps({"attention": attention, **{k: round(v, 3) for k, v in summary.items()}}))
 
 if __name__ == "__main__":
   main()

@@ -4,8 +4,21 @@
 same on every host, every run and every mesh. It renders at any (T, H, W) and returns the
 object trajectories, so evaluation (an exact judge) and camera control can build on it.
 Objects live in world coordinates `[0, 1]²`; a camera (pan, zoom) maps them to pixels.
+
+Prompts (the text-to-video benchmark, judged by `videogen.eval.synthetic_judge`):
+`parse_prompt` reads clauses joined by " and ", one per object, each
+"a <colour> <shape> moving [slowly|quickly] <direction> [bouncing <number> times]"
+("moves to the <direction>", the verbose caption form, also parses). `render_prompt` renders a
+static-camera clip that satisfies one exactly, the number of wall bounces within its frames
+included; `prompt_suite(world, n)` lists prompts the world can satisfy. The speed classes
+`SPEEDS` are a factor of two apart so that pixels decide them; "quickly" is the default
+`World.speed`. A stated bounce count keeps `BOUNCE_CLEARANCE` of travel between the start, each
+wall hit and the end, so every leg is visible; an unstated one is the fewest that fit.
 """
 import dataclasses
+import functools
+import itertools
+import re
 
 import numpy as np
 
@@ -25,6 +38,11 @@ CAPTION_FORMS = {
     "verbose": "a {colour} {shape} moves to the {direction}",
     "bounces": "a {colour} {shape} moving {direction} bouncing {bounces} times",
 }
+# Speed classes of the prompt grammar, in frame sizes per frame (well apart: a judge splits them
+# at the geometric mean of 0.03 and 0.06). Not a caption form: their words are not in VOCABULARY,
+# so word-tokenizer checkpoints keep their vocabulary.
+SPEEDS = {"slowly": (0.02, 0.03), "quickly": (0.06, 0.09)}
+BOUNCE_CLEARANCE = 0.1  # world units of travel before the first and after the last wall hit
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 VOCABULARY = tuple(sorted(
     set(COLOURS) | set(SHAPES) | set(DIRECTIONS) | set(NUMBER_WORDS)
@@ -84,8 +102,8 @@ def _fold(p: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _object_trajectory(world: World, rng: np.random.Generator, direction: str):
-  """World-space centres `(T, 2)` and number of bounces of one object."""
-  r, t = world.radius, np.arange(world.num_frames)
+  """World-space centres `(T, 2)`, number of bounces and speed of one object."""
+  r = world.radius
   speed = rng.uniform(*world.speed)
   velocity = np.array(DIRECTIONS[direction]) * speed
   start = rng.uniform(r, 1 - r, size=2)
@@ -94,10 +112,17 @@ def _object_trajectory(world: World, rng: np.random.Generator, direction: str):
     room = max(0.0, (1 - 2 * r) - speed * (world.num_frames - 1))
     offset = rng.uniform(0, room)
     start[axis] = r + offset if velocity[axis] > 0 else 1 - r - offset
+  return (*_path(world, start, velocity), speed)
+
+
+def _path(world: World, start: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, int]:
+  """World-space centres `(T, 2)` from a start and a velocity, reflected at the walls, and the
+  number of wall hits."""
+  r, t = world.radius, np.arange(world.num_frames)
   unbounded = start[None] + t[:, None] * velocity[None]
   ys, hits_y = _fold(unbounded[:, 0], r, 1 - r)
   xs, hits_x = _fold(unbounded[:, 1], r, 1 - r)
-  return np.stack([ys, xs], -1), int(hits_y[-1] + hits_x[-1]), speed
+  return np.stack([ys, xs], -1), int(hits_y[-1] + hits_x[-1])
 
 
 def _camera_path(world: World, rng: np.random.Generator) -> np.ndarray:
@@ -112,15 +137,19 @@ def _camera_path(world: World, rng: np.random.Generator) -> np.ndarray:
   return np.concatenate([centre, zoom[:, None]], -1)
 
 
-def _coverage(shape: str, dy: np.ndarray, dx: np.ndarray, radius_px: np.ndarray) -> np.ndarray:
-  """Anti-aliased coverage in [0, 1] from an approximate signed distance (radius units)."""
+def shape_distance(shape: str, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+  """Approximate signed distance to a shape centred at 0 (radius units; negative inside)."""
   if shape == "circle":
-    sdf = np.sqrt(dy ** 2 + dx ** 2) - 1.0
-  elif shape == "square":
-    sdf = np.maximum(np.abs(dy), np.abs(dx)) - 0.85
-  else:  # upward triangle as three half-planes (y grows downwards)
-    sdf = np.maximum.reduce([dy, -0.5 * dy + 0.866 * dx, -0.5 * dy - 0.866 * dx]) - 0.6
-  return np.clip(0.5 - sdf * radius_px, 0.0, 1.0)
+    return np.sqrt(dy ** 2 + dx ** 2) - 1.0
+  if shape == "square":
+    return np.maximum(np.abs(dy), np.abs(dx)) - 0.85
+  # upward triangle as three half-planes (y grows downwards)
+  return np.maximum.reduce([dy, -0.5 * dy + 0.866 * dx, -0.5 * dy - 0.866 * dx]) - 0.6
+
+
+def _coverage(shape: str, dy: np.ndarray, dx: np.ndarray, radius_px: np.ndarray) -> np.ndarray:
+  """Anti-aliased coverage in [0, 1] from the signed distance."""
+  return np.clip(0.5 - shape_distance(shape, dy, dx) * radius_px, 0.0, 1.0)
 
 
 def render_clip(world: World, seed: int, index: int) -> Clip:
@@ -138,7 +167,12 @@ def render_clip(world: World, seed: int, index: int) -> Clip:
                          for o in objects)
   if world.camera in ("pan", "zoom"):
     caption += ", camera " + ("panning" if world.camera == "pan" else "zooming in")
+  return _render(world, camera, objects, np.stack(paths, 1), caption)
 
+
+def _render(world: World, camera: np.ndarray, objects: list[dict], paths: np.ndarray,
+            caption: str) -> Clip:
+  """Draws objects on their world-space `paths` `(T, N, 2)` through the `camera` `(T, 3)`."""
   # Pixel grid → world coordinates through the camera, for every frame: (T, H, W).
   h, w = world.height, world.width
   u_y = (np.arange(h) + 0.5) / h - 0.5
@@ -154,13 +188,190 @@ def render_clip(world: World, seed: int, index: int) -> Clip:
   else:
     frame = np.full((world.num_frames, h, w, 3), 25.0)
   radius_px = world.radius * min(h, w) * zoom
-  for obj, path in zip(objects, paths):
+  for obj, path in zip(objects, paths.transpose(1, 0, 2)):
     dy = (world_y - path[:, 0, None, None]) / world.radius
     dx = (world_x - path[:, 1, None, None]) / world.radius
     alpha = _coverage(obj["shape"], dy, dx, radius_px)[..., None]
     frame = frame * (1 - alpha) + alpha * np.array(COLOURS[obj["colour"]], np.float64)
 
-  positions = np.stack(paths, 1)  # world → pixel coordinates through the camera
-  pixel = (0.5 + (positions - camera[:, None, :2]) * camera[:, None, 2:]) * np.array([h, w]) - 0.5
+  # World → pixel coordinates through the camera.
+  pixel = (0.5 + (paths - camera[:, None, :2]) * camera[:, None, 2:]) * np.array([h, w]) - 0.5
   return Clip(video=np.round(frame).astype(np.uint8), caption=caption, positions=pixel,
               objects=objects, camera=camera)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts: grammar, exact rendering and a suite.
+
+GRAMMAR = ("'a <colour> <shape> moving [slowly|quickly] <direction> [bouncing <number> times]' "
+           "clauses joined by ' and '")
+_CLAUSE = re.compile(
+    rf"a (?P<colour>{'|'.join(COLOURS)}) (?P<shape>{'|'.join(SHAPES)}) (?:moving|moves)"
+    rf"(?: (?P<speed>{'|'.join(SPEEDS)}))? (?:to the )?(?P<direction>{'|'.join(DIRECTIONS)})"
+    rf"(?: bouncing (?P<bounces>{'|'.join(NUMBER_WORDS)}) times)?")
+
+
+def parse_prompt(prompt: str) -> list[dict]:
+  """One spec per clause: colour, shape, direction, speed (a `SPEEDS` word, or None where the
+  prompt does not say) and bounces (an int, or None)."""
+  objects = []
+  for clause in " ".join(prompt.lower().split()).split(" and "):
+    match = _CLAUSE.fullmatch(clause)
+    if not match:
+      raise ValueError(
+          f"prompt {prompt!r}: {clause!r} is not in the grammar {GRAMMAR}; colours "
+          f"{list(COLOURS)}, shapes {list(SHAPES)}, directions {list(DIRECTIONS)}, numbers "
+          f"{NUMBER_WORDS[0]}..{NUMBER_WORDS[-1]}")
+    bounces = None if match["bounces"] is None else NUMBER_WORDS.index(match["bounces"])
+    objects.append(dict(colour=match["colour"], shape=match["shape"],
+                        direction=match["direction"], speed=match["speed"], bounces=bounces))
+  return objects
+
+
+def format_prompt(objects: list[dict]) -> str:
+  """The prompt that `parse_prompt` reads back as `objects`."""
+  def clause(o):
+    words = ["a", o["colour"], o["shape"], "moving", o.get("speed"), o["direction"]]
+    if o.get("bounces") is not None:
+      words += ["bouncing", NUMBER_WORDS[o["bounces"]], "times"]
+    return " ".join(w for w in words if w)
+  return " and ".join(map(clause, objects))
+
+
+def _start_room(world: World, speed: float, bounces: int) -> tuple[float, float]:
+  """Distances from the start to the wall ahead, `[lo, hi]` (empty when lo > hi), at which an
+  object hits the walls exactly `bounces` times, with `BOUNCE_CLEARANCE` around each hit."""
+  span, travel = 1 - 2 * world.radius, speed * (world.num_frames - 1)
+  if bounces == 0:
+    return travel + 1e-3, span
+  clear = BOUNCE_CLEARANCE + speed
+  return (max(clear, travel - bounces * span + 1e-3),
+          min(span, travel - (bounces - 1) * span - clear))
+
+
+@functools.lru_cache(maxsize=256)
+def _speeds(world: World, speed: str | None, bounces: int) -> tuple[float, ...]:
+  """Speeds of the class (None: `world.speed`) at which `bounces` fit, on a grid of 33."""
+  grid = np.linspace(*(SPEEDS[speed] if speed else world.speed), 33)
+  return tuple(float(v) for v in grid if np.subtract(*_start_room(world, v, bounces)) <= 0)
+
+
+def feasible_bounces(world: World, speed: str | None = None) -> list[int]:
+  """Bounce counts (up to nine) an object of speed class `speed` (None: `world.speed`) can make
+  exactly within the world's frames."""
+  return [n for n in range(len(NUMBER_WORDS)) if _speeds(world, speed, n)]
+
+
+def max_objects(world: World) -> int:
+  """Most objects a prompt names in this world: at most three, of distinct colours, that fit
+  side by side across the frame."""
+  return max(1, min(3, len(world.colours), int(1 / (2 * world.radius))))
+
+
+def _spec_path(world: World, rng: np.random.Generator, spec: dict) -> dict:
+  """An object satisfying `spec`: world-space centres `path` `(T, 2)`, `bounces`, `speed` and
+  the `key` frames `(T,)` that show its motion: those within half `BOUNCE_CLEARANCE` of travel
+  from its start, its end or a wall hit."""
+  counts = range(len(NUMBER_WORDS)) if spec.get("bounces") is None else [spec["bounces"]]
+  bounces = next((n for n in counts if _speeds(world, spec.get("speed"), n)), None)
+  if bounces is None:
+    raise ValueError(
+        f"{format_prompt([spec])!r} cannot be rendered in {world.num_frames} frames with "
+        f"radius {world.radius} at speed {SPEEDS.get(spec.get('speed'), world.speed)}: exact "
+        f"bounce counts there are {feasible_bounces(world, spec.get('speed'))}; change "
+        "data.num_frames, the prompt or data.synthetic.speed")
+  speed = float(rng.choice(_speeds(world, spec.get("speed"), bounces)))
+  ahead = rng.uniform(*_start_room(world, speed, bounces))
+  velocity = np.array(DIRECTIONS[spec["direction"]]) * speed
+  axis = int(np.argmax(np.abs(velocity)))
+  start = rng.uniform(world.radius, 1 - world.radius, size=2)
+  start[axis] = 1 - world.radius - ahead if velocity[axis] > 0 else world.radius + ahead
+  path, hits = _path(world, start, velocity)
+  travel = speed * np.arange(world.num_frames)
+  events = [0.0, travel[-1], *(ahead + k * (1 - 2 * world.radius) for k in range(hits))]
+  key = np.abs(travel[:, None] - np.array(events)).min(1) <= BOUNCE_CLEARANCE / 2
+  return dict(path=path, bounces=hits, speed=speed, key=key)
+
+
+def _crowded(world: World, drawn: list[dict]) -> bool:
+  """Whether a drawn object is touched by one drawn over it (later) in one of its key frames or
+  in over half of all frames."""
+  paths = np.stack([d["path"] for d in drawn], 1)  # (T, N, 2)
+  near = np.linalg.norm(paths[:, :, None] - paths[:, None], axis=-1) < 2 * world.radius
+  covered = (near & np.triu(np.ones((len(drawn),) * 2, bool), 1)).any(2)  # (T, N)
+  key = np.stack([d["key"] for d in drawn], 1)
+  return bool((covered & key).any() or (covered.sum(0) > len(paths) // 2).any())
+
+
+def _place(world: World, objects: list[dict], rng: np.random.Generator) -> list[dict] | None:
+  """Paths for `objects` drawn in this order that do not crowd (None when none are found):
+  placed one by one, redrawing one that crowds those before it, starting over when one does
+  not fit."""
+  for _ in range(20):
+    drawn = []
+    for spec in objects:
+      for _ in range(50):
+        candidate = _spec_path(world, rng, spec)
+        if not _crowded(world, drawn + [candidate]):
+          drawn.append(candidate)
+          break
+      else:
+        break
+    if len(drawn) == len(objects):
+      return drawn
+  return None
+
+
+def render_objects(world: World, objects: list[dict], seed: int) -> Clip:
+  """A static-camera clip of exactly `objects` (specs as `parse_prompt` returns them; the clip
+  lists them in that order; `world.camera` and `world.num_objects` are not used). Objects may
+  pass over each other, but one drawn later covers an earlier one in at most half the frames
+  and never where that one starts, ends or bounces; they are drawn in the first order (of up to
+  six, the given one first) where such paths are found."""
+  rng = np.random.default_rng(seed)
+  for order in itertools.islice(itertools.permutations(range(len(objects))), 6):
+    drawn = _place(world, [objects[k] for k in order], rng)
+    if drawn:
+      break
+  else:
+    raise ValueError(f"{len(objects)} objects of radius {world.radius} keep overlapping in "
+                     f"{world.num_frames} frames; name fewer or lower data.synthetic.radius")
+  rendered = [dict(colour=o["colour"], shape=o["shape"], direction=o["direction"],
+                   speed=d["speed"], bounces=d["bounces"])
+              for o, d in zip([objects[k] for k in order], drawn)]
+  static = np.tile([0.5, 0.5, 1.0], (world.num_frames, 1))
+  clip = _render(world, static, rendered, np.stack([d["path"] for d in drawn], 1),
+                 format_prompt(objects))
+  back = np.argsort(order)  # drawing order → the given order
+  return dataclasses.replace(clip, positions=clip.positions[:, back],
+                             objects=[clip.objects[k] for k in back])
+
+
+def render_prompt(prompt: str, world: World, seed: int) -> Clip:
+  """A ground-truth clip of `prompt` (see `parse_prompt`) at the world's size and background."""
+  return dataclasses.replace(render_objects(world, parse_prompt(prompt), seed), caption=prompt)
+
+
+def prompt_suite(world: World, n: int) -> list[str]:
+  """`n` prompts the world can render exactly, the same on every call. Colours, shapes and
+  directions come from the world; prompts cycle through 1, 1, 2, … `max_objects` objects; each
+  clause states a speed class in two cases of three (among the classes that fit the world's
+  frames) and a bounce count (one of `feasible_bounces`) in at least half."""
+  rng = np.random.default_rng(0)
+  counts = [1, 1, *range(2, max_objects(world) + 1)]
+  bounces = {s: [None, *feasible_bounces(world, s)] for s in (None, *SPEEDS)}
+  speeds = [s for s, options in bounces.items() if len(options) > 1]
+  if not speeds:
+    raise ValueError(f"no speed fits {world.num_frames} frames (an object would hit the walls "
+                     "more than nine times); lower data.num_frames or data.synthetic.speed")
+  prompts = []
+  for i in range(n):
+    colours = rng.choice(world.colours, counts[i % len(counts)], replace=False)
+    objects = []
+    for colour in colours:
+      speed = speeds[rng.integers(len(speeds))]
+      objects.append(dict(colour=str(colour), shape=str(rng.choice(world.shapes)),
+                          direction=str(rng.choice(world.directions)), speed=speed,
+                          bounces=bounces[speed][rng.integers(len(bounces[speed]))]))
+    prompts.append(format_prompt(objects))
+  return prompts
