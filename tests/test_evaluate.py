@@ -48,6 +48,19 @@ def test_bad_manifests_are_one_line_errors(tmp_path):
   assert "row 1" in one_line_error(run_cli("videogen.evaluate", f"--videos={bad}", timeout=60))
   assert "does not exist" in one_line_error(
       run_cli("videogen.evaluate", f"--videos={tmp_path}/none.csv", timeout=60))
+  still = _manifest(tmp_path, [np.zeros((1, 16, 16, 3), np.uint8)], ["a red circle moving up"],
+                    "still.csv")
+  assert "want (T ≥ 2" in one_line_error(run_cli("videogen.evaluate", f"--videos={still}",
+                                                 timeout=60))
+
+
+def test_missing_fvd_and_clip_weights_say_how_to_get_them(tmp_path):
+  with pytest.raises(FileNotFoundError, match="convert --from pytorch-i3d"):
+    report_lib.check(report_lib.Settings(("fvd",), i3d_weights=str(tmp_path / "i3d.pt")))
+  with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
+    report_lib.check(report_lib.Settings(("clip",), clip_model=str(tmp_path / "clip")))
+  with pytest.raises(ValueError, match="unknown"):
+    report_lib.check(report_lib.Settings(("fid",)))
 
 
 def test_fvd_is_zero_for_identical_sets_and_grows_with_distortion(tmp_path):
