@@ -4,6 +4,8 @@ Layout is BTNH: q `(B, Lq, H, Dh)`, k and v `(B, Lk, H, Dh)`; `key_mask` `(B, Lk
 where a key may be attended to. Every mask the models build is a prefix (valid keys first,
 padding last): the cuDNN kernel takes it as a per-sequence key length.
 """
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -164,6 +166,10 @@ def ring_attention(q, k, v, key_mask, batch_spec, heads_spec, axis: str = "seque
   set by `jax.set_mesh`). `batch_spec`/`heads_spec`: the mesh axes of those dimensions."""
   from jax.sharding import PartitionSpec as P
   mask = jnp.ones(k.shape[:2], bool) if key_mask is None else key_mask
+  mesh = jax.sharding.get_abstract_mesh()
+  batch_axes = (batch_spec,) if isinstance(batch_spec, str) else tuple(batch_spec or ())
+  if q.shape[0] % math.prod(mesh.shape[a] for a in batch_axes):
+    batch_spec = None  # e.g. init's batch of one: replicate the batch inside the ring
   tokens = P(batch_spec, axis, heads_spec, None)
 
   def local(q, k, v, mask):
