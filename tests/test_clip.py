@@ -231,6 +231,10 @@ def test_clip_score_matches_hf_embeddings(tmp_path):
   np.testing.assert_allclose(got, want, atol=1e-3)
   with pytest.raises(ValueError, match="5 videos but 1 captions"):
     scorer.score(videos, texts[:1])
+  # `videogen.evaluate --metrics clip` reports the mean over videos.
+  from videogen.eval.report import Settings, evaluate_videos
+  report = evaluate_videos(list(videos), texts, Settings(("clip",), clip_model=str(tmp_path)))
+  assert report["clip_score"] == pytest.approx(want.mean(), abs=1e-3)
 
 
 def test_missing_model_is_one_clear_error(tmp_path):
