@@ -33,7 +33,7 @@ demo: $(VENV)/.installed-base
 	$(PY) -m videogen.evaluate --workdir $(WORKDIR) --metrics synthetic --num_prompts 24
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n 2 --dist loadfile -q tests
+	$(PY) -m pytest -n 2 --dist loadfile -q --durations=15 tests
 
 bench: $(VENV)/.installed-base
 	$(PY) -m videogen.bench
