@@ -109,10 +109,11 @@ def test_bad_inputs_get_one_line_errors(vae):
 
 @pytest.fixture(scope="module")
 def trained_vae(tmp_path_factory):
-  """A VAE trained 200 steps on synthetic clips (shared by the tests below)."""
+  """A VAE trained 80 steps on synthetic clips (shared by the tests below). Held-out PSNR goes
+  6.6 → 17.4 dB by step 60 (measured), so 80 steps clear the +6 dB bar with room."""
   workdir = str(tmp_path_factory.mktemp("vae"))
-  config = vae_config(**{"train.num_steps": 200, "checkpoint.every_steps": 200,
-                         "train.log_every": 50})
+  config = vae_config(**{"train.num_steps": 80, "checkpoint.every_steps": 80,
+                         "train.log_every": 40})
   loop.train(config, workdir)
   return workdir, config
 
@@ -125,7 +126,7 @@ def test_training_raises_held_out_psnr(trained_vae):
   initial, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
   before = task.evaluate(initial)
   after = [m for m in read_metrics(workdir) if "eval_psnr" in m][-1]
-  assert after["step"] == 200
+  assert after["step"] == 80
   assert after["eval_psnr"] > before["eval_psnr"] + 6.0, (before, after)
   assert after["eval_ssim"] > before["eval_ssim"] + 0.1, (before, after)
 
@@ -139,48 +140,3 @@ def test_latent_stats_are_measured_and_saved_with_the_checkpoint(trained_vae, tm
           check=True)
   with open(tmp_path / "out" / "metadata.json") as f:
     assert json.load(f)["latent_stats"] == stats
-
-
-def test_gan_loss_trains_the_discriminator_after_its_start_step(tmp_path):
-  config = vae_config(**{"vae.disc.enabled": True, "vae.disc.start_step": 1,
-                         "train.num_steps": 3, "checkpoint.every_steps": 3})
-  final = loop.train(config, str(tmp_path))
-  rows = {m["step"]: m for m in read_metrics(str(tmp_path)) if "gan_weight" in m}
-  assert rows[1]["gan_weight"] == 0.0 and rows[2]["gan_weight"] > 0.0
-  assert np.isfinite([rows[s]["disc_loss"] for s in rows]).all()
-  assert set(final.params) == {"vae", "discriminator"}
-
-
-def test_sharded_vae_step_equals_single_device_step():
-  """FSDP over conv output channels and data parallelism change nothing but the layout."""
-  from test_train import _run
-  from videogen.data import pipeline
-  batch = next(iter(pipeline.make_dataset(vae_config())))
-  # See test_train for adam_eps: compare sharding, not Adam's conditioning. The GAN is on so
-  # the discriminator (and its one-channel logit layer) is sharded too.
-  common = {"train.adam_eps": 1e-3, "vae.disc.enabled": True, "vae.disc.start_step": 0}
-  sharded, sharded_losses = _run(vae_config(**common, **{"mesh.data": 2, "mesh.fsdp": 2}),
-                                 jax.devices()[:4], batch, 2)
-  single, single_losses = _run(vae_config(**common, **{"mesh.data": 1}), jax.devices()[:1],
-                               batch, 2)
-  np.testing.assert_allclose(sharded_losses, single_losses, rtol=1e-5)
-  kernel = sharded.params["vae"]["decoder"]["conv_in"]["conv"]["kernel"]
-  assert kernel.addressable_shards[0].data.shape[-1] == kernel.shape[-1] // 2
-  for a, b in zip(jax.tree.leaves(sharded.params["vae"]), jax.tree.leaves(single.params["vae"])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
-  # Discriminator conv biases feed straight into GroupNorm, so their true gradient is ~0 and
-  # what is left is reduction-order noise (measured: |bias| ~2e-5, differences ~4e-5).
-  for a, b in zip(jax.tree.leaves(sharded.params["discriminator"]),
-                  jax.tree.leaves(single.params["discriminator"])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
-
-
-def test_factorized_variant_trains_through_the_same_loop(tmp_path):
-  config = vae_config(**{"vae.variant": "factorized", "vae.factorized.spatial_latent_channels": 4,
-                         "vae.factorized.temporal_block_channels": (8, 8, 8),
-                         "train.num_steps": 2, "checkpoint.every_steps": 2})
-  final = loop.train(config, str(tmp_path))
-  assert set(final.params) == {"spatial_encoder", "temporal_encoder", "spatial_decoder",
-                               "temporal_decoder"}
-  assert np.isfinite([m["loss"] for m in read_metrics(str(tmp_path)) if "loss" in m]).all()
-  assert len(checkpoints.load_metadata(str(tmp_path))["latent_stats"]["std"]) == 4
