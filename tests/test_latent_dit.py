@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, tiny_config
-from test_vae import vae_config
 from videogen.config import ConfigError
 from videogen.data.latent_records import encode_dataset
 from videogen.generate import Generator
@@ -13,10 +12,8 @@ from videogen.training.metrics import read_metrics
 
 
 @pytest.fixture(scope="module")
-def vae_workdir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("vae"))
-  loop.train(vae_config(**{"train.num_steps": 20, "checkpoint.every_steps": 20}), workdir)
-  return workdir
+def vae_workdir(trained_vae):
+  return trained_vae[0]
 
 
 def latent_dit_config(vae_workdir, **overrides):

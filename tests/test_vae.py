@@ -1,31 +1,18 @@
 import json
-import os
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import run_cli
 from videogen import checkpoints
-from videogen.config import load_config_file
 from videogen.parallel import mesh as mesh_lib
-from videogen.training import loop, state as state_lib
+from videogen.training import state as state_lib
 from videogen.training.metrics import read_metrics
 from videogen.training.tasks import build_task
 from videogen.vae import chunked
 from videogen.vae.latents import init_params
 from videogen.vae.model import Autoencoder, CodecSpec, VaeSpec
-
-
-def vae_config(**overrides):
-  config = load_config_file(os.path.join(REPO, "configs", "vae_tiny.py:test"))
-  for key, value in overrides.items():
-    node = config
-    *sections, name = key.split(".")
-    for part in sections:
-      node = node[part]
-    node[name] = value
-  return config
 
 
 CAUSAL = VaeSpec("causal3d", (CodecSpec(latent_channels=4, block_channels=(8, 8, 8, 16),
@@ -105,17 +92,6 @@ def test_bad_inputs_get_one_line_errors(vae):
     chunked.encode(model, params, _video(9), chunk_frames=6)
   with pytest.raises(ValueError, match="4-channel latents; got 3"):
     chunked.decode(model, params, np.zeros((1, 2, 2, 2, 3), np.float32))
-
-
-@pytest.fixture(scope="module")
-def trained_vae(tmp_path_factory):
-  """A VAE trained 80 steps on synthetic clips (shared by the tests below). Held-out PSNR goes
-  6.6 → 17.4 dB by step 60 (measured), so 80 steps clear the +6 dB bar with room."""
-  workdir = str(tmp_path_factory.mktemp("vae"))
-  config = vae_config(**{"train.num_steps": 80, "checkpoint.every_steps": 80,
-                         "train.log_every": 40})
-  loop.train(config, workdir)
-  return workdir, config
 
 
 def test_training_raises_held_out_psnr(trained_vae):

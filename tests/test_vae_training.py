@@ -5,7 +5,7 @@ import jax
 import numpy as np
 
 from test_train import _trainer
-from test_vae import vae_config
+from conftest import vae_config
 from videogen import checkpoints
 from videogen.data import pipeline
 from videogen.parallel import mesh as mesh_lib
