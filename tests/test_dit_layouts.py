@@ -160,7 +160,7 @@ def test_remat_policies_change_memory_not_results():
   inputs = _inputs((8, 16, 16))
   reference, temp_bytes = None, {}
   for policy in ("none", "full", "save_attention_out"):
-    spec = _spec("joint", "per_block", remat_policy=policy, depth=4)
+    spec = _spec("joint", "per_block", remat_policy=policy, depth=2)
     params = _perturbed(_init(spec, inputs))
     grad = jax.jit(jax.grad(lambda p: jnp.sum(DiT(spec).apply({"params": p}, *inputs) ** 2)))
     compiled = grad.lower(params).compile()

@@ -22,15 +22,21 @@ def _trainer(config, devices):
   return state, task.build_step(shardings, mesh_lib.batch_sharding(mesh), rules), mesh
 
 
-def _run(config, devices, batch, num_steps):
+def _run_logged(config, devices, batch, num_steps):
+  """(final state, per-step metrics as floats) of `num_steps` steps on one batch."""
   state, step, mesh = _trainer(config, devices)
-  losses = []
+  rows = []
   with jax.set_mesh(mesh):
     global_batch = pipeline.to_global_batch(batch, mesh_lib.batch_sharding(mesh))
     for _ in range(num_steps):
       state, metrics = step(state, global_batch)
-      losses.append(float(metrics["loss"]))
-  return state, losses
+      rows.append({k: float(v) for k, v in jax.device_get(metrics).items()})
+  return state, rows
+
+
+def _run(config, devices, batch, num_steps):
+  state, rows = _run_logged(config, devices, batch, num_steps)
+  return state, [row["loss"] for row in rows]
 
 
 @pytest.fixture(scope="module")

@@ -4,25 +4,12 @@ run on different test workers.)"""
 import jax
 import numpy as np
 
-from test_train import _trainer
+from test_train import _run_logged
 from conftest import vae_config
 from videogen import checkpoints
 from videogen.data import pipeline
-from videogen.parallel import mesh as mesh_lib
 from videogen.training import loop
 from videogen.training.metrics import read_metrics
-
-
-def _run(config, devices, batch, num_steps):
-  """(final state, per-step metrics) of `num_steps` steps on one batch."""
-  state, step, mesh = _trainer(config, devices)
-  rows = []
-  with jax.set_mesh(mesh):
-    global_batch = pipeline.to_global_batch(batch, mesh_lib.batch_sharding(mesh))
-    for _ in range(num_steps):
-      state, metrics = step(state, global_batch)
-      rows.append({k: float(v) for k, v in jax.device_get(metrics).items()})
-  return state, rows
 
 
 def test_sharded_vae_step_with_gan_equals_single_device_step():
@@ -31,9 +18,9 @@ def test_sharded_vae_step_with_gan_equals_single_device_step():
   batch = next(iter(pipeline.make_dataset(vae_config())))
   # See test_train for adam_eps: compare sharding, not Adam's conditioning.
   common = {"train.adam_eps": 1e-3, "vae.disc.enabled": True, "vae.disc.start_step": 1}
-  sharded, sharded_rows = _run(vae_config(**common, **{"mesh.data": 2, "mesh.fsdp": 2}),
+  sharded, sharded_rows = _run_logged(vae_config(**common, **{"mesh.data": 2, "mesh.fsdp": 2}),
                                jax.devices()[:4], batch, 2)
-  single, single_rows = _run(vae_config(**common, **{"mesh.data": 1}), jax.devices()[:1],
+  single, single_rows = _run_logged(vae_config(**common, **{"mesh.data": 1}), jax.devices()[:1],
                              batch, 2)
   np.testing.assert_allclose([r["loss"] for r in sharded_rows],
                              [r["loss"] for r in single_rows], rtol=1e-5)
