@@ -75,27 +75,14 @@ def main(argv: list[str]) -> None:
   except (ValueError, FileNotFoundError) as e:
     exit_with_error(str(e))
   reference = _REFERENCE.value and read_videos(_REFERENCE.value)[0]
-  if _VIDEOS.value:
-    videos, prompts = read_videos(_VIDEOS.value)
-    output_dir = _OUTPUT_DIR.value
-  else:
-    from videogen.generate import load_or_exit
-    generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
-    data = generator.config.data
-    if data.source != "synthetic":
-      exit_with_error(f"the model trained on data.source={data.source!r}; evaluate its videos "
-                      "with --videos MANIFEST (its prompts are not the synthetic world's)")
-    try:
-      prompts = report_lib.suite_prompts(data, _NUM_PROMPTS.value, _PROMPT_SET.value)
-    except ValueError as e:
-      exit_with_error(str(e))
-    videos = list(generator(prompts, seed=_SEED.value, steps=_STEPS.value,
-                            guidance=_GUIDANCE.value))
-    if "fvd" in settings.metrics and not reference:
-      reference = report_lib.ground_truth(prompts, data)
-    output_dir = _OUTPUT_DIR.value or os.path.join(_CHECKPOINT.value or _WORKDIR.value, "eval")
   try:
-    report = report_lib.evaluate_videos(videos, prompts, settings, reference or None)
+    if _VIDEOS.value:
+      videos, prompts = read_videos(_VIDEOS.value)
+      report = report_lib.evaluate_videos(videos, prompts, settings, reference or None)
+      output_dir = _OUTPUT_DIR.value
+    else:
+      report, videos = _evaluate_model(settings, reference or None)
+      output_dir = _OUTPUT_DIR.value or os.path.join(_CHECKPOINT.value or _WORKDIR.value, "eval")
   except ValueError as e:
     exit_with_error(str(e).splitlines()[0])
   if output_dir:
@@ -103,6 +90,20 @@ def main(argv: list[str]) -> None:
   headline = {k: v for k, v in report.items() if k != "per_video"}
   print(json.dumps(report if _VIDEOS.value else headline))
 
+
+def _evaluate_model(settings, reference) -> tuple[dict, list]:
+  """Samples the workdir's or export's model on its world's prompts and scores the videos."""
+  from videogen.eval import report as report_lib
+  from videogen.generate import load_or_exit
+  generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
+  data = generator.config.data
+  if data.source != "synthetic":
+    exit_with_error(f"the model trained on data.source={data.source!r}; evaluate its videos "
+                    "with --videos MANIFEST (its prompts are not the synthetic world's)")
+  prompts = report_lib.suite_prompts(data, _NUM_PROMPTS.value, _PROMPT_SET.value)
+  return report_lib.evaluate_model(generator, prompts, settings, seed=_SEED.value,
+                                   steps=_STEPS.value, guidance=_GUIDANCE.value,
+                                   reference=reference)
 
 if __name__ == "__main__":
   main(sys.argv)

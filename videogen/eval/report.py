@@ -46,14 +46,12 @@ def tracked_warping_error(video_thwc: np.ndarray) -> float:
   objects (masks and centroids from the judge's colour segmentation)."""
   from videogen.eval import synthetic_judge, temporal
   labels = synthetic_judge.palette_labels(video_thwc)
-  seen = synthetic_judge.observe_video(video_thwc)
+  seen = synthetic_judge.observe_video(video_thwc, labels)
   colour_index = {name: k for k, name in enumerate(synthetic_judge.COLOURS)}
-  masks = np.stack([labels == colour_index[c] for c in seen], 1) if seen else \
-      np.zeros((len(video_thwc), 0) + labels.shape[1:], bool)
-  rows, cols = np.indices(labels.shape[1:])
-  area = masks.sum((2, 3))
-  with np.errstate(invalid="ignore", divide="ignore"):
-    centres = np.stack([(masks * rows).sum((2, 3)) / area, (masks * cols).sum((2, 3)) / area], -1)
+  # With no object seen, one empty mask (its centre unknown) leaves only static background.
+  masks = [labels == colour_index[c] for c in seen] or [np.zeros(labels.shape, bool)]
+  centres = np.stack([synthetic_judge.blob_moments(m)[1] for m in masks], 1)
+  masks = np.stack(masks, 1)
   flow, valid = temporal.rigid_flow(masks, centres)
   return temporal.warping_error(video_thwc, flow, valid)
 
@@ -135,6 +133,17 @@ def ground_truth(prompts: list[str], data_config) -> list[np.ndarray]:
   from videogen.data.pipeline import world_from_config
   world = world_from_config(data_config)
   return [synthetic.render_prompt(p, world, seed=i).video for i, p in enumerate(prompts)]
+
+
+def evaluate_model(generator, prompts: list[str], settings: Settings, *, seed: int = 0,
+                   steps: int | None = None, guidance: float | None = None,
+                   reference=None) -> tuple[dict, list[np.ndarray]]:
+  """(report, videos) of a synthetic-world model sampled on `prompts`; FVD's reference
+  defaults to ground-truth renders of the same prompts."""
+  videos = list(generator(prompts, seed=seed, steps=steps, guidance=guidance))
+  if "fvd" in settings.metrics and reference is None:
+    reference = ground_truth(prompts, generator.config.data)
+  return evaluate_videos(videos, prompts, settings, reference), videos
 
 
 def write(report: dict, videos, output_dir: str) -> None:

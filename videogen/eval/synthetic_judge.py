@@ -49,6 +49,20 @@ def _unit_spread(shape: str) -> np.ndarray:
 _UNIT_SPREAD = {shape: _unit_spread(shape) for shape in SHAPES}
 
 
+def blob_moments(mask_thw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Per frame of a pixel mask: its pixel count `(T,)`, centroid `(T, 2)` (row, col) and the
+  standard deviation of its coordinates `(T, 2)`, in pixels; NaN in empty frames."""
+  rows, cols = np.indices(mask_thw.shape[1:])
+  area = mask_thw.sum((1, 2))
+  with np.errstate(invalid="ignore", divide="ignore"):
+    centre = np.stack([(mask_thw * rows).sum((1, 2)), (mask_thw * cols).sum((1, 2))], -1)
+    centre = centre / area[:, None]
+    spread = np.sqrt(np.stack(
+        [(mask_thw * (rows - centre[:, 0, None, None]) ** 2).sum((1, 2)),
+         (mask_thw * (cols - centre[:, 1, None, None]) ** 2).sum((1, 2))], -1) / area[:, None])
+  return area, centre, spread
+
+
 def colour_track(video_thwc: np.ndarray, colour: str, tolerance: float = 60.0,
                  min_pixels: int = 3, max_spread: float = 0.15) -> np.ndarray:
   """Per-frame centroid `(T, 2)` (row, col) of pixels near `colour`; NaN where absent.
@@ -56,17 +70,9 @@ def colour_track(video_thwc: np.ndarray, colour: str, tolerance: float = 60.0,
   A frame counts as showing the object only if such pixels form one compact blob: their
   spread (std of coordinates) is under `max_spread` of the frame. Scattered noise is not."""
   target = np.array(COLOURS[colour], np.float32)
-  distance = np.linalg.norm(video_thwc.astype(np.float32) - target, axis=-1)
-  mask = distance < tolerance
-  rows, cols = np.indices(mask.shape[1:])
-  counts = mask.sum((1, 2))
-  with np.errstate(invalid="ignore", divide="ignore"):
-    centroid = np.stack([(mask * rows).sum((1, 2)) / counts,
-                         (mask * cols).sum((1, 2)) / counts], -1)
-    spread = np.stack([np.sqrt((mask * (rows - centroid[:, 0, None, None]) ** 2).sum((1, 2))
-                               / counts),
-                       np.sqrt((mask * (cols - centroid[:, 1, None, None]) ** 2).sum((1, 2))
-                               / counts)], -1) / np.array(mask.shape[1:])
+  mask = np.linalg.norm(video_thwc.astype(np.float32) - target, axis=-1) < tolerance
+  counts, centroid, spread = blob_moments(mask)
+  spread = spread / np.array(mask.shape[1:])
   centroid[(counts < min_pixels) | ~(spread.max(-1) < max_spread)] = np.nan
   return centroid
 
@@ -148,13 +154,7 @@ def observe(mask_thw: np.ndarray) -> dict | None:
   area = mask_thw.sum((1, 2))
   if (area >= max(3, MIN_AREA * h * w)).sum() * 2 < t:
     return None
-  rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
-  with np.errstate(invalid="ignore", divide="ignore"):
-    centre = np.stack([(mask_thw * rows).sum((1, 2)), (mask_thw * cols).sum((1, 2))], -1)
-    centre = centre / area[:, None]
-    spread = np.stack([np.sqrt((mask_thw * (rows - centre[:, 0, None, None]) ** 2).sum((1, 2))),
-                       np.sqrt((mask_thw * (cols - centre[:, 1, None, None]) ** 2).sum((1, 2)))],
-                      -1) / np.sqrt(area[:, None])
+  _, centre, spread = blob_moments(mask_thw)
   present = (area >= max(3, MIN_AREA * h * w)) & (spread / [h, w] < MAX_SPREAD).all(-1)
   if present.sum() * 2 < t:
     return None
@@ -177,9 +177,10 @@ def observe(mask_thw: np.ndarray) -> dict | None:
           "bounces": bounces}
 
 
-def observe_video(video_thwc: np.ndarray) -> dict[str, dict]:
-  """`observe` for every palette colour that shows as an object, by colour name."""
-  labels = palette_labels(video_thwc)
+def observe_video(video_thwc: np.ndarray, labels: np.ndarray | None = None) -> dict[str, dict]:
+  """`observe` for every palette colour that shows as an object, by colour name (`labels`:
+  the video's `palette_labels`, when already computed)."""
+  labels = palette_labels(video_thwc) if labels is None else labels
   seen = {}
   for k, colour in enumerate(COLOURS):
     found = observe(labels == k)

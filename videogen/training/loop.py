@@ -113,10 +113,8 @@ def evaluate_during_training(generator, config: ml_collections.ConfigDict, workd
                                  clip_model=config.eval.clip_model)
   prompts = report_lib.suite_prompts(config.data, config.eval.num_prompts,
                                      config.eval.prompt_set)
-  videos = list(generator(prompts, seed=config.eval.seed, steps=config.eval.steps or None))
-  reference = (report_lib.ground_truth(prompts, config.data)
-               if "fvd" in settings.metrics else None)
-  report = report_lib.evaluate_videos(videos, prompts, settings, reference)
+  report, videos = report_lib.evaluate_model(generator, prompts, settings, seed=config.eval.seed,
+                                             steps=config.eval.steps or None)
   if jax.process_index() == 0:
     report_lib.write(report, videos, os.path.join(workdir, "eval", f"step_{step}"))
   return report_lib.scalars(report)
