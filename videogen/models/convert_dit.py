@@ -58,7 +58,10 @@ def cogvideox_model_config(config_json: dict) -> dict:
       "freq_shift": (lambda v: v == 0, "only freq_shift 0"),
       "norm_elementwise_affine": (bool, "only affine LayerNorms"),
       "attention_bias": (bool, "only biased q/k/v"),
-      "patch_bias": (bool, "only a biased patch embedding"),
+      # diffusers honours patch_bias only for 1.0's Conv2d: 1.5's temporal patch (patch_size_t
+      # set) is a Linear with a bias whatever the flag says, and the released 1.5 config has
+      # patch_bias=false.
+      "patch_bias": (lambda v: v or cfg["patch_size_t"], "only a biased patch embedding"),
       "out_channels": (lambda v: v == cfg["in_channels"], "must equal in_channels")})
   width = cfg["num_attention_heads"] * cfg["attention_head_dim"]
   return dict(layout="expert", width=width, depth=cfg["num_layers"],

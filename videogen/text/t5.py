@@ -24,6 +24,7 @@ ACTIVATIONS = {
     "gelu": lambda x: nn.gelu(x, approximate=False),
     "relu": nn.relu,
     "silu": nn.silu,
+    "swish": nn.silu,
 }
 
 
@@ -66,8 +67,8 @@ def spec_from_hf_config(cfg: dict) -> T5Spec:
   act = parts[-1]
   if len(parts) > 2 or (len(parts) == 2 and not is_gated):
     raise ValueError(f"feed_forward_proj={proj!r} is not supported")
-  if act == "gelu":  # HF maps "gated-gelu" to gelu_new (tanh approximation)
-    act = "gelu_new"
+  if proj == "gated-gelu":  # transformers maps this exact name to gelu_new (tanh); "gelu" and
+    act = "gelu_new"         # every other name keep their ACT2FN meaning ("gelu" = exact erf)
   if act not in ACTIVATIONS:
     raise ValueError(f"feed_forward_proj={proj!r} is not supported (activation {act!r})")
   d_model = int(cfg.get("d_model", 512))
