@@ -26,7 +26,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5"],
-        "convert": ["torch>=2.4", "transformers>=4.45", "diffusers>=0.31"],
+        # torch >= 2.6: its weights_only=True loader (the only way a .bin/.pt is read) has no
+        # known bypass there (CVE-2025-32434 hit <= 2.5.1). The Makefile pins the CPU 2.13.0.
+        "convert": ["torch>=2.6", "transformers>=4.45", "diffusers>=0.31"],
         # data.source="tfds" and `prepare_data --tfds_dir` (TFDS builds need TensorFlow).
         "tfds": ["tensorflow-cpu>=2.16,<3", "importlib_resources>=6"],
     },
