@@ -32,9 +32,15 @@ def _chunk_program(model: Autoencoder, method: str, first_chunk: bool):
   return jax.jit(run)
 
 
-def chunk_bounds(length: int, chunk: int) -> list[tuple[int, int]]:
+def chunk_bounds(length: int, chunk: int,
+                 remainder_first: bool = False) -> list[tuple[int, int]]:
   """[(start, stop)] covering `length`: the first chunk is `1 + chunk`, the rest `chunk`
-  (the last may be shorter)."""
+  (the last may be shorter). `remainder_first`: diffusers' CogVideoX frame batching instead,
+  where the first chunk is `chunk + length % chunk` (the whole clip when shorter than
+  `chunk`) and the rest `chunk`: 13 frames in chunks of 8 are one chunk, 21 are 13 + 8."""
+  if remainder_first:
+    first = chunk + length % chunk if length >= chunk else length
+    return [(0, first)] + [(start, start + chunk) for start in range(first, length, chunk)]
   bounds, start = [], 0
   while start < length:
     stop = min(length, start + chunk + (1 if start == 0 else 0))
@@ -43,9 +49,9 @@ def chunk_bounds(length: int, chunk: int) -> list[tuple[int, int]]:
   return bounds
 
 
-def _run_chunked(model, method, params, x, chunk, on_host):
+def _run_chunked(model, method, params, x, chunk, on_host, remainder_first=False):
   outputs, cache = [], {}
-  for start, stop in chunk_bounds(x.shape[1], chunk):
+  for start, stop in chunk_bounds(x.shape[1], chunk, remainder_first):
     y, cache = _chunk_program(model, method, start == 0)(params, cache, x[:, start:stop])
     outputs.append(np.asarray(y) if on_host else y)
   return np.concatenate(outputs, axis=1) if on_host else jnp.concatenate(outputs, axis=1)
@@ -54,19 +60,29 @@ def _run_chunked(model, method, params, x, chunk, on_host):
 def encode(model: Autoencoder, params, video, chunk_frames: int | None = None,
            on_host: bool = False):
   """Video `(B, T, H, W, C)` → posterior moments `(B, T', H', W', 2·latent)`, in temporal
-  chunks of `chunk_frames` (None: one pass). Split with `model.split_moments`-style halves."""
+  chunks of `chunk_frames` (None: one pass). Split with `model.split_moments`-style halves.
+
+  A clip-norm VAE (`norm_scope="clip"`, CogVideoX's) depends on where chunks start, so it is
+  chunked as diffusers batches frames (`chunk_bounds(remainder_first=True)`): an imported
+  CogVideoX VAE then gives diffusers' latents for every `1 + 4k` frames."""
   spec = model.spec
   check_video_shape(spec, *video.shape[1:])
   if chunk_frames is not None and (chunk_frames < 1 or chunk_frames % spec.temporal_factor):
     raise ValueError(f"chunk_frames={chunk_frames} must be a positive multiple of "
                      f"{spec.temporal_factor}")
   chunk = chunk_frames or video.shape[1]
-  return _run_chunked(model, "encode_moments", params, video, chunk, on_host)
+  clip_norm = any(codec.norm_scope == "clip" for codec in spec.codecs)
+  return _run_chunked(model, "encode_moments", params, video, chunk, on_host, clip_norm)
 
 
 def decode(model: Autoencoder, params, latents, chunk_latents: int | None = None,
            on_host: bool = False):
-  """Latents `(B, T', H', W', latent)` → video, in temporal chunks of `chunk_latents`."""
+  """Latents `(B, T', H', W', latent)` → video, in temporal chunks of `chunk_latents`.
+
+  Always `1 + 4(T' − 1)` frames. For a CogVideoX import with `chunk_latents=2` this is
+  diffusers' video when T' is odd (clips of `1 + 8k` frames); for an even T' diffusers'
+  decoder interpolates the first latent frame like the rest and returns `4·T'` frames, so
+  there is no causal clip of its to match."""
   if latents.shape[-1] != model.spec.latent_channels:
     raise ValueError(f"the VAE decodes {model.spec.latent_channels}-channel latents; got "
                      f"{latents.shape[-1]} channels")

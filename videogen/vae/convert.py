@@ -174,8 +174,12 @@ def export_cogvideox_vae(source: str, output: str) -> None:
       spatial_levels=codec.spatial_levels, temporal_levels=codec.temporal_levels,
       norm_groups=codec.norm_groups, norm_scope=codec.norm_scope,
       use_quant_conv=codec.use_quant_conv,
-      # diffusers runs CogVideoX in chunks of 8 frames / 2 latents, each with its own
-      # GroupNorm statistics: these sizes reproduce its latents and videos exactly.
+      # diffusers runs CogVideoX in batches of 8 frames / 2 latents, each with its own
+      # GroupNorm statistics, the first batch taking the remainder (13 frames: one batch of
+      # 13; 21: 13 + 8), and so does `chunked` for a clip-norm VAE. Encoding then gives
+      # diffusers' latents for every 1 + 4k frames; decoding gives its video for an odd
+      # number of latent frames (1 + 8k frames). For an even number diffusers returns 4·T'
+      # frames, not a causal 1 + 4(T' - 1) clip, so no decoder matches it (tested).
       chunk_frames=8, chunk_latents=2)
   checkpoints.export_params(output, params, config, {
       "latent_stats": latent_stats_from_diffusers_config(diffusers_config),
