@@ -72,7 +72,7 @@ def test_matches_pytorch_i3d(reference, single_device):
     assert got.shape == want.shape
     err = np.abs(got - want).max() / np.abs(want).max()
     print(f"{want.shape}: max relative error {err:.1e} (scale {np.abs(want).max():.2f})")
-    assert err < 1e-4
+    assert err <= 1e-5  # the README's figure; measured 1.8e-6 (logits), 2.4e-6 (features)
 
 
 def test_pooling_and_padding_match_torch():
