@@ -1,11 +1,14 @@
-"""Reading released weights as data: safetensors (parsed here, bf16 via ml_dtypes), sharded
-safetensors indexes, and torch files only through `torch.load(..., weights_only=True)`.
-Nothing is unpickled. Shared by every importer (VAE, T5, DiT); `write_safetensors` is the
-exporters' writer.
+"""Reading released weights as data: safetensors through the `safetensors` package (bf16 via
+ml_dtypes), sharded safetensors indexes, and torch files only through
+`torch.load(..., weights_only=True)` (torch >= 2.6). Nothing is unpickled. A malformed file is
+one ValueError line naming it, never a traceback. Shared by every importer (VAE, T5, DiT,
+I3D, CLIP), LoRA adapters and safetensors exports; `write_safetensors` is the exporters'
+writer. `parse_json` reads any JSON we did not write (bounded nesting, one-line errors).
 """
 import json
 import math
 import os
+import re
 
 import ml_dtypes
 import numpy as np
@@ -26,27 +29,116 @@ _SAFETENSORS_DTYPES = {
     "I16": np.dtype("<i2"), "I8": np.dtype("i1"), "U8": np.dtype("u1"), "BOOL": np.dtype("?")}
 
 
+MAX_HEADER_BYTES = 100_000_000  # the safetensors package's own bound
+MAX_JSON_DEPTH = 64  # configs, adapter.json and manifest rows nest a few levels at most
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _first_line(error: BaseException) -> str:
+  return next((line.strip() for line in str(error).splitlines() if line.strip()),
+              type(error).__name__)
+
+
+def json_depth(data: bytes) -> int:
+  """How deeply JSON text nests arrays and objects (brackets inside strings skipped), found
+  without parsing it."""
+  body = np.frombuffer(_JSON_STRING.sub(b'""', data), np.uint8)
+  opens = (body == ord("[")) | (body == ord("{"))
+  closes = (body == ord("]")) | (body == ord("}"))
+  return int(np.cumsum(opens.astype(np.int64) - closes).max(initial=0))
+
+
+def parse_json(data: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH):
+  """JSON from a file we did not write. Invalid UTF-8, bad syntax and nesting deeper than
+  `max_depth` (checked before the recursive parser sees it) are one-line ValueErrors naming
+  `what`. Values are not checked: 1e400 parses as inf, so bound what you read."""
+  raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+  opens = raw.count(b"[") + raw.count(b"{")  # an upper bound on the depth: usually enough
+  depth = json_depth(raw) if opens > max_depth else 0
+  if depth > max_depth:
+    raise ValueError(f"{what} nests {depth} levels deep (at most {max_depth})")
+  try:
+    return json.loads(raw.decode("utf-8"))
+  except (UnicodeDecodeError, ValueError, RecursionError) as e:
+    raise ValueError(f"{what} is not valid JSON ({_first_line(e)})") from None
+
+
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
-  """One `.safetensors` file → numpy arrays. Parsed here: the format is a JSON header and raw
-  little-endian buffers, and numpy-side readers reject bf16."""
+  """One `.safetensors` file → numpy arrays, through the `safetensors` package: its reader
+  validates the header (size bounds, field types, offsets inside the file, exact coverage)
+  and maps the file. A safetensors too old to give numpy bf16 falls back to
+  `read_safetensors_checked`, which validates as strictly."""
+  from safetensors import SafetensorError, safe_open
+  path = os.fspath(path)
+  try:
+    with safe_open(path, framework="numpy") as f:
+      return {key: f.get_tensor(key) for key in f.keys()}
+  except SafetensorError as e:
+    raise ValueError(f"{path} is not a valid safetensors file ({_first_line(e)})") from None
+  except TypeError:  # a dtype this safetensors cannot hand numpy (bf16 in older releases)
+    return read_safetensors_checked(path)
+
+
+def _is_count(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_safetensors_checked(path: str) -> dict[str, np.ndarray]:
+  """`read_safetensors` without the package: the header is checked as the package checks it
+  (an 8-byte length within the file and `MAX_HEADER_BYTES`, a JSON object nesting at most 3
+  levels, `__metadata__` of strings, each tensor exactly `dtype`/`shape`/`data_offsets` with
+  a known dtype, non-negative integer dims, offsets whose span is the tensor's size, and
+  spans that tile the data section exactly) before any tensor is read."""
+  path = os.fspath(path)
+
+  def bad(why: str) -> ValueError:
+    return ValueError(f"{path} is not a valid safetensors file ({why})")
+
+  size = os.path.getsize(path)
   with open(path, "rb") as f:
+    if size < 8:
+      raise bad(f"{size} bytes, shorter than the 8-byte header length")
     header_size = int.from_bytes(f.read(8), "little")
+    if not 2 <= header_size <= min(MAX_HEADER_BYTES, size - 8):
+      raise bad(f"declares a {header_size}-byte header in a {size}-byte file")
     try:
-      header = json.loads(f.read(header_size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-      raise ValueError(f"{path} is not a safetensors file ({e})") from None
-    data = f.read()
-  tensors = {}
-  for key, info in header.items():
-    if key == "__metadata__":
-      continue
-    if info["dtype"] not in _SAFETENSORS_DTYPES:
-      raise ValueError(f"{path}: tensor {key!r} has unsupported dtype {info['dtype']}")
-    dtype, shape = _SAFETENSORS_DTYPES[info["dtype"]], tuple(info["shape"])
-    start, stop = info["data_offsets"]
-    if stop - start != math.prod(shape) * dtype.itemsize or stop > len(data):
-      raise ValueError(f"{path} is truncated or corrupt (tensor {key!r})")
-    tensors[key] = np.frombuffer(data, dtype, math.prod(shape), start).reshape(shape)
+      header = parse_json(f.read(header_size), "its header", max_depth=3)
+    except ValueError as e:
+      raise bad(str(e)) from None
+    if not isinstance(header, dict):
+      raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+      raise bad("__metadata__ must map names to strings")
+    spans = []
+    for key, info in header.items():
+      if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise bad(f"tensor {key!r} needs exactly dtype, shape and data_offsets")
+      dtype = info["dtype"]
+      if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
+        raise bad(f"tensor {key!r} has unsupported dtype {dtype!r}")
+      shape, offsets = info["shape"], info["data_offsets"]
+      if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+        raise bad(f"tensor {key!r} has shape {shape!r}, not a list of counts")
+      if (not isinstance(offsets, list) or len(offsets) != 2
+          or not all(_is_count(o) for o in offsets)
+          or offsets[1] - offsets[0] != math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize):
+        raise bad(f"tensor {key!r} has data_offsets {offsets!r}, which do not span its "
+                  f"{dtype} {shape}")
+      spans.append((offsets[0], offsets[1], key, _SAFETENSORS_DTYPES[dtype], tuple(shape)))
+    spans.sort(key=lambda span: span[:2])
+    end = 0
+    for start, stop, key, _, _ in spans:
+      if start != end:
+        raise bad(f"tensor {key!r} starts at byte {start}, not {end} (overlap or gap)")
+      end = stop
+    if end != size - 8 - header_size:
+      raise bad(f"its tensors cover {end} bytes of a {size - 8 - header_size}-byte data "
+                f"section")
+    tensors = {}
+    for start, stop, key, dtype, shape in spans:
+      f.seek(8 + header_size + start)
+      tensors[key] = np.frombuffer(f.read(stop - start), dtype).reshape(shape)
   return tensors
 
 
@@ -79,8 +171,13 @@ def write_safetensors(path: str, tensors: dict[str, np.ndarray],
 
 def read_sharded_safetensors(index_path: str) -> dict[str, np.ndarray]:
   """A `*.safetensors.index.json` and the shards its `weight_map` names."""
-  with open(index_path) as f:
-    weight_map = json.load(f)["weight_map"]
+  with open(index_path, "rb") as f:
+    index = parse_json(f.read(), index_path)
+  weight_map = index.get("weight_map") if isinstance(index, dict) else None
+  if not isinstance(weight_map, dict) or not all(
+      isinstance(v, str) and v == os.path.basename(v) for v in weight_map.values()):
+    raise ValueError(f"{index_path} needs a weight_map of tensor names to shard file names "
+                     f"in its folder")
   folder, tensors = os.path.dirname(index_path), {}
   for shard in sorted(set(weight_map.values())):
     shard_path = os.path.join(folder, shard)
@@ -96,8 +193,25 @@ def read_sharded_safetensors(index_path: str) -> dict[str, np.ndarray]:
 def read_torch(path: str) -> dict[str, np.ndarray]:
   """A torch `.bin/.pt` state dict, loaded with `weights_only=True` (no arbitrary unpickling)."""
   import torch  # the `convert` extra; only torch files need it
-  state = torch.load(path, map_location="cpu", weights_only=True)
-  if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+  if tuple(int(n) for n in re.findall(r"\d+", torch.__version__)[:2]) < (2, 6):
+    raise ValueError(f"{path}: reading torch files needs torch>=2.6, whose weights_only=True "
+                     f"loader has no known bypass (this is {torch.__version__}); upgrade, "
+                     f"or convert the file to safetensors")
+  try:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # a refused global, a truncated or foreign file: data, never code
+    text = str(e)  # torch's refusal is paragraphs of advice around the reason: keep that
+    if "WeightsUnpickler error:" in text:
+      why = " ".join(text.split("WeightsUnpickler error:", 1)[1].split(
+          "Check the documentation", 1)[0].split())
+      found = re.match(r"Unsupported global: GLOBAL ([\w.]+)", why)
+      why = f"unsupported global {found.group(1)}" if found else why
+    else:
+      why = _first_line(e).split(". ")[0]
+    raise ValueError(f"{path} is not a plain torch state dict: torch.load(weights_only=True) "
+                     f"refused it ({why[:200]})") from None
+  if not isinstance(state, dict) or not all(
+      isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
     raise ValueError(f"{path} does not hold a flat state dict of tensors")
   return {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().numpy()
           for k, v in state.items()}
@@ -146,5 +260,8 @@ def load_diffusers_config(path, subfolder: str = "vae") -> dict:
   config_path = os.path.join(folder, "config.json")
   if not os.path.isfile(config_path):
     raise FileNotFoundError(f"no config.json in {folder} (want a diffusers {subfolder} folder)")
-  with open(config_path) as f:
-    return json.load(f)
+  with open(config_path, "rb") as f:
+    config = parse_json(f.read(), config_path)
+  if not isinstance(config, dict):
+    raise ValueError(f"{config_path} is not a JSON object")
+  return config

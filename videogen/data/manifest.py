@@ -16,6 +16,8 @@ import ml_collections
 
 COLUMNS = ("path", "text", "num_frames", "height", "width", "fps")
 NUMERIC = {"num_frames": int, "height": int, "width": int, "fps": float}
+# Each numeric column's upper bound (rows outside (0, bound] are skipped as malformed).
+LIMITS = {"num_frames": 10_000_000, "height": 65_536, "width": 65_536, "fps": 10_000.0}
 
 
 class ManifestError(ValueError):
@@ -41,16 +43,20 @@ class Clip:
 
 
 def read_rows(path: str) -> list[dict]:
-  """The raw rows of a CSV or JSONL file (a JSON error becomes a `_bad` row)."""
+  """The raw rows of a CSV or JSONL file (a line that is not a JSON object, or nests deeper
+  than `weights.MAX_JSON_DEPTH`, becomes a `_bad` row)."""
+  from videogen.weights import parse_json
   with open(path, newline="") as f:
     if path.endswith(".jsonl"):
       rows = []
       for number, line in enumerate(f, 1):
         if line.strip():
           try:
-            rows.append(json.loads(line))
-          except json.JSONDecodeError:
-            rows.append({"_bad": f"line {number} is not JSON"})
+            row = parse_json(line, f"line {number}")
+          except ValueError as e:
+            row = {"_bad": str(e)}
+          rows.append(row if isinstance(row, dict) else
+                      {"_bad": f"line {number} is a JSON {type(row).__name__}, not an object"})
       return rows
     if path.endswith(".csv"):
       return list(csv.DictReader(f))
@@ -63,9 +69,11 @@ def _clip(row: dict, folder: str) -> Clip:
   missing = [c for c in COLUMNS if row.get(c) in (None, "")]
   if missing:
     raise ValueError(f"missing {', '.join(missing)}")
-  values = {name: cast(row[name]) for name, cast in NUMERIC.items()}
-  if min(values["num_frames"], values["height"], values["width"]) <= 0 or values["fps"] <= 0:
-    raise ValueError("non-positive frames, size or fps")
+  values = {}
+  for name, cast in NUMERIC.items():
+    values[name] = cast(row[name])  # OverflowError for int(1e400): skipped as malformed
+    if not 0 < values[name] <= LIMITS[name]:  # NaN fails too
+      raise ValueError(f"{name}={row[name]!r} is outside (0, {LIMITS[name]:g}]")
   scores = []
   for name, value in row.items():
     if name not in COLUMNS and value not in (None, ""):
@@ -86,7 +94,7 @@ def read_manifest(path: str) -> tuple[list[Clip], int]:
   for number, row in enumerate(read_rows(path), 1):
     try:
       clips.append(_clip(row, folder))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
       skipped += 1
       warnings.warn(f"{path}: row {number} skipped: {e}", stacklevel=2)
   return clips, skipped

@@ -13,6 +13,7 @@ and rejoin the two; `merge`/`unmerge` fold `scale·A·B` into the kernels and ba
 what sampling calls to run a base model with a saved adapter.
 """
 import json
+import math
 import os
 
 import flax.linen as nn
@@ -27,6 +28,7 @@ WEIGHTS_FILE = "adapter.safetensors"
 META_FILE = "adapter.json"
 # DiTSpec fields that fix the adapted kernels' paths and shapes.
 FINGERPRINT_FIELDS = ("layout", "width", "depth", "num_heads", "scan_layers")
+MAX_RANK = 1 << 16
 
 
 def scale(rank: int, alpha: float = 0.0) -> float:
@@ -169,11 +171,27 @@ def save_adapter(directory: str, adapter, meta: dict) -> None:
     json.dump(meta, f, indent=2)
 
 
+def check_meta(meta, path: str) -> dict:
+  """An adapter.json read from disk, checked: an object with a whole `rank` in [1, MAX_RANK],
+  a finite `alpha` >= 0 (0: alpha = rank) and an object `base`; else a one-line ValueError."""
+  if not isinstance(meta, dict):
+    raise ValueError(f"{path} is a JSON {type(meta).__name__}, not an object")
+  rank, alpha = meta.get("rank"), meta.get("alpha", 0.0)
+  if not isinstance(rank, int) or isinstance(rank, bool) or not 0 < rank <= MAX_RANK:
+    raise ValueError(f"{path}: rank={rank!r} must be a whole number in [1, {MAX_RANK}]")
+  if (not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha)
+      or alpha < 0):
+    raise ValueError(f"{path}: alpha={alpha!r} must be a finite number >= 0 (0: alpha = rank)")
+  if not isinstance(meta.get("base", {}), dict):
+    raise ValueError(f"{path}: base must be an object of model settings")
+  return {**meta, "alpha": alpha}
+
+
 def load_adapter(directory: str, params=None) -> tuple[dict, dict]:
   """(adapter, meta) saved by `save_adapter`. With `params` (base or LoRA params, arrays or
   shape structs), every adapter is checked against the kernel it adapts: a mismatch is a
   one-line ValueError naming it."""
-  from videogen.weights import read_safetensors
+  from videogen.weights import parse_json, read_safetensors
   paths = [os.path.join(directory, name) for name in (WEIGHTS_FILE, META_FILE)]
   for path in paths:
     if not os.path.isfile(path):
@@ -181,8 +199,8 @@ def load_adapter(directory: str, params=None) -> tuple[dict, dict]:
                               f"one with `python -m videogen.export --adapter_only`)")
   adapter = traverse_util.unflatten_dict(
       {tuple(k.split("/")): v for k, v in read_safetensors(paths[0]).items()})
-  with open(paths[1]) as f:
-    meta = json.load(f)
+  with open(paths[1], "rb") as f:
+    meta = check_meta(parse_json(f.read(), paths[1]), paths[1])
   if params is not None:
     flat = traverse_util.flatten_dict(params)
     for kernel_path, (a, b) in _pairs(adapter).items():

@@ -5,8 +5,9 @@ so conversion walks *our* parameter tree, derives each leaf's diffusers key by r
 moves torch's channels-first kernels to channels-last. Every source key must be used and every
 target leaf filled, so a config/weights mismatch fails loudly instead of loading half a model.
 
-Weights are read without unpickling: safetensors is parsed directly (numpy alone, bf16 via
-ml_dtypes), and torch `.bin/.pt` files only through `torch.load(..., weights_only=True)`.
+Weights are read without unpickling (`videogen.weights`): safetensors through the
+`safetensors` package (bf16 via ml_dtypes), torch `.bin/.pt` files only through
+`torch.load(..., weights_only=True)`.
 """
 import os
 import re
