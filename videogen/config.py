@@ -4,6 +4,7 @@ Config files in `configs/` start from `base_config()` and override values; they 
 keys by accident because the CLI locks the config and rejects unknown overrides.
 """
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -153,8 +154,90 @@ class ConfigError(ValueError):
   """A config problem the user can fix; printed as one line."""
 
 
+# Every numeric key's valid range, by the section that owns it: (wording, check). A sequence
+# is checked entry by entry; every value must also be finite. None (sample.shift's "the
+# training shift") and keys a config lacks are skipped. Checked first in `validate`, so a
+# degenerate value is one line at start-up, not a traceback deep in the model.
+_COUNT = ("a whole number >= 1", lambda v: v >= 1)
+_NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+_POSITIVE = ("> 0", lambda v: v > 0)
+_FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
+_DECAY = ("in [0, 1)", lambda v: 0 <= v < 1)
+_SHARE = ("in (0, 1]", lambda v: 0 < v <= 1)
+_MESH_AXIS = ("-1 (the remaining devices) or >= 1", lambda v: v == -1 or v >= 1)
+_ANY = ("finite", lambda v: True)
+NUMERIC_RANGES = {
+    "seed": _NON_NEGATIVE,
+    **{f"model.{k}": _COUNT for k in ("width", "depth", "num_heads", "patch_size", "channels",
+                                      "text_dim", "time_frequency_dim")},
+    "model.mlp_ratio": _POSITIVE, "model.time_embed_dim": _NON_NEGATIVE,
+    "model.norm_eps": _POSITIVE, "model.lora_rank": _NON_NEGATIVE,
+    "model.lora_alpha": _NON_NEGATIVE,
+    "text.max_length": _COUNT, "text.t5.seed": _NON_NEGATIVE,
+    **{f"vae.{k}": _COUNT for k in ("latent_channels", "block_channels", "layers_per_block",
+                                    "norm_groups", "stats_clips", "chunk_frames",
+                                    "chunk_latents", "disc.channels", "disc.num_layers",
+                                    "factorized.spatial_latent_channels",
+                                    "factorized.temporal_block_channels",
+                                    "factorized.temporal_layers_per_block")},
+    **{f"vae.{k}": _NON_NEGATIVE for k in ("spatial_levels", "temporal_levels", "kl_weight",
+                                           "disc.start_step", "disc.weight", "eval_clips",
+                                           "tile", "tile_overlap")},
+    "vae.disc.learning_rate": _POSITIVE,
+    "diffusion.num_timesteps": _COUNT, "diffusion.logit_mean": _ANY,
+    "diffusion.logit_std": _POSITIVE, "diffusion.shift": _POSITIVE,
+    **{f"data.{k}": _COUNT for k in ("num_frames", "height", "width", "buckets.multiple",
+                                     "buckets.frame_stride", "synthetic.num_clips",
+                                     "synthetic.num_objects")},
+    **{f"data.{k}": _NON_NEGATIVE for k in (
+        "seed", "num_threads", "prefetch", "filters.min_duration", "filters.max_duration",
+        "filters.min_resolution", "filters.min_motion", "filters.max_motion",
+        "synthetic.speed", "synthetic.camera_speed")},
+    "data.buckets.aspect_ratios": _POSITIVE, "data.recaption.prob": _FRACTION,
+    "data.synthetic.radius": ("in (0, 0.5]", lambda v: 0 < v <= 0.5),
+    **{f"train.{k}": _COUNT for k in ("num_steps", "batch_size", "log_every",
+                                      "grad_accum_steps")},
+    "train.learning_rate": _POSITIVE, "train.warmup_steps": _NON_NEGATIVE,
+    "train.final_lr_fraction": _FRACTION, "train.weight_decay": _NON_NEGATIVE,
+    "train.adam_b1": _DECAY, "train.adam_b2": _DECAY, "train.adam_eps": _POSITIVE,
+    "train.grad_clip_norm": _POSITIVE, "train.ema_decay": _FRACTION,
+    "train.caption_dropout": _FRACTION,
+    **{f"train.frame_masks.{k}": _FRACTION for k in ("image_head", "head", "ends")},
+    "sample.steps": _COUNT, "sample.fps": _POSITIVE, "sample.cache.every": _COUNT,
+    **{f"sample.{k}": _NON_NEGATIVE for k in ("guidance", "eta", "shift_base_tokens",
+                                              "cache.threshold", "extend_overlap",
+                                              "reconstruction_guidance")},
+    "sample.guidance_rescale": _FRACTION, "sample.shift": _POSITIVE,
+    "checkpoint.every_steps": _COUNT, "checkpoint.keep": _COUNT,
+    "checkpoint.preemption_check_every": _COUNT,
+    "eval.every_steps": _NON_NEGATIVE, "eval.num_prompts": _COUNT, "eval.seed": _NON_NEGATIVE,
+    "eval.steps": _NON_NEGATIVE,
+    **{f"mesh.{k}": _MESH_AXIS for k in ("data", "fsdp", "tensor", "sequence")},
+    **{f"mesh.dcn_{k}": _COUNT for k in ("data", "fsdp", "tensor", "sequence")},
+    "mesh.max_replicated_fraction": _SHARE,
+}
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+  """Every key of `NUMERIC_RANGES` the config has is finite and in its range; else one
+  ConfigError line naming the key, its value and the range."""
+  for key, (wording, in_range) in NUMERIC_RANGES.items():
+    value = config
+    for part in key.split("."):
+      value = value.get(part) if hasattr(value, "get") else None
+    if value is None:
+      continue
+    entries = value if isinstance(value, (tuple, list)) else (value,)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+               and in_range(v) for v in entries):
+      each = " (each entry)" if entries is value else ""
+      raise ConfigError(f"{key}={value!r} must be {wording}{each}")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks the cross-key constraints that individual types cannot express."""
+  """Checks every numeric key's range (`NUMERIC_RANGES`), then the cross-key constraints
+  that individual types cannot express."""
+  check_ranges(config)
   model, data = config.model, config.data
   choices = {"task": (config.task, ("dit", "vae")),
              "vae.variant": (config.vae.variant, VAE_VARIANTS),
