@@ -20,7 +20,7 @@ $(VENV)/.installed-base: setup.py
 
 $(VENV)/.installed-test: setup.py $(VENV)/.installed-base
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,convert,tfds]"
+	$(PY) -m pip install --quiet -e ".[test,convert,tfds,gcs]"
 	# The FVD I3D parity reference (piergiaj's InceptionI3d); --no-deps: it would pull torchvision.
 	$(PY) -m pip install --quiet --no-deps cd-fvd==0.1.1
 	touch $@

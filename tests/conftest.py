@@ -96,3 +96,13 @@ def trained_vae(tmp_path_factory):
   from videogen.training import loop
   loop.train(config, workdir)
   return workdir, config
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket(tmp_path_factory):
+  """An empty bucket on a GCS emulator running on localhost for the session."""
+  import gcs_emulator
+  server, bucket = gcs_emulator.start(str(tmp_path_factory.mktemp("gcs")))
+  yield bucket
+  server.terminate()
+  server.wait(timeout=10)

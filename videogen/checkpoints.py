@@ -11,8 +11,6 @@ optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer) or `mode
 (the same tree, leaves named by `/`-joined paths), `config.json` and `metadata.json`.
 Restores take an abstract tree with target shardings, so any checkpoint loads onto any mesh.
 """
-import json
-import os
 from typing import Any
 
 import grain
@@ -20,7 +18,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-CHECKPOINT_SUBDIR = "checkpoints"
+from videogen import workdir as workdir_lib
+
 EXPORT_PARAMS_SUBDIR = "params"
 EXPORT_SAFETENSORS_FILE = "model.safetensors"
 EXPORT_CONFIG_FILE = "config.json"
@@ -33,7 +32,7 @@ class CheckpointNotFoundError(FileNotFoundError):
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+  return str(workdir_lib.checkpoints(workdir))
 
 
 def make_manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
@@ -80,7 +79,7 @@ def restore_train_state(manager, abstract_state, shardings, data_iterator):
 
 
 def _latest_step(workdir: str) -> int:
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  if not workdir_lib.checkpoints(workdir).is_dir():
     raise CheckpointNotFoundError(f"no checkpoint in {workdir!r}: {checkpoint_dir(workdir)} does "
                                   f"not exist (train first, or pass --checkpoint EXPORT_DIR)")
   with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=("config",)) as manager:
@@ -102,21 +101,18 @@ def has_checkpoint(workdir: str) -> bool:
 
 def is_export(path: str) -> bool:
   """Whether `path` is a params-only export (Orbax `params/` or `model.safetensors`)."""
-  return (os.path.isdir(os.path.join(path, EXPORT_PARAMS_SUBDIR))
-          or os.path.isfile(os.path.join(path, EXPORT_SAFETENSORS_FILE)))
+  root = workdir_lib.path(path)
+  return (root / EXPORT_PARAMS_SUBDIR).is_dir() or (root / EXPORT_SAFETENSORS_FILE).is_file()
 
 
 def _load_json(path: str, export_file: str, item: str) -> dict:
   """A JSON item from an export directory or the latest checkpoint of a workdir; {} when
   that export or checkpoint has none (it predates the item)."""
   if is_export(path):
-    exported = os.path.join(path, export_file)
-    if not os.path.isfile(exported):
-      return {}
-    with open(exported) as f:
-      return json.load(f)
+    exported = workdir_lib.path(path) / export_file
+    return workdir_lib.read_json(exported) if exported.is_file() else {}
   step = _latest_step(path)
-  if not os.path.isdir(os.path.join(checkpoint_dir(path), str(step), item)):
+  if not (workdir_lib.checkpoints(path) / str(step) / item).is_dir():
     return {}
   with ocp.CheckpointManager(checkpoint_dir(path), item_names=(item,)) as manager:
     restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))
@@ -151,11 +147,11 @@ def load_metadata(path: str) -> dict:
 def load_ema_params(path: str, abstract_params, shardings):
   """EMA params from a training workdir (latest step) or an export, onto `shardings`."""
   target = _abstract(abstract_params, shardings)
-  export_params = os.path.join(os.path.abspath(path), EXPORT_PARAMS_SUBDIR)
-  if os.path.isdir(export_params):
+  export_params = workdir_lib.path(path) / EXPORT_PARAMS_SUBDIR
+  if export_params.is_dir():
     with ocp.StandardCheckpointer() as checkpointer:
       return checkpointer.restore(export_params, target)
-  if os.path.isfile(os.path.join(path, EXPORT_SAFETENSORS_FILE)):
+  if (workdir_lib.path(path) / EXPORT_SAFETENSORS_FILE).is_file():
     return load_safetensors_params(path, target)
   step = _latest_step(path)
   with ocp.CheckpointManager(checkpoint_dir(path), item_names=("ema",)) as manager:
@@ -169,8 +165,9 @@ def load_safetensors_params(directory: str, abstract_params):
   a sharding, numpy arrays). A missing, extra or misshapen tensor is a one-line ValueError."""
   from flax import traverse_util
   from videogen.weights import _listing, read_safetensors
-  path = os.path.join(directory, EXPORT_SAFETENSORS_FILE)
-  tensors = read_safetensors(path)
+  path = workdir_lib.path(directory) / EXPORT_SAFETENSORS_FILE
+  with workdir_lib.local_copy(path) as local:
+    tensors = read_safetensors(local)
   wanted = traverse_util.flatten_dict(abstract_params, sep="/")
   for absent, what in ((set(wanted) - set(tensors), "lacks"), (set(tensors) - set(wanted),
                                                                  "has unexpected")):
@@ -208,11 +205,9 @@ def export_safetensors(output: str, params, config: ml_collections.ConfigDict,
   to = np.dtype(jax.numpy.dtype(dtype))
   tensors = {name: leaf.astype(to)
              for name, leaf in traverse_util.flatten_dict(on_host(params), sep="/").items()}
-  output = os.path.abspath(output)
   if jax.process_index() == 0:
-    os.makedirs(output, exist_ok=True)
-    write_safetensors(os.path.join(output, EXPORT_SAFETENSORS_FILE), tensors,
-                      {"format": "videogen", "dtype": dtype})
+    with workdir_lib.local_target(make_export_dir(output) / EXPORT_SAFETENSORS_FILE) as local:
+      write_safetensors(local, tensors, {"format": "videogen", "dtype": dtype})
   write_export_json(output, config, metadata)
 
 
@@ -220,10 +215,8 @@ def export_params(output: str, params, config: ml_collections.ConfigDict,
                   metadata: dict | None = None) -> None:
   """Writes a params-only checkpoint plus its config and metadata, loadable by
   `load_ema_params`, `load_config` and `load_metadata`."""
-  output = os.path.abspath(output)
-  os.makedirs(output, exist_ok=True)
   with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(output, EXPORT_PARAMS_SUBDIR), params)
+    checkpointer.save(make_export_dir(output) / EXPORT_PARAMS_SUBDIR, params)
   write_export_json(output, config, metadata)
 
 
@@ -231,7 +224,13 @@ def write_export_json(output: str, config: ml_collections.ConfigDict,
                       metadata: dict | None) -> None:
   """An export's `config.json` and `metadata.json`."""
   if jax.process_index() == 0:
-    with open(os.path.join(output, EXPORT_CONFIG_FILE), "w") as f:
-      json.dump(config.to_dict(), f, indent=2)
-    with open(os.path.join(output, EXPORT_METADATA_FILE), "w") as f:
-      json.dump(metadata or {}, f, indent=2)
+    root = make_export_dir(output)
+    workdir_lib.write_json(root / EXPORT_CONFIG_FILE, config.to_dict())
+    workdir_lib.write_json(root / EXPORT_METADATA_FILE, metadata or {})
+
+
+def make_export_dir(output: str):
+  """The export directory `output` (local or a bucket path), created if absent."""
+  root = workdir_lib.path(output)
+  root.mkdir(parents=True, exist_ok=True)
+  return root

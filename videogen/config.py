@@ -129,7 +129,10 @@ def base_config() -> ml_collections.ConfigDict:
                   shift_base_tokens=0, cache=dict(policy="none", every=2, threshold=0.05),
                   extend_overlap=2, reconstruction_guidance=0.0)
 
-  c.checkpoint = dict(every_steps=500, keep=3, async_save=True)
+  # Preemption (SIGTERM): one process checks its own flag every step. Several processes agree
+  # on JAX's preemption sync point when its service runs (jax.distributed's default), else
+  # by an allgather every `preemption_check_every` steps.
+  c.checkpoint = dict(every_steps=500, keep=3, async_save=True, preemption_check_every=10)
 
   # Evaluation during training (videogen/eval/report.py; synthetic source only): every
   # `every_steps` (0 = never) the EMA samples `num_prompts` prompts of the world's benchmark

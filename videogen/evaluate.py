@@ -68,6 +68,7 @@ def read_videos(manifest: str) -> tuple[list, list[str]]:
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
+  from videogen import workdir as workdir_lib
   from videogen.eval import report as report_lib
   settings = report_lib.Settings(tuple(_METRICS.value), _I3D.value, _I3D_EPS.value, _CLIP.value)
   try:
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> None:
       output_dir = _OUTPUT_DIR.value
     else:
       report, videos = _evaluate_model(settings, reference or None)
-      output_dir = _OUTPUT_DIR.value or os.path.join(_CHECKPOINT.value or _WORKDIR.value, "eval")
+      output_dir = _OUTPUT_DIR.value or workdir_lib.eval_dir(_CHECKPOINT.value or _WORKDIR.value)
   except ValueError as e:
     exit_with_error(str(e).splitlines()[0])
   if output_dir:

@@ -19,8 +19,6 @@ be an export (to convert between formats).
 `--adapter_only` (a run with `model.lora_rank > 0`) writes just its LoRA adapters (EMA) as
 `adapter.safetensors` + `adapter.json` (videogen/models/lora.py), for any copy of the base.
 """
-import os
-import shutil
 import sys
 
 from absl import flags
@@ -40,7 +38,8 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"),
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
-  if os.path.exists(_OUTPUT.value):
+  from videogen import workdir as workdir_lib
+  if workdir_lib.path(_OUTPUT.value).exists():
     exit_with_error(f"--output {_OUTPUT.value!r} already exists; choose a new directory")
   from videogen import checkpoints
   try:
@@ -95,7 +94,7 @@ def main(argv: list[str]) -> None:
       _write_params(fmt, output, generator.params, generator.config, metadata)
     from videogen.text.conditioning import run_files
     for name in run_files(generator.config):  # e.g. a tokenizer trained in the workdir
-      shutil.copy(os.path.join(workdir, name), os.path.join(output, name))
+      (workdir_lib.path(workdir) / name).copy(workdir_lib.path(output) / name, overwrite=True)
   print(output)
 
 

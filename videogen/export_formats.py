@@ -36,15 +36,16 @@ def stored_text_width(path: str) -> int | None:
   import json
 
   from videogen import checkpoints
-  orbax_params = os.path.join(path, checkpoints.EXPORT_PARAMS_SUBDIR)
-  tensors = os.path.join(path, checkpoints.EXPORT_SAFETENSORS_FILE)
-  if os.path.isdir(orbax_params):
+  from videogen import workdir as workdir_lib
+  orbax_params = workdir_lib.path(path) / checkpoints.EXPORT_PARAMS_SUBDIR
+  tensors = workdir_lib.path(path) / checkpoints.EXPORT_SAFETENSORS_FILE
+  if orbax_params.is_dir():
     import orbax.checkpoint as ocp
     with ocp.StandardCheckpointer() as checkpointer:
       tree = checkpointer.metadata(orbax_params).item_metadata.tree
     return tree["dit"]["context_proj"]["kernel"].shape[0]
-  if os.path.isfile(tensors):
-    with open(tensors, "rb") as f:
+  if tensors.is_file():
+    with tensors.open("rb") as f:
       header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
     return header["dit/context_proj/kernel"]["shape"][0]
   return None

@@ -17,12 +17,12 @@ latents; decoding is not included). Traced on one device, so it runs on any one 
 Params are constants (one self-contained file): a model needs a re-export for new weights, and
 flatbuffers cap a file at 2 GB, so this suits models up to a few hundred million params.
 """
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from videogen import workdir as workdir_lib
 
 SAMPLER_FILE = "sampler.stablehlo"
 SIGNATURE_FILE = "sampler.json"
@@ -68,17 +68,15 @@ def export_sampler(generator, output: str) -> dict:
                   "shift": options.shift, "strength": options.strength},
   }
   if jax.process_index() == 0:
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, SAMPLER_FILE), "wb") as f:
-      f.write(exported.serialize())
-    with open(os.path.join(output, SIGNATURE_FILE), "w") as f:
-      json.dump(signature, f, indent=2)
+    folder = workdir_lib.path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SAMPLER_FILE).write_bytes(bytes(exported.serialize()))
+    workdir_lib.write_json(folder / SIGNATURE_FILE, signature)
   return signature
 
 
 def load_sampler(directory: str) -> tuple[jax.export.Exported, dict]:
   """(the deserialized sampler, its signature); call it as `exported.call(*inputs)`."""
-  with open(os.path.join(directory, SAMPLER_FILE), "rb") as f:
-    exported = jax.export.deserialize(bytearray(f.read()))
-  with open(os.path.join(directory, SIGNATURE_FILE)) as f:
-    return exported, json.load(f)
+  folder = workdir_lib.path(directory)
+  exported = jax.export.deserialize(bytearray((folder / SAMPLER_FILE).read_bytes()))
+  return exported, workdir_lib.read_json(folder / SIGNATURE_FILE)

@@ -4,7 +4,6 @@
 
 Re-running with the same DIR resumes from its latest checkpoint.
 """
-import os
 import sys
 
 from absl import flags
@@ -14,7 +13,11 @@ from videogen.config import parse_flags_or_exit
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:variant]).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics: a "
+                                "local path or a bucket (gs://bucket/run).")
+_COMPILE_CACHE = flags.DEFINE_string(
+    "compile_cache", None, "Persistent compilation cache folder (default WORKDIR/jax_cache); "
+    "e.g. a local folder when the workdir is a bucket.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,12 +30,14 @@ def main(argv: list[str]) -> None:
   from videogen.data.recaption import RecaptionError
   from videogen.text.embedding_cache import MissingCaptionError
   from videogen.training.loop import enable_compilation_cache, train
-  enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
+  from videogen.workdir import WorkdirError, compile_cache
+  enable_compilation_cache(str(compile_cache(_WORKDIR.value, _COMPILE_CACHE.value)))
   try:
     train(_CONFIG.value, _WORKDIR.value)
-  # A DiT that does not fit its VAE, a missing tokenizer or checkpoint, a stale text cache.
+  # A DiT that does not fit its VAE, a missing tokenizer or checkpoint, a stale text cache,
+  # a bucket that cannot be reached.
   except (ConfigError, FileNotFoundError, ManifestError, RecaptionError,
-          MissingCaptionError) as e:
+          MissingCaptionError, WorkdirError) as e:
     exit_with_error(f"invalid config: {e}" if isinstance(e, ConfigError) else str(e))
 
 

@@ -147,11 +147,13 @@ def evaluate_model(generator, prompts: list[str], settings: Settings, *, seed: i
 
 
 def write(report: dict, videos, output_dir: str) -> None:
-  """`report.json` and `contact_sheet.png` (one row per video of the first video's shape)."""
-  import json
+  """`report.json` and `contact_sheet.png` (one row per video of the first video's shape) in
+  `output_dir`, local or a bucket path."""
   from videogen import video_io
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  from videogen import workdir as workdir_lib
+  folder = workdir_lib.path(output_dir)
+  folder.mkdir(parents=True, exist_ok=True)
+  workdir_lib.write_json(folder / "report.json", report)
   rows = [v for v in videos if v.shape == videos[0].shape]
-  video_io.write_frame_strip(os.path.join(output_dir, "contact_sheet.png"), np.stack(rows))
+  with workdir_lib.local_target(folder / "contact_sheet.png") as sheet:
+    video_io.write_frame_strip(sheet, np.stack(rows))

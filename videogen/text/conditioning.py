@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from videogen import workdir as workdir_lib
+
 from videogen.text.convert_t5 import read_hf_config
 from videogen.text.sentencepiece_tokenizer import (MODEL_FILENAME, SentencePieceTokenizer,
                                                    cached_tokenizer)
@@ -55,8 +57,8 @@ def tokenizer_from_config(config: ml_collections.ConfigDict, run_dir: str | None
     from videogen.data.pipeline import source_captions
     return cached_tokenizer(run_dir, lambda: source_captions(config, TOKENIZER_TRAINING_CAPTIONS),
                             text.max_length)
-  path = os.path.join(run_dir, MODEL_FILENAME)
-  if not os.path.isfile(path):
+  path = workdir_lib.tokenizer_file(run_dir)
+  if not path.is_file():
     raise FileNotFoundError(f"{run_dir} has no {MODEL_FILENAME} (the run's tokenizer); set "
                             f"text.tokenizer_path or train in this directory first")
   return SentencePieceTokenizer(path, text.max_length)

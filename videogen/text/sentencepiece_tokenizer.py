@@ -7,15 +7,15 @@ The model is pickled as bytes, not a path, so Grain worker processes need no sha
 import hashlib
 import io
 import os
-import tempfile
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
 
+from videogen import workdir as workdir_lib
 from videogen.text.tokenizer import EOS, PAD, UNK, pad_and_truncate
 
-MODEL_FILENAME = "spiece.model"
+MODEL_FILENAME = workdir_lib.TOKENIZER_FILE
 
 
 def _load(model_proto: bytes, source: str) -> spm.SentencePieceProcessor:
@@ -36,10 +36,10 @@ class SentencePieceTokenizer:
   def __init__(self, model_path: str, max_length: int):
     if max_length < 1:
       raise ValueError(f"max_length must be >= 1 (room for EOS), got {max_length}")
-    if not os.path.isfile(model_path):
+    model_file = workdir_lib.path(model_path)
+    if not model_file.is_file():
       raise FileNotFoundError(f"sentencepiece model not found: {model_path}")
-    with open(model_path, "rb") as f:
-      self._model_proto = f.read()
+    self._model_proto = model_file.read_bytes()
     self._sp = _load(self._model_proto, model_path)
     self.max_length = max_length
 
@@ -96,17 +96,14 @@ def cached_tokenizer(workdir: str, sentences_fn: Callable[[], Iterable[str]], ma
                      vocab_size: int = 256) -> SentencePieceTokenizer:
   """Loads `workdir/spiece.model`, training it from `sentences_fn()` first if absent.
 
-  The model is written once (temp file + `os.replace`, so a crash never leaves a half-written
-  model) and reused on resume: token ids, hence the checkpoint's embeddings, stay valid."""
-  path = os.path.join(workdir, MODEL_FILENAME)
-  if not os.path.exists(path):
-    os.makedirs(workdir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=MODEL_FILENAME + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-      train_sentencepiece(sentences_fn(), tmp, vocab_size)
-      os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
+  The model is written once (a temp file renamed into place, so a crash never leaves a
+  half-written model; a bucket object is whole when it appears) and reused on resume: token
+  ids, hence the checkpoint's embeddings, stay valid. `workdir` may be a bucket path."""
+  path = workdir_lib.tokenizer_file(workdir)
+  if not path.exists():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{path.name}.{os.getpid()}.tmp"
+    with workdir_lib.local_target(tmp) as local:
+      train_sentencepiece(sentences_fn(), local, vocab_size)
+    tmp.replace(path)
   return SentencePieceTokenizer(path, max_length)

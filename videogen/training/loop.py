@@ -1,7 +1,6 @@
 """The training loop: the only Python loop over steps. Resumes, logs, checkpoints, and saves
 on SIGTERM (preemption) before exiting cleanly."""
 import json
-import os
 import signal
 import sys
 import time
@@ -14,6 +13,7 @@ import tqdm
 from jax.experimental import multihost_utils
 
 from videogen import checkpoints
+from videogen import workdir as workdir_lib
 from videogen.config import ConfigError
 from videogen.data import pipeline
 from videogen.generate import Generator
@@ -25,24 +25,39 @@ from videogen.training.tasks import build_task
 
 
 class PreemptionSignal:
-  """Records SIGTERM instead of dying, so the loop can checkpoint first."""
+  """When to stop for a preemption (SIGTERM), the same step on every process.
 
-  def __init__(self):
+  One process: a Python handler records the signal, checked every step. Several processes:
+  JAX's preemption sync point, where the coordination service hears SIGTERM on any host and
+  names one step at which all of them stop (no collective per step); without that service,
+  an allgather of the flag every `check_every` steps. The Python handler is not installed
+  then: it would take SIGTERM from the service's own handler."""
+
+  def __init__(self, check_every: int):
     self.received = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._check_every = max(1, check_every)
+    self._sync_point = jax.process_count() > 1 and jax.config.jax_enable_preemption_service
+    self._previous = None
+    if not self._sync_point:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
     del signum, frame
     self.received = True
 
-  def should_stop(self) -> bool:
+  def should_stop(self, step: int) -> bool:
+    if self._sync_point:
+      return multihost_utils.reached_preemption_sync_point(step)
     if jax.process_count() == 1:
       return self.received
+    if step % self._check_every:
+      return False
     # Every process must agree, or the ones that keep going would hang in a collective.
     return bool(multihost_utils.process_allgather(np.array(self.received)).any())
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def enable_compilation_cache(directory: str) -> None:
@@ -67,7 +82,7 @@ def check_init_from(config: ml_collections.ConfigDict) -> None:
   """`train.init_from` must be a base run or export of this run's model: one ConfigError line
   (before anything compiles) naming what differs."""
   path = config.train.init_from
-  if not os.path.exists(path):
+  if not workdir_lib.path(path).exists():
     raise ConfigError(f"train.init_from={path!r} does not exist; point it at a training "
                       f"workdir or an export directory")
   try:
@@ -116,7 +131,7 @@ def evaluate_during_training(generator, config: ml_collections.ConfigDict, workd
   report, videos = report_lib.evaluate_model(generator, prompts, settings, seed=config.eval.seed,
                                              steps=config.eval.steps or None)
   if jax.process_index() == 0:
-    report_lib.write(report, videos, os.path.join(workdir, "eval", f"step_{step}"))
+    report_lib.write(report, videos, workdir_lib.eval_dir(workdir, step))
   return report_lib.scalars(report)
 
 
@@ -126,7 +141,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
   `stop_after_step` ends this invocation early (with a checkpoint) without changing the run:
   a later call continues exactly where it stopped, as after a preemption."""
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.ensure_reachable(workdir)
   try:
     mesh = mesh_lib.create_mesh(config.mesh)
   except ValueError as e:  # sizes that do not fit the devices, slices or processes found
@@ -169,7 +184,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
   batch_sharding = mesh_lib.batch_sharding(mesh)
   train_step = task.build_step(shardings, batch_sharding, rules)
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, resumed_step=int(state.step))
 
   def save(step, state, force=False):
     """Checkpoint, with the task's held-out evaluation logged and its metadata saved."""
@@ -178,9 +193,12 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     metadata = task.metadata(state) if task.metadata is not None else None
     checkpoints.save(manager, state, data_iterator, config, force=force, metadata=metadata)
 
-  preemption = PreemptionSignal()
+  preemption = PreemptionSignal(config.checkpoint.preemption_check_every)
   generator = None  # built at the first evaluation; keeps its compiled sampler
   first_step = int(state.step)
+  if first_step >= config.train.num_steps and jax.process_index() == 0:
+    print(f"already at step {first_step} of {config.train.num_steps}: nothing to train "
+          f"(raise train.num_steps to continue)", file=sys.stderr)
   last_step = min(config.train.num_steps, stop_after_step or config.train.num_steps)
   last_saved = first_step
   progress = tqdm.tqdm(total=config.train.num_steps, initial=first_step, unit="step",
@@ -216,7 +234,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           generator = generator or Generator.with_params(config, workdir, mesh, None)
           generator.params = state.ema  # sampled before the next step donates it
           writer.write(step, evaluate_during_training(generator, config, workdir, step))
-        if preemption.should_stop():
+        if preemption.should_stop(step):
           progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting",
                          file=sys.stderr)
           break
