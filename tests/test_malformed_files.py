@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error, run_cli, tiny_config
-from videogen import checkpoints, weights
+from videogen import checkpoints, export_formats, weights
 from videogen.data import manifest
 from videogen.eval import i3d
 from videogen.models import lora
@@ -61,7 +61,8 @@ def _adapter_dir(folder, weights_bytes: bytes | None = None, meta=None):
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_every_safetensors_reader_refuses_it_in_one_line(tmp_path, case):
   """The package's reader, the strict fallback, I3D weights, an export's model.safetensors
-  and a LoRA adapter: one ValueError line naming the file each time."""
+  (as sampling and `export --format diffusers` read it) and a LoRA adapter: one ValueError
+  line naming the file each time."""
   import jax
   path = tmp_path / "w.safetensors"
   path.write_bytes(MALFORMED[case])
@@ -72,9 +73,12 @@ def test_every_safetensors_reader_refuses_it_in_one_line(tmp_path, case):
   export = tmp_path / "export"
   export.mkdir()
   (export / checkpoints.EXPORT_SAFETENSORS_FILE).write_bytes(MALFORMED[case])
-  with pytest.raises(ValueError, match="is not a valid safetensors file") as error:
-    checkpoints.load_safetensors_params(str(export), {"x": jax.ShapeDtypeStruct((2,), "float32")})
-  _one_line(error, export / checkpoints.EXPORT_SAFETENSORS_FILE)
+  for read in (lambda: checkpoints.load_safetensors_params(
+      str(export), {"x": jax.ShapeDtypeStruct((2,), "float32")}),
+               lambda: export_formats.stored_text_width(str(export))):  # export --format
+    with pytest.raises(ValueError, match="is not a valid safetensors file") as error:
+      read()
+    _one_line(error, export / checkpoints.EXPORT_SAFETENSORS_FILE)
   adapter = _adapter_dir(tmp_path / "adapter", MALFORMED[case])
   with pytest.raises(ValueError, match="is not a valid safetensors file") as error:
     lora.load_adapter(str(adapter))
@@ -205,6 +209,7 @@ def test_clis_print_one_error_line(tmp_path):
     rows.append({"path": f"v{k}.mp4", "text": "a red circle"})
   manifest.write_manifest(str(tmp_path / "videos.jsonl"), rows)
   export = _zero_export(tmp_path / "export")
+  assert export_formats.stored_text_width(str(export)) == tiny_config().model.text_dim
   bad_export = tmp_path / "bad_export"
   bad_export.mkdir()
   for name in (checkpoints.EXPORT_CONFIG_FILE, checkpoints.EXPORT_METADATA_FILE):

@@ -33,8 +33,6 @@ def dit_params(path: str, config):
 def stored_text_width(path: str) -> int | None:
   """The T5 width an export's DiT was saved with (its `context_proj` fan-in), read from the
   Orbax metadata or the safetensors header; None for a workdir."""
-  import json
-
   from videogen import checkpoints
   from videogen import workdir as workdir_lib
   orbax_params = workdir_lib.path(path) / checkpoints.EXPORT_PARAMS_SUBDIR
@@ -45,9 +43,11 @@ def stored_text_width(path: str) -> int | None:
       tree = checkpointer.metadata(orbax_params).item_metadata.tree
     return tree["dit"]["context_proj"]["kernel"].shape[0]
   if tensors.is_file():
-    with tensors.open("rb") as f:
-      header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    return header["dit/context_proj/kernel"]["shape"][0]
+    from videogen.weights import safetensors_spans
+    with tensors.open("rb") as f:  # the header alone, checked: a malformed file is one line
+      shapes = {key: shape for _, _, key, _, shape in safetensors_spans(f, str(tensors))[1]}
+    shape = shapes.get("dit/context_proj/kernel")
+    return shape[0] if shape else None  # None: the params check names what is missing
   return None
 
 

@@ -85,61 +85,70 @@ def _is_count(value) -> bool:
 
 def read_safetensors_checked(path: str) -> dict[str, np.ndarray]:
   """`read_safetensors` without the package: the header is checked as the package checks it
-  (an 8-byte length within the file and `MAX_HEADER_BYTES`, a JSON object nesting at most 3
-  levels, `__metadata__` of strings, each tensor exactly `dtype`/`shape`/`data_offsets` with
-  a known dtype, non-negative integer dims, offsets whose span is the tensor's size, and
-  spans that tile the data section exactly) before any tensor is read."""
+  (see `safetensors_spans`) before any tensor is read."""
   path = os.fspath(path)
-
-  def bad(why: str) -> ValueError:
-    return ValueError(f"{path} is not a valid safetensors file ({why})")
-
-  size = os.path.getsize(path)
   with open(path, "rb") as f:
-    if size < 8:
-      raise bad(f"{size} bytes, shorter than the 8-byte header length")
-    header_size = int.from_bytes(f.read(8), "little")
-    if not 2 <= header_size <= min(MAX_HEADER_BYTES, size - 8):
-      raise bad(f"declares a {header_size}-byte header in a {size}-byte file")
-    try:
-      header = parse_json(f.read(header_size), "its header", max_depth=3)
-    except ValueError as e:
-      raise bad(str(e)) from None
-    if not isinstance(header, dict):
-      raise bad(f"the header is a JSON {type(header).__name__}, not an object")
-    metadata = header.pop("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-      raise bad("__metadata__ must map names to strings")
-    spans = []
-    for key, info in header.items():
-      if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise bad(f"tensor {key!r} needs exactly dtype, shape and data_offsets")
-      dtype = info["dtype"]
-      if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
-        raise bad(f"tensor {key!r} has unsupported dtype {dtype!r}")
-      shape, offsets = info["shape"], info["data_offsets"]
-      if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
-        raise bad(f"tensor {key!r} has shape {shape!r}, not a list of counts")
-      if (not isinstance(offsets, list) or len(offsets) != 2
-          or not all(_is_count(o) for o in offsets)
-          or offsets[1] - offsets[0] != math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize):
-        raise bad(f"tensor {key!r} has data_offsets {offsets!r}, which do not span its "
-                  f"{dtype} {shape}")
-      spans.append((offsets[0], offsets[1], key, _SAFETENSORS_DTYPES[dtype], tuple(shape)))
-    spans.sort(key=lambda span: span[:2])
-    end = 0
-    for start, stop, key, _, _ in spans:
-      if start != end:
-        raise bad(f"tensor {key!r} starts at byte {start}, not {end} (overlap or gap)")
-      end = stop
-    if end != size - 8 - header_size:
-      raise bad(f"its tensors cover {end} bytes of a {size - 8 - header_size}-byte data "
-                f"section")
+    header_size, spans = safetensors_spans(f, path)
     tensors = {}
     for start, stop, key, dtype, shape in spans:
       f.seek(8 + header_size + start)
       tensors[key] = np.frombuffer(f.read(stop - start), dtype).reshape(shape)
   return tensors
+
+
+def safetensors_spans(f, path: str) -> tuple[int, list]:
+  """(header size, [(start, stop, name, dtype, shape)] sorted by offset) of the open
+  safetensors file `f`, read from its header alone and checked as the `safetensors` package
+  checks it: an 8-byte length within the file and `MAX_HEADER_BYTES`, a JSON object nesting
+  at most 3 levels, `__metadata__` of strings, each tensor exactly `dtype`/`shape`/
+  `data_offsets` with a known dtype, non-negative integer dims, offsets spanning the tensor's
+  size, and spans that tile the data section exactly. Else a one-line ValueError."""
+
+  def bad(why: str) -> ValueError:
+    return ValueError(f"{path} is not a valid safetensors file ({why})")
+
+  f.seek(0, os.SEEK_END)
+  size = f.tell()
+  f.seek(0)
+  if size < 8:
+    raise bad(f"{size} bytes, shorter than the 8-byte header length")
+  header_size = int.from_bytes(f.read(8), "little")
+  if not 2 <= header_size <= min(MAX_HEADER_BYTES, size - 8):
+    raise bad(f"declares a {header_size}-byte header in a {size}-byte file")
+  try:
+    header = parse_json(f.read(header_size), "its header", max_depth=3)
+  except ValueError as e:
+    raise bad(str(e)) from None
+  if not isinstance(header, dict):
+    raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+  metadata = header.pop("__metadata__", {})
+  if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+    raise bad("__metadata__ must map names to strings")
+  spans = []
+  for key, info in header.items():
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+      raise bad(f"tensor {key!r} needs exactly dtype, shape and data_offsets")
+    dtype = info["dtype"]
+    if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
+      raise bad(f"tensor {key!r} has unsupported dtype {dtype!r}")
+    shape, offsets = info["shape"], info["data_offsets"]
+    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+      raise bad(f"tensor {key!r} has shape {shape!r}, not a list of counts")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+        or not all(_is_count(o) for o in offsets)
+        or offsets[1] - offsets[0] != math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize):
+      raise bad(f"tensor {key!r} has data_offsets {offsets!r}, which do not span its "
+                f"{dtype} {shape}")
+    spans.append((offsets[0], offsets[1], key, _SAFETENSORS_DTYPES[dtype], tuple(shape)))
+  spans.sort(key=lambda span: span[:2])
+  end = 0
+  for start, stop, key, _, _ in spans:
+    if start != end:
+      raise bad(f"tensor {key!r} starts at byte {start}, not {end} (overlap or gap)")
+    end = stop
+  if end != size - 8 - header_size:
+    raise bad(f"its tensors cover {end} bytes of a {size - 8 - header_size}-byte data section")
+  return header_size, spans
 
 
 def write_safetensors(path: str, tensors: dict[str, np.ndarray],
