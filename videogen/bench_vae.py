@@ -67,9 +67,9 @@ def peak_bytes(model, method: str, params, shape: tuple[int, ...], chunk: int | 
   Compiling here costs nothing extra: jit reuses the executable for the timed calls."""
   import jax
   import jax.numpy as jnp
-  from videogen.vae.chunked import _chunk_program, chunk_bounds
-  lengths = {(start == 0, stop - start)
-             for start, stop in chunk_bounds(shape[1], chunk or shape[1])}
+  from videogen.vae.chunked import _chunk_program, batches_like_diffusers, chunk_bounds
+  lengths = {(start == 0, stop - start) for start, stop in chunk_bounds(
+      shape[1], chunk or shape[1], batches_like_diffusers(model, method))}
   first_len = next(n for first, n in lengths if first)
   struct = lambda n: jax.ShapeDtypeStruct((shape[0], n, *shape[2:]), jnp.float32)
   # Every later chunk gets the cache the first one leaves (its shape does not change).

@@ -49,9 +49,16 @@ def chunk_bounds(length: int, chunk: int,
   return bounds
 
 
-def _run_chunked(model, method, params, x, chunk, on_host, remainder_first=False):
+def batches_like_diffusers(model: Autoencoder, method: str) -> bool:
+  """Whether `method` chunks as diffusers batches frames (see `encode`): encoding with a
+  clip-norm VAE."""
+  return method == "encode_moments" and any(
+      codec.norm_scope == "clip" for codec in model.spec.codecs)
+
+
+def _run_chunked(model, method, params, x, chunk, on_host):
   outputs, cache = [], {}
-  for start, stop in chunk_bounds(x.shape[1], chunk, remainder_first):
+  for start, stop in chunk_bounds(x.shape[1], chunk, batches_like_diffusers(model, method)):
     y, cache = _chunk_program(model, method, start == 0)(params, cache, x[:, start:stop])
     outputs.append(np.asarray(y) if on_host else y)
   return np.concatenate(outputs, axis=1) if on_host else jnp.concatenate(outputs, axis=1)
@@ -71,8 +78,7 @@ def encode(model: Autoencoder, params, video, chunk_frames: int | None = None,
     raise ValueError(f"chunk_frames={chunk_frames} must be a positive multiple of "
                      f"{spec.temporal_factor}")
   chunk = chunk_frames or video.shape[1]
-  clip_norm = any(codec.norm_scope == "clip" for codec in spec.codecs)
-  return _run_chunked(model, "encode_moments", params, video, chunk, on_host, clip_norm)
+  return _run_chunked(model, "encode_moments", params, video, chunk, on_host)
 
 
 def decode(model: Autoencoder, params, latents, chunk_latents: int | None = None,
