@@ -44,12 +44,13 @@ def _one_line(error, path) -> str:
   return message
 
 
-def _adapter_dir(folder, weights_bytes: bytes | None = None, meta=None):
+def _adapter_dir(folder, weights_bytes: bytes | None = None, meta=None, tensors=None):
   """An adapter folder: valid weights and adapter.json unless replaced."""
   folder.mkdir()
   if weights_bytes is None:
     weights.write_safetensors(str(folder / lora.WEIGHTS_FILE),
-                              {"x/a": np.zeros((2, 1), np.float32)})
+                              {"x/a": np.zeros((2, 1), np.float32)} if tensors is None
+                              else tensors)
   else:
     (folder / lora.WEIGHTS_FILE).write_bytes(weights_bytes)
   meta = {"rank": 1, "alpha": 2.0, "base": {}} if meta is None else meta
@@ -117,6 +118,17 @@ def test_adapter_json_is_checked(tmp_path, meta, message):
   with pytest.raises(ValueError, match=message) as error:
     lora.load_adapter(str(adapter))
   _one_line(error, adapter / lora.META_FILE)
+
+
+@pytest.mark.parametrize("tensors,message", [
+    ({}, "holds no tensors"),
+    ({"a": np.zeros(1, np.float32), "a/b": np.zeros(1, np.float32)},
+     "holds both a tensor and a scope at a/b")])
+def test_adapter_tensors_must_form_a_tree(tmp_path, tensors, message):
+  adapter = _adapter_dir(tmp_path / "adapter", tensors=tensors)
+  with pytest.raises(ValueError, match=message) as error:
+    lora.load_adapter(str(adapter))
+  _one_line(error, adapter / lora.WEIGHTS_FILE)
 
 
 def test_manifest_rows_must_be_bounded_objects(tmp_path):

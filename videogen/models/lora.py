@@ -197,8 +197,13 @@ def load_adapter(directory: str, params=None) -> tuple[dict, dict]:
     if not os.path.isfile(path):
       raise FileNotFoundError(f"no LoRA adapter at {directory!r}: {path} is missing (write "
                               f"one with `python -m videogen.export --adapter_only`)")
-  adapter = traverse_util.unflatten_dict(
-      {tuple(k.split("/")): v for k, v in read_safetensors(paths[0]).items()})
+  flat_adapter = {tuple(k.split("/")): v for k, v in read_safetensors(paths[0]).items()}
+  clash = next((k for k in flat_adapter if any(k[:n] in flat_adapter for n in range(1, len(k)))),
+               None)
+  if not flat_adapter or clash:
+    raise ValueError(f"{paths[0]} holds " + (f"both a tensor and a scope at {'/'.join(clash)}"
+                                             if clash else "no tensors"))
+  adapter = traverse_util.unflatten_dict(flat_adapter)
   with open(paths[1], "rb") as f:
     meta = check_meta(parse_json(f.read(), paths[1]), paths[1])
   if params is not None:
