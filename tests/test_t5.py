@@ -81,6 +81,20 @@ def test_unsupported_config():
     spec_from_hf_config({"model_type": "t5", "feed_forward_proj": "gated-swishy"})
   with pytest.raises(ValueError, match="model_type"):
     spec_from_hf_config({"model_type": "bert"})
+  # A config.json is data: degenerate or mistyped values are one line, not a traceback.
+  for bad, message in (({"d_model": 0}, r"d_model=0 must be a whole number"),
+                       ({"num_layers": "6"}, r"num_layers='6' must be a whole number"),
+                       ({"feed_forward_proj": 3}, r"feed_forward_proj=3 is not supported"),
+                       ({"layer_norm_epsilon": float("inf")}, r"layer_norm_epsilon=inf")):
+    with pytest.raises(ValueError, match=message):
+      spec_from_hf_config({"model_type": "t5", **bad})
+
+
+def test_malformed_config_json_is_one_line(tmp_path):
+  (tmp_path / "config.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+  with pytest.raises(ValueError, match="nests 100000 levels deep") as error:
+    load_t5_encoder(tmp_path)
+  assert "\n" not in str(error.value)
 
 
 def test_xxl_param_count():

@@ -6,13 +6,12 @@ o as `(heads, d_kv, d_model)`) and fails on any missing or leftover key. Decoder
 weights of a full T5 checkpoint are ignored. Files are read by `videogen.weights`'
 non-unpickling readers.
 """
-import json
 import os
 
 import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
-from videogen.weights import _listing, load_state_dict, model_folder
+from videogen.weights import _listing, load_state_dict, model_folder, parse_json
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -99,8 +98,14 @@ def _weights_path(folder: str) -> str:
 
 
 def _read_torch_index(index_path: str) -> dict[str, np.ndarray]:
-  with open(index_path) as f:
-    shards = sorted(set(json.load(f)["weight_map"].values()))
+  with open(index_path, "rb") as f:
+    index = parse_json(f.read(), index_path)
+  weight_map = index.get("weight_map") if isinstance(index, dict) else None
+  if not isinstance(weight_map, dict) or not all(
+      isinstance(v, str) and v == os.path.basename(v) for v in weight_map.values()):
+    raise ValueError(f"{index_path} needs a weight_map of tensor names to shard file names "
+                     f"in its folder")
+  shards = sorted(set(weight_map.values()))
   folder, tensors = os.path.dirname(index_path), {}
   for shard in shards:
     tensors.update(load_state_dict(os.path.join(folder, shard)))
@@ -125,8 +130,11 @@ def read_hf_config(path) -> tuple[str, dict]:
   if not os.path.isfile(config_path):
     raise FileNotFoundError(f"no config.json in {folder} (want an HF T5EncoderModel / "
                             f"UMT5EncoderModel folder)")
-  with open(config_path) as f:
-    return folder, json.load(f)
+  with open(config_path, "rb") as f:
+    config = parse_json(f.read(), config_path)
+  if not isinstance(config, dict):
+    raise ValueError(f"{config_path} is not a JSON object")
+  return folder, config
 
 
 def load_t5_encoder(path) -> tuple[T5Spec, dict]:

@@ -62,6 +62,8 @@ def spec_from_hf_config(cfg: dict) -> T5Spec:
     raise ValueError(f"model_type={model_type!r} is not supported (want 't5' or 'umt5')")
   # HF defaults: T5Config feed_forward_proj="relu", UMT5Config "gated-gelu".
   proj = cfg.get("feed_forward_proj", "gated-gelu" if model_type == "umt5" else "relu")
+  if not isinstance(proj, str):
+    raise ValueError(f"feed_forward_proj={proj!r} is not supported")
   parts = proj.split("-")
   is_gated = parts[0] == "gated"
   act = parts[-1]
@@ -71,15 +73,23 @@ def spec_from_hf_config(cfg: dict) -> T5Spec:
     act = "gelu_new"         # every other name keep their ACT2FN meaning ("gelu" = exact erf)
   if act not in ACTIVATIONS:
     raise ValueError(f"feed_forward_proj={proj!r} is not supported (activation {act!r})")
-  d_model = int(cfg.get("d_model", 512))
+  def count(key: str, default: int) -> int:  # a config.json is data: whole, positive, bounded
+    value = cfg.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2 ** 31:
+      raise ValueError(f"{key}={value!r} must be a whole number in [1, 2**31)")
+    return value
+
+  epsilon = cfg.get("layer_norm_epsilon", 1e-6)
+  if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not 0 < epsilon < 1:
+    raise ValueError(f"layer_norm_epsilon={epsilon!r} must be in (0, 1)")
   return T5Spec(
-      vocab_size=int(cfg.get("vocab_size", 32128)), d_model=d_model,
-      d_kv=int(cfg.get("d_kv", 64)), d_ff=int(cfg.get("d_ff", 2048)),
-      num_layers=int(cfg.get("num_layers", 6)), num_heads=int(cfg.get("num_heads", 8)),
-      relative_attention_num_buckets=int(cfg.get("relative_attention_num_buckets", 32)),
-      relative_attention_max_distance=int(cfg.get("relative_attention_max_distance", 128)),
+      vocab_size=count("vocab_size", 32128), d_model=count("d_model", 512),
+      d_kv=count("d_kv", 64), d_ff=count("d_ff", 2048), num_layers=count("num_layers", 6),
+      num_heads=count("num_heads", 8),
+      relative_attention_num_buckets=count("relative_attention_num_buckets", 32),
+      relative_attention_max_distance=count("relative_attention_max_distance", 128),
       per_layer_position_bias=model_type == "umt5", dense_act=act, is_gated=is_gated,
-      layer_norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-6)))
+      layer_norm_epsilon=float(epsilon))
 
 
 def relative_position_bucket(relative_position: jax.Array, num_buckets: int,
