@@ -38,6 +38,8 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"),
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
+  from videogen.parallel.distributed import initialize_from_env
+  initialize_from_env()  # an export from every process of a multi-host job
   from videogen import workdir as workdir_lib
   if workdir_lib.path(_OUTPUT.value).exists():
     exit_with_error(f"--output {_OUTPUT.value!r} already exists; choose a new directory")

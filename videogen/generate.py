@@ -41,7 +41,7 @@ class Generator:
     """From a training workdir (EMA of the latest step) or an export directory: Orbax
     `params/` or `model.safetensors`, told apart by the files present (`checkpoints`)."""
     config = checkpoints.load_config(path)
-    mesh = mesh_lib.create_mesh(mesh_config or config.mesh)
+    mesh = mesh_lib.create_mesh(mesh_config or _mesh_here(config.mesh))
     generator = cls.with_params(config, path, mesh, None)
     latent_shape = generator.vae and generator.vae.latent_shape(
         config.data.num_frames, config.data.height, config.data.width)
@@ -151,6 +151,20 @@ class SamplerOptions:
   cache: samplers.FeatureCache = samplers.FeatureCache()
   strength: float = 1.0
   reconstruction_guidance: float = 0.0
+
+
+def _mesh_here(trained: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The training mesh where it fits these devices and processes, else one data axis over
+  all of them without the cross-slice (`dcn_*`) axes: a pod's run samples on a laptop."""
+  try:
+    mesh_lib.create_mesh(trained)
+    return trained
+  except ValueError:
+    here = ml_collections.ConfigDict(trained.to_dict())
+    here.update(data=-1, fsdp=1, tensor=1, sequence=1)
+    for key in [k for k in here if k.startswith("dcn_")]:
+      here[key] = 1
+    return here
 
 
 def load_or_exit(workdir: str | None, checkpoint: str | None = None,

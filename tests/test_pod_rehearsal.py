@@ -1,0 +1,91 @@
+"""A preempted pod job, rehearsed: two real `jax.distributed` processes × 4 CPU devices
+(`mesh.dcn_data=2`, FSDP inside each), the workdir in a bucket on a GCS emulator. SIGTERM
+reaches one process only; both stop at the same step, save one checkpoint and exit 0; the
+restart continues with the losses of an uninterrupted run; an export from both processes
+equals one process's."""
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import REPO
+from test_gcs_workdir import CONFIG, logged_rows, ok, saved_steps
+
+POD = ["--config.mesh.dcn_data=2", "--config.mesh.data=1", "--config.mesh.fsdp=-1"]
+# A constant learning rate after warm-up: the schedule then ignores train.num_steps, so runs
+# of different lengths take the same steps.
+FLAT_LR = "--config.train.final_lr_fraction=1.0"
+
+
+def start_pod(bucket, cwd, module, *args):
+  """`python -m MODULE ARGS` as process 0 and 1 of a two-process job on this machine."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  return [subprocess.Popen(
+      [sys.executable, "-m", module, *args], cwd=cwd, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True,
+      env={**bucket.env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+           "JAX_PROCESS_ID": str(i), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+      for i in range(2)]
+
+
+def finish(processes, timeout=300):
+  results = [p.communicate(timeout=timeout) for p in processes]
+  for p, (_, stderr) in zip(processes, results):
+    assert p.returncode == 0, stderr[-3000:]
+  return [stderr for _, stderr in results]
+
+
+def safetensors_in(bucket, prefix):
+  from safetensors.numpy import load
+  return load(bucket.read(f"{prefix}/model.safetensors"))
+
+
+def test_sigterm_to_one_host_of_a_pod_saves_once_and_resumes_exactly(gcs_bucket, tmp_path):
+  cwd, cache = tmp_path / "cwd", f"--compile_cache={tmp_path / 'cache'}"
+  cwd.mkdir()
+  workdir = gcs_bucket.uri("pod")
+  train = ["videogen.train", f"--config={CONFIG}", f"--workdir={workdir}", cache, FLAT_LR, *POD]
+  pod = start_pod(gcs_bucket, cwd, *train, "--config.train.num_steps=100000",
+                  "--config.checkpoint.every_steps=100000")
+  deadline = time.time() + 240
+  while time.time() < deadline and len(logged_rows(gcs_bucket, "pod")) < 3:
+    assert all(p.poll() is None for p in pod), pod[0].communicate()[1][-3000:]
+    time.sleep(0.3)
+  pod[1].send_signal(signal.SIGTERM)  # process 1 logs nothing: only the sync point tells 0
+  stderr = finish(pod)
+  assert "SIGTERM" in stderr[0]
+  stopped = logged_rows(gcs_bucket, "pod")[-1]["step"]
+  assert saved_steps(gcs_bucket, "pod") == [stopped] and stopped < 100000
+  data_states = [n.rsplit("/", 1)[1] for n in gcs_bucket.objects(f"pod/checkpoints/{stopped}/data/")
+                 if n.endswith(".json")]
+  assert sorted(data_states) == ["process_0-of-2.json", "process_1-of-2.json"]
+
+  finish(start_pod(gcs_bucket, cwd, *train, f"--config.train.num_steps={stopped + 2}"))
+  one = tmp_path / "one"
+  ok(subprocess.run([sys.executable, "-m", "videogen.train", f"--config={CONFIG}",
+                     f"--workdir={one}", cache, FLAT_LR, f"--config.train.num_steps={stopped + 2}"],
+                    cwd=REPO, capture_output=True, text=True, timeout=300))
+  pod_losses = [row["loss"] for row in logged_rows(gcs_bucket, "pod") if "loss" in row]
+  one_losses = [json.loads(line)["loss"] for line in open(one / "metrics.jsonl")]
+  assert len(pod_losses) == stopped + 2
+  np.testing.assert_allclose(pod_losses, one_losses, rtol=1e-5)
+
+  # Both processes export (each gathers its shards; process 0 writes); one process exports
+  # the same checkpoint onto its own single-host mesh: the same tensors.
+  export = ["videogen.export", f"--workdir={workdir}", "--format=safetensors"]
+  finish(start_pod(gcs_bucket, cwd, *export, f"--output={gcs_bucket.uri('pod_export2')}"))
+  ok(subprocess.run([sys.executable, "-m", *export, f"--output={gcs_bucket.uri('pod_export1')}"],
+                    cwd=cwd, env=gcs_bucket.env, capture_output=True, text=True, timeout=300))
+  two, single = safetensors_in(gcs_bucket, "pod_export2"), safetensors_in(gcs_bucket, "pod_export1")
+  assert two.keys() == single.keys() and len(two) > 10
+  for name in two:
+    np.testing.assert_array_equal(two[name], single[name], err_msg=name)
+  assert os.listdir(cwd) == []
