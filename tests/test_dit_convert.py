@@ -104,6 +104,13 @@ def test_unsupported_variants_and_bad_state_dicts_are_refused():
     cogvideox_model_config({**COGVIDEOX, "use_rotary_positional_embeddings": False})
   with pytest.raises(ValueError, match="patch_bias=False: only a biased patch embedding"):
     cogvideox_model_config({**COGVIDEOX, "patch_bias": False})  # 1.0's Conv2d honours it
+  for bad, message in (({"num_attention_heads": 0}, "num_attention_heads=0: must be a whole"),
+                       ({"patch_size": "2"}, "patch_size='2': must be a whole"),
+                       ({"norm_eps": -1.0}, r"norm_eps=-1.0: must be in \(0, 1\)")):
+    with pytest.raises(ValueError, match=message):
+      cogvideox_model_config({**COGVIDEOX, **bad})
+  with pytest.raises(ValueError, match=r"patch_size=\[1, 2\]: must be 3 whole numbers"):
+    wan_model_config({**WAN, "patch_size": [1, 2]})
   with pytest.raises(ValueError, match="image-to-video"):
     wan_model_config({**WAN, "image_dim": 32})
   model = _cogvideox()

@@ -163,6 +163,9 @@ def test_quant_convs_map_to_the_top_level_keys():
     (dict(out_channels=1), "out_channels=1 must equal in_channels=3"),
     (dict(norm_eps=1e-5), "norm_eps=1e-05"),
     (dict(temporal_compression_ratio=3), "power of two"),
+    (dict(latent_channels=0), "latent_channels=0 must be a whole number"),
+    (dict(block_out_channels=[8, "16"]), "block_out_channels=.* must be whole numbers"),
+    (dict(scaling_factor=float("inf")), "scaling_factor=inf must be a finite number > 0"),
 ])
 def test_unsupported_configs_are_refused(override, message):
   with pytest.raises(ValueError, match=message):

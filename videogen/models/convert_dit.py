@@ -43,9 +43,28 @@ def _refuse(cfg: dict, kind: str, checks: dict) -> None:
       raise ValueError(f"{kind} config {key}={cfg[key]!r}: {why}")
 
 
+def _is_count(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2 ** 31
+
+
+def _check_numbers(cfg: dict, kind: str, counts: tuple[str, ...], eps: str) -> None:
+  """A config.json is data: its sizes must be whole positive numbers and its epsilon in
+  (0, 1), else one ValueError line naming the key."""
+  for key in counts:
+    if not _is_count(cfg[key]):
+      raise ValueError(f"{kind} config {key}={cfg[key]!r}: must be a whole number >= 1")
+  value = cfg[eps]
+  if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+    raise ValueError(f"{kind} config {eps}={value!r}: must be in (0, 1)")
+
+
 def cogvideox_model_config(config_json: dict) -> dict:
   """diffusers CogVideoX config → our `model.*` settings (layout expert)."""
   cfg = {**COGVIDEOX_DEFAULTS, **config_json}
+  _check_numbers(cfg, "CogVideoX", ("num_attention_heads", "attention_head_dim", "in_channels",
+                                    "out_channels", "time_embed_dim", "text_embed_dim",
+                                    "num_layers", "patch_size", "max_text_seq_length")
+                 + (("patch_size_t",) if cfg["patch_size_t"] is not None else ()), "norm_eps")
   _refuse(cfg, "CogVideoX", {
       "use_rotary_positional_embeddings": (bool, "CogVideoX 1.0 2B-style 3D sin-cos positions "
                                            "(with interpolation scales) are not implemented"),
@@ -76,6 +95,12 @@ def cogvideox_model_config(config_json: dict) -> dict:
 def wan_model_config(config_json: dict) -> dict:
   """diffusers Wan config → our `model.*` settings (layout joint, adaLN-single)."""
   cfg = {**WAN_DEFAULTS, **config_json}
+  _check_numbers(cfg, "Wan", ("num_attention_heads", "attention_head_dim", "in_channels",
+                              "out_channels", "text_dim", "freq_dim", "ffn_dim", "num_layers"),
+                 "eps")
+  patch = cfg["patch_size"]
+  if not isinstance(patch, (list, tuple)) or len(patch) != 3 or not all(map(_is_count, patch)):
+    raise ValueError(f"Wan config patch_size={patch!r}: must be 3 whole numbers (t, h, w)")
   _refuse(cfg, "Wan", {
       "cross_attn_norm": (bool, "our cross-attention input is always LayerNorm-ed"),
       "qk_norm": (lambda v: v == "rms_norm_across_heads", "only rms_norm_across_heads"),

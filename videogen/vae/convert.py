@@ -34,6 +34,29 @@ def _config(cfg: dict) -> dict:
   return {**DIFFUSERS_DEFAULTS, **cfg}
 
 
+def _is_count(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2 ** 31
+
+
+def _check_numbers(c: dict) -> None:
+  """A config.json is data: sizes whole and positive, the latent scale finite and positive,
+  else one ValueError line naming the key."""
+  for key in ("in_channels", "out_channels", "latent_channels", "layers_per_block",
+              "norm_num_groups", "temporal_compression_ratio"):
+    if not _is_count(c[key]):
+      raise ValueError(f"{key}={c[key]!r} must be a whole number >= 1")
+  channels = c["block_out_channels"]
+  if not isinstance(channels, (list, tuple)) or not channels or not all(map(_is_count, channels)):
+    raise ValueError(f"block_out_channels={channels!r} must be whole numbers >= 1")
+  for key, allow_none in (("scaling_factor", False), ("shift_factor", True)):
+    value = c[key]
+    if not (allow_none and value is None) and not (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        and (key == "shift_factor" or value > 0)):
+      raise ValueError(f"{key}={value!r} must be a finite number" + (
+          " > 0" if key == "scaling_factor" else ""))
+
+
 def spec_from_diffusers_config(cfg: dict) -> VaeSpec:
   """diffusers `config.json` → VaeSpec. CogVideoX's GroupNorm runs over the whole clip,
   hence `norm_scope="clip"`; options our model cannot express raise instead of drifting."""
@@ -41,6 +64,7 @@ def spec_from_diffusers_config(cfg: dict) -> VaeSpec:
   name = c.get("_class_name", "AutoencoderKLCogVideoX")
   if name != "AutoencoderKLCogVideoX":
     raise ValueError(f"config describes a {name}, not an AutoencoderKLCogVideoX")
+  _check_numbers(c)
   if bool(c["use_quant_conv"]) != bool(c["use_post_quant_conv"]):
     raise ValueError(f"use_quant_conv={c['use_quant_conv']} with use_post_quant_conv="
                      f"{c['use_post_quant_conv']} is not supported (our VAE has both or neither)")
