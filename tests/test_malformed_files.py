@@ -209,7 +209,7 @@ def _zero_export(folder):
 def test_clis_print_one_error_line(tmp_path):
   """Through the CLIs (one process each): a pickle as `convert --from pytorch-i3d` and as
   `evaluate --i3d_weights`, a malformed export for `sample`, a bad adapter.json for
-  `sample --lora`."""
+  `sample --lora`, a manifest row that is a list for `evaluate --videos`."""
   pytest.importorskip("torch")
   from videogen import video_io
   paths, marker = _pickles(tmp_path)
@@ -228,7 +228,10 @@ def test_clis_print_one_error_line(tmp_path):
     (bad_export / name).write_bytes((export / name).read_bytes())
   (bad_export / checkpoints.EXPORT_SAFETENSORS_FILE).write_bytes(MALFORMED["nested_200k"])
   adapter = _adapter_dir(tmp_path / "adapter", meta={"rank": "4", "alpha": 1.0})
+  (tmp_path / "rows.jsonl").write_text('["v0.mp4", "a red circle"]\n')
   runs = {
+      "evaluate --videos": (("videogen.evaluate", "--videos", str(tmp_path / "rows.jsonl"),
+                             "--metrics", "flicker"), "row 1 needs 'path' and 'text'"),
       "convert": (("videogen.convert", "--from", "pytorch-i3d", str(paths["pickle"]), "--to",
                    str(tmp_path / "i3d.safetensors")), "unsupported global io.open"),
       "evaluate": (("videogen.evaluate", "--videos", str(tmp_path / "videos.jsonl"),
