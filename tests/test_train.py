@@ -128,7 +128,8 @@ def test_checkpoint_round_trip_restores_every_leaf_and_onto_another_mesh(tmp_pat
     iterator = iter(pipeline.make_dataset(other))
     manager = checkpoints.make_manager(str(tmp_path))
     with jax.set_mesh(mesh):
-      restored = checkpoints.restore_train_state(manager, abstract, shardings, iterator)
+      restored = checkpoints.restore_train_state(manager, abstract, shardings, iterator,
+                                                 str(tmp_path))
     manager.close()
     assert int(restored.step) == 2
     for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(final)):

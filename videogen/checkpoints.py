@@ -65,17 +65,43 @@ def _abstract(tree, shardings):
                       tree, shardings)
 
 
-def restore_train_state(manager, abstract_state, shardings, data_iterator):
-  """Restores the latest checkpoint onto `shardings`; moves `data_iterator` to its position."""
-  step = manager.latest_step()
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(_abstract(_train_items(abstract_state),
-                                               _train_items(shardings))),
-      ema=ocp.args.StandardRestore(_abstract(abstract_state.ema, shardings.ema)),
-      data=grain.checkpoint.CheckpointRestore(data_iterator)))
-  items = restored.state
-  return abstract_state.replace(step=items["step"], params=items["params"], ema=restored.ema,
-                                opt_state=items["opt_state"], rng=items["rng"])
+def restore_train_state(manager, abstract_state, shardings, data_iterator, workdir: str):
+  """Restores the newest checkpoint that restores onto `shardings` and moves `data_iterator`
+  to its position. One that fails (unreadable arrays, bad metadata, a missing item) is
+  reported in one warning line and moved to WORKDIR/set_aside (never deleted), and the next
+  older one is tried; none left is a CheckpointNotFoundError naming the directory."""
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(_abstract(_train_items(abstract_state),
+                                                   _train_items(shardings))),
+          ema=ocp.args.StandardRestore(_abstract(abstract_state.ema, shardings.ema)),
+          data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    except Exception as e:  # noqa: BLE001 (TensorStore, JSON, Orbax and OS errors alike)
+      _set_aside(manager, workdir, step, e)
+      continue
+    items = restored.state
+    return abstract_state.replace(step=items["step"], params=items["params"],
+                                  ema=restored.ema, opt_state=items["opt_state"],
+                                  rng=items["rng"])
+  raise CheckpointNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)} restores (each "
+                                f"was moved to {workdir_lib.set_aside(workdir)}); move one "
+                                f"back, or train in a new workdir")
+
+
+def _set_aside(manager, workdir: str, step: int, error: Exception) -> None:
+  """Moves checkpoint `step` out of the manager's sight, to set_aside/step_N.unrestorable."""
+  import sys
+  from jax.experimental import multihost_utils
+  reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+  target = workdir_lib.set_aside(workdir) / f"step_{step}.unrestorable"
+  if jax.process_index() == 0:
+    print(f"warning: checkpoint {step} does not restore ({type(error).__name__}: {reason}); "
+          f"moved to {target}, trying the next older one", file=sys.stderr)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (workdir_lib.checkpoints(workdir) / str(step)).rename(target)
+  multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+  manager.reload()
 
 
 def _latest_step(workdir: str) -> int:

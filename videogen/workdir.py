@@ -2,6 +2,7 @@
 
     WORKDIR/
       checkpoints/<step>/     Orbax training checkpoints (videogen/checkpoints.py)
+      set_aside/step_<N>.unrestorable/   a checkpoint that failed to restore, kept for a look
       metrics.jsonl           one JSON object per logged step
       tensorboard/            TensorBoard events
       jax_cache/              the persistent compilation cache (unless `--compile_cache` names
@@ -34,6 +35,7 @@ os.environ.setdefault("EPATH_USE_TF", "false")
 from etils import epath  # noqa: E402
 
 CHECKPOINTS = "checkpoints"
+SET_ASIDE = "set_aside"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 COMPILE_CACHE = "jax_cache"
@@ -60,6 +62,11 @@ def is_remote(location) -> bool:
 
 def checkpoints(workdir) -> epath.Path:
   return path(workdir) / CHECKPOINTS
+
+
+def set_aside(workdir) -> epath.Path:
+  """Where checkpoints that failed to restore are moved (never deleted): WORKDIR/set_aside."""
+  return path(workdir) / SET_ASIDE
 
 
 def metrics_file(workdir) -> epath.Path:

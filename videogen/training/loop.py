@@ -174,7 +174,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   manager = checkpoints.make_manager(workdir, config.checkpoint.keep, config.checkpoint.async_save)
   if manager.latest_step() is not None:
     with jax.set_mesh(mesh):
-      state = checkpoints.restore_train_state(manager, abstract_state, shardings, data_iterator)
+      state = checkpoints.restore_train_state(manager, abstract_state, shardings,
+                                              data_iterator, workdir)
   else:
     state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
     if config.train.init_from:
