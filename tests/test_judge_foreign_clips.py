@@ -11,6 +11,7 @@ property is right on ≥ 97% of the true captions and on ≤ 3% of the one-wrong
 no download: numpy, PIL and PyAV only.
 """
 import colorsys
+import json
 import dataclasses
 import functools
 
@@ -269,3 +270,63 @@ def test_foreign_clips_through_h264(crf, tmp_path):
     assert true["stated"][prop] >= 24 and wrong[prop]["stated"][prop] >= 24, prop
     assert true[prop] >= 0.97, (prop, true[prop], failed[:4])
     assert wrong[prop][prop] <= 0.03, (prop, wrong[prop][prop])
+
+
+def _issue_clip(shape: str, colour, direction: str) -> np.ndarray:
+  """Issue 17's clips: 17 frames of 64×64 drawn with numpy (hard edges, dark background), one
+  10-pixel object moving 2 px per frame."""
+  rows, cols = np.indices((64, 64))
+  video = np.full((17, 64, 64, 3), 20, np.uint8)
+  axis, sign = DIRECTIONS[direction]
+  for i in range(17):
+    centre = [32.0, 32.0]
+    centre[axis] += sign * (2 * i - 16)
+    dy, dx = rows - centre[0], cols - centre[1]
+    inside = {"circle": dy ** 2 + dx ** 2 <= 25,
+              "square": (np.abs(dy) <= 4.5) & (np.abs(dx) <= 4.5),
+              "triangle": (dy <= 2.9) & (np.abs(dx) <= (dy + 5.8) / np.sqrt(3))}[shape]
+    video[i][inside] = colour
+  return video
+
+
+def test_issue_clips_and_calibration_through_the_cli(tmp_path):
+  from conftest import one_line_error, run_cli
+  clips = [("a blue square moving left", "a blue square moving right",
+            _issue_clip("square", (30, 30, 220), "left")),
+           ("a red circle moving right", "a red square moving right",
+            _issue_clip("circle", (200, 30, 30), "right")),
+           ("a white triangle moving down", "a green triangle moving down",
+            _issue_clip("triangle", (235, 235, 235), "down"))]
+  manifest = tmp_path / "clips.csv"
+  lines = ["path,text,expected"]
+  for i, (true, false, video) in enumerate(clips):
+    encode(str(tmp_path / f"{i}.mp4"), video, 23)
+    lines += [f"{i}.mp4,{true},{true}", f"{i}.mp4,{false},{true}"]
+  manifest.write_text("\n".join(lines) + "\n")
+  result = run_cli("videogen.evaluate", f"--videos={manifest}", check=True)
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  print(result.stderr[-1500:])
+  assert [v["ok"] for v in report["per_video"]] == [True, False] * 3  # all six verdicts right
+  calibration = report["calibration"]
+  assert calibration["videos"] == 6
+  assert calibration["confusion"]["colour"] == {"blue": {"blue": 2}, "red": {"red": 2},
+                                                "white": {"white": 2}}
+  assert calibration["confusion"]["shape"] == {"square": {"square": 2}, "circle": {"circle": 2},
+                                               "triangle": {"triangle": 2}}
+  assert calibration["confusion"]["direction"] == {"left": {"left": 2}, "right": {"right": 2},
+                                                   "down": {"down": 2}}
+  assert calibration["confusion"]["count"] == {"1": {"1": 6}}
+  assert all(calibration["accuracy"][p] == 1.0 for p in ("colour", "shape", "direction", "count"))
+  assert "shape: 6/6 right" in result.stderr and "triangle" in result.stderr
+  # A label the judge cannot tell apart shows where it errs: a clip with no object at all.
+  (tmp_path / "blank.csv").write_text("path,text,expected\nblank.mp4,a red circle moving up,"
+                                      "a red circle moving up\n")
+  encode(str(tmp_path / "blank.mp4"), np.full((8, 32, 32, 3), 20, np.uint8), 23)
+  blank = json.loads(run_cli("videogen.evaluate", f"--videos={tmp_path / 'blank.csv'}",
+                             check=True).stdout.strip().splitlines()[-1])["calibration"]
+  assert blank["confusion"]["colour"] == {"red": {"none": 1}}
+  assert blank["confusion"]["count"] == {"1": {"0": 1}} and blank["accuracy"]["shape"] == 0.0
+  (tmp_path / "bad.csv").write_text("path,text,expected\nblank.mp4,a red circle moving up,"
+                                    "a red blob\n")
+  assert "row 1: expected" in one_line_error(
+      run_cli("videogen.evaluate", f"--videos={tmp_path / 'bad.csv'}", timeout=120))

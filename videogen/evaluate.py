@@ -8,7 +8,10 @@ contact sheet, prints the headline figures as JSON.
 A model trained on the synthetic world is prompted with its own world's benchmark suite
 (`synthetic.prompt_suite`) and, for FVD, compared with ground-truth renders of the same
 prompts (or `--reference` videos). `--videos` takes a CSV or JSONL manifest with `path` and
-`text` columns and needs no model. Metrics: `videogen.eval.report`.
+`text` columns and needs no model. Metrics: `videogen.eval.report`. With an `expected` column
+(a caption of the grammar saying what the clip really shows), the judge's calibration on the
+user's own clips is added: per-property confusion counts (`report["calibration"]`, and as a
+table on stderr).
 """
 import json
 import os
@@ -21,8 +24,9 @@ from videogen.eval.report import METRICS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
-_VIDEOS = flags.DEFINE_string("videos", None, "Judge these videos (CSV/JSONL: path, text) "
-                              "instead of sampling a model.")
+_VIDEOS = flags.DEFINE_string("videos", None, "Judge these videos (CSV/JSONL: path, text "
+                              "[, expected: the caption the clip really shows, for the judge's "
+                              "confusion counts]) instead of sampling a model.")
 _REFERENCE = flags.DEFINE_string("reference", None, "FVD reference videos (CSV/JSONL manifest); "
                                  "default for a model: ground-truth renders of its prompts.")
 _METRICS = flags.DEFINE_list("metrics", ["synthetic"], f"Metrics to compute, from {METRICS}.")
@@ -66,6 +70,23 @@ def read_videos(manifest: str) -> tuple[list, list[str]]:
   return videos, texts
 
 
+def read_expected(manifest: str) -> list[str | None]:
+  """The `expected` caption of each row of a manifest (None where empty or absent); one-line
+  exit on one outside the judge's grammar."""
+  from videogen.data.manifest import read_rows
+  from videogen.data.synthetic import parse_prompt
+  expected = []
+  for number, row in enumerate(read_rows(manifest), 1):
+    caption = str(row.get("expected") or "").strip() or None
+    if caption:
+      try:
+        parse_prompt(caption)
+      except ValueError as e:
+        exit_with_error(f"{manifest}: row {number}: expected: {e}")
+    expected.append(caption)
+  return expected
+
+
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   from videogen import workdir as workdir_lib
@@ -80,6 +101,12 @@ def main(argv: list[str]) -> None:
     if _VIDEOS.value:
       videos, prompts = read_videos(_VIDEOS.value)
       report = report_lib.evaluate_videos(videos, prompts, settings, reference or None)
+      expected = read_expected(_VIDEOS.value)
+      if any(expected) and "per_video" in report:
+        from videogen.eval import synthetic_judge
+        report["calibration"] = synthetic_judge.calibration(
+            [video["seen"] for video in report["per_video"]], expected)
+        print(synthetic_judge.calibration_table(report["calibration"]), file=sys.stderr)
       output_dir = _OUTPUT_DIR.value
     else:
       report, videos = _evaluate_model(settings, reference or None)
