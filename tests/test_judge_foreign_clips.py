@@ -102,7 +102,8 @@ def _forward_path(kind: str, t: int, length: int, extent: float, step: float, rn
     start = rng.uniform(0, span)
     unbounded = start + step * np.arange(t)
     laps = np.floor(unbounded / span)
-    folded = low + np.where(laps % 2 == 0, unbounded - laps * span, span - (unbounded - laps * span))
+    within = unbounded - laps * span
+    folded = low + np.where(laps % 2 == 0, within, span - within)
     hits = int(laps[-1])
     events = [0.0, *[(k + 1) * span - start for k in range(hits)], travel]
     if hits == 0 or min(np.diff(events)) < 0.1 * length:
@@ -186,7 +187,8 @@ def encode(path: str, video_thwc: np.ndarray, crf: int) -> None:
   """H.264 (libx264, yuv420p) at a constant rate factor."""
   with av.open(path, mode="w") as container:
     stream = container.add_stream("libx264", rate=8)
-    stream.width, stream.height, stream.pix_fmt = video_thwc.shape[2], video_thwc.shape[1], "yuv420p"
+    stream.height, stream.width = video_thwc.shape[1:3]
+    stream.pix_fmt = "yuv420p"
     stream.options = {"crf": str(crf)}
     for frame in video_thwc:
       container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
@@ -237,7 +239,8 @@ def judged(crf: int, folder) -> tuple[dict, dict]:
   true = synthetic_judge.judge_observed(seen, captions)
   wrong = {}
   for prop in synthetic_judge.PROPERTIES:
-    pairs = [(s, synthetic.format_prompt(changed)) for i, (s, clip) in enumerate(zip(seen, corpus()))
+    pairs = [(observed, synthetic.format_prompt(changed))
+             for i, (observed, clip) in enumerate(zip(seen, corpus()))
              if (changed := one_wrong(clip.objects, prop, i)) is not None]
     wrong[prop] = synthetic_judge.judge_observed(*map(list, zip(*pairs)))
   return true, wrong
