@@ -171,8 +171,20 @@ def load_metadata(path: str) -> dict:
 
 
 def load_ema_params(path: str, abstract_params, shardings):
-  """EMA params from a training workdir (latest step) or an export, onto `shardings`."""
-  target = _abstract(abstract_params, shardings)
+  """EMA params from a training workdir (latest step) or an export, onto `shardings`. Params
+  with a NaN or infinity are a ValueError: nothing samples or exports from a diverged run."""
+  params = _restore_ema_params(path, _abstract(abstract_params, shardings))
+  finite = jax.device_get(jax.jit(lambda tree: jax.tree.map(
+      lambda x: jax.numpy.isfinite(x).all(), tree))(params))
+  bad = [jax.tree_util.keystr(p) for p, ok in jax.tree_util.tree_leaves_with_path(finite)
+         if not ok]
+  if bad:
+    raise ValueError(f"{path} holds non-finite params ({len(bad)} arrays, e.g. {bad[0]}): "
+                     f"the run diverged; use an earlier checkpoint or export")
+  return params
+
+
+def _restore_ema_params(path: str, target):
   export_params = workdir_lib.path(path) / EXPORT_PARAMS_SUBDIR
   if export_params.is_dir():
     with ocp.StandardCheckpointer() as checkpointer:

@@ -109,6 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
       ema_decay=0.999, caption_dropout=0.1, log_every=50,
       grad_accum_steps=1,  # micro-batches per step (one optimizer update for the batch)
       trainable="all",  # "all" | "lora" (only the adapters train; the base stays frozen)
+      # A step whose loss or gradients are not finite: "halt" stops the run with one line
+      # (nothing non-finite is saved); "skip" drops that update and counts it (`nonfinite`).
+      nonfinite="halt",
       # model.frame_condition != "none": per clip, the chance of each given-frame mask
       # (diffusion/conditions.py MASK_KINDS); the rest trains unconditioned (dropout).
       frame_masks=dict(image_head=0.5, head=0.1, ends=0.1),
@@ -243,6 +246,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check_ranges(config)
   model, data = config.model, config.data
   choices = {"task": (config.task, ("dit", "vae")),
+             "train.nonfinite": (config.train.nonfinite, ("halt", "skip")),
              "vae.variant": (config.vae.variant, VAE_VARIANTS),
              "vae.norm_scope": (config.vae.norm_scope, NORM_SCOPES),
              "vae.recon_loss": (config.vae.recon_loss, ("l1", "l2")),

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
   from videogen.data.manifest import ManifestError
   from videogen.data.recaption import RecaptionError
   from videogen.text.embedding_cache import MissingCaptionError
-  from videogen.training.loop import enable_compilation_cache, train
+  from videogen.training.loop import NonFiniteError, enable_compilation_cache, train
   from videogen.workdir import WorkdirError, compile_cache
   enable_compilation_cache(str(compile_cache(_WORKDIR.value, _COMPILE_CACHE.value)))
   try:
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> None:
   # A DiT that does not fit its VAE, a missing tokenizer or checkpoint, a stale text cache,
   # a bucket that cannot be reached.
   except (ConfigError, FileNotFoundError, ManifestError, RecaptionError,
-          MissingCaptionError, WorkdirError) as e:
+          MissingCaptionError, WorkdirError, NonFiniteError) as e:
     exit_with_error(f"invalid config: {e}" if isinstance(e, ConfigError) else str(e))
 
 

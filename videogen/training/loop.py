@@ -60,6 +60,38 @@ class PreemptionSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class NonFiniteError(RuntimeError):
+  """`train.nonfinite="halt"` met a non-finite loss or gradient: one line for the user."""
+
+
+class NonFiniteGuard:
+  """Collects each step's `nonfinite` flag on the device (no host sync per step) and checks
+  them before anything is logged, saved or sampled: under "halt" the first bad step raises
+  NonFiniteError, so non-finite params are never saved and never rotate out a good
+  checkpoint; under "skip" (the step already dropped the update) they are counted."""
+
+  def __init__(self, policy: str, checkpoint_dir: str):
+    self.policy, self.checkpoint_dir = policy, checkpoint_dir
+    self.skipped = 0
+    self._flags = []
+
+  def add(self, metrics: dict) -> None:
+    self._flags.append(metrics["nonfinite"])
+
+  def check(self, step: int, last_saved: int) -> None:
+    flags = np.asarray(jax.device_get(self._flags))
+    self._flags.clear()
+    bad = np.flatnonzero(flags)
+    if bad.size and self.policy == "halt":
+      first = step - len(flags) + 1 + int(bad[0])
+      good = (f"the last good checkpoint is step {last_saved} in {self.checkpoint_dir}"
+              if last_saved else "no checkpoint was saved")
+      raise NonFiniteError(f"step {first}: the loss or gradient is not finite; stopped "
+                           f"without saving (train.nonfinite='halt'); {good}. Lower "
+                           f"train.learning_rate, or set train.nonfinite='skip'")
+    self.skipped += bad.size
+
+
 def enable_compilation_cache(directory: str) -> None:
   jax.config.update("jax_compilation_cache_dir", directory)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -195,6 +227,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     checkpoints.save(manager, state, data_iterator, config, force=force, metadata=metadata)
 
   preemption = PreemptionSignal(config.checkpoint.preemption_check_every)
+  guard = NonFiniteGuard(config.train.nonfinite, checkpoints.checkpoint_dir(workdir))
   generator = None  # built at the first evaluation; keeps its compiled sampler
   first_step = int(state.step)
   if first_step >= config.train.num_steps and jax.process_index() == 0:
@@ -217,9 +250,17 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                          if k not in pipeline.HOST_KEYS))
         batch = pipeline.to_global_batch(local, batch_sharding)
         state, metrics = train_step(state, batch)
+        guard.add(metrics)
         progress.update(1)
-        if step % config.train.log_every == 0 or step == config.train.num_steps:
+        stopping = preemption.should_stop(step)
+        log = step % config.train.log_every == 0 or step == config.train.num_steps
+        checkpoint = step % config.checkpoint.every_steps == 0
+        evaluate = config.eval.every_steps and step % config.eval.every_steps == 0
+        if log or checkpoint or evaluate or stopping or step == last_step:
+          guard.check(step, last_saved)
+        if log:
           values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          values["nonfinite_skipped"] = guard.skipped
           now = time.perf_counter()
           values["steps_per_sec"] = (step - log_start_step) / (now - log_start)
           values["learning_rate"] = float(schedule(step - 1))
@@ -228,14 +269,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           log_start, log_start_step = now, step
           writer.write(step, values)
           progress.set_postfix(loss=f"{values['loss']:.4f}")
-        if step % config.checkpoint.every_steps == 0:
+        if checkpoint:
           save(step, state)
           last_saved = step
-        if config.eval.every_steps and step % config.eval.every_steps == 0:
+        if evaluate:
           generator = generator or Generator.with_params(config, workdir, mesh, None)
           generator.params = state.ema  # sampled before the next step donates it
           writer.write(step, evaluate_during_training(generator, config, workdir, step))
-        if preemption.should_stop(step):
+        if stopping:
           progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting",
                          file=sys.stderr)
           break

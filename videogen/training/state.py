@@ -64,6 +64,21 @@ def ema_decay(step: jax.Array, decay: float) -> jax.Array:
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def next_state(state: TrainState, params, ema, opt_state, rng, loss: jax.Array,
+               grad_norm: jax.Array, skip_nonfinite: bool) -> tuple[TrainState, jax.Array]:
+  """(the state after one update, `nonfinite`: 1.0 when the loss or gradient norm is not
+  finite). With `skip_nonfinite` such a step keeps the old params, EMA and optimizer
+  moments (`train.nonfinite="skip"`); the step count and RNG move on either way."""
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  if skip_nonfinite:
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+    params, ema, opt_state = (keep(params, state.params), keep(ema, state.ema),
+                              keep(opt_state, state.opt_state))
+  new_state = state.replace(step=state.step + 1, params=params, ema=ema, opt_state=opt_state,
+                            rng=rng)
+  return new_state, 1.0 - finite.astype(jnp.float32)
+
+
 def _init_boxed(init_params, tx, key: jax.Array) -> TrainState:
   init_key, rng = jax.random.split(key)
   params = init_params(init_key)

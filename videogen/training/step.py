@@ -14,7 +14,7 @@ from videogen.diffusion.objectives import Diffusion
 from videogen.models import camera, lora
 from videogen.models.text_to_video import TextToVideo
 from videogen.text.conditioning import encode_tokens
-from videogen.training.state import TrainState, ema_decay
+from videogen.training.state import TrainState, ema_decay, next_state
 from videogen.vae.latents import latents_from_moments
 
 
@@ -84,11 +84,13 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
                diffusion: Diffusion, tx: optax.GradientTransformation, null_text,
                caption_dropout: float, ema: float, vae=None, text_encoder=None,
                micro_batches: int = 1, adapters_only: bool = False,
-               frame_masks: dict | None = None):
+               frame_masks: dict | None = None, skip_nonfinite: bool = False):
   """One optimisation step. `batch`: `video` (B,T,H,W,C) or `latent_moments`, and
   `tokens`/`token_mask` (B,L) or `text_embedding`/`text_mask`. `frozen`: the frozen VAE's
   and text encoder's params (or None). `adapters_only`: no gradient flows to the non-LoRA
-  params (`train.trainable="lora"`; the optimizer leaves them unchanged too)."""
+  params (`train.trainable="lora"`; the optimizer leaves them unchanged too).
+  `skip_nonfinite`: a step with a non-finite loss or gradient leaves params, EMA and optimizer
+  state unchanged; `metrics["nonfinite"]` is 1 for it either way."""
   vae_params, text_params = frozen
   rng, step_key = jax.random.split(state.rng)
   time_key, noise_key, drop_key, latent_key, mask_key = jax.random.split(step_key, 5)
@@ -124,9 +126,10 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   decay = ema_decay(state.step, ema)
   # e + (1 - decay)(p - e): a leaf that equals its EMA (a frozen one) keeps it bit for bit.
   new_ema = jax.tree.map(lambda e, p: e + (1 - decay) * (p - e), state.ema, params)
-  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
-  new_state = state.replace(step=state.step + 1, params=params, ema=new_ema,
-                            opt_state=opt_state, rng=rng)
+  grad_norm = optax.tree.norm(grads)
+  new_state, nonfinite = next_state(state, params, new_ema, opt_state, rng, loss, grad_norm,
+                                    skip_nonfinite)
+  metrics = {"loss": loss, "grad_norm": grad_norm, "nonfinite": nonfinite}
   return new_state, metrics
 
 
@@ -141,7 +144,8 @@ def jit_train_step(config, model, diffusion, tx, null_text, state_shardings, bat
                            ema=config.train.ema_decay, vae=vae, text_encoder=text_encoder,
                            micro_batches=config.train.grad_accum_steps,
                            adapters_only=config.train.trainable == "lora",
-                           frame_masks=config.train.frame_masks.to_dict())
+                           frame_masks=config.train.frame_masks.to_dict(),
+                           skip_nonfinite=config.train.nonfinite == "skip")
 
   def with_rules(state, batch, frozen):
     with nn.logical_axis_rules(rules):

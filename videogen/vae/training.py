@@ -81,7 +81,8 @@ def _adversarial_gradients(params, x, key, step, *, model, disc, vae_config):
   return main + active * weight * gan, grads, metrics
 
 
-def vae_train_step(state, batch, *, model, disc, tx, vae_config, ema):
+def vae_train_step(state, batch, *, model, disc, tx, vae_config, ema,
+                   skip_nonfinite: bool = False):
   rng, key = jax.random.split(state.rng)
   gradients = (functools.partial(_plain_gradients, model=model, vae_config=vae_config)
                if disc is None else
@@ -93,9 +94,10 @@ def vae_train_step(state, batch, *, model, disc, tx, vae_config, ema):
   params = optax.apply_updates(params, updates)
   decay = state_lib.ema_decay(state.step, ema)
   new_ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema, params)
-  metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-  return state.replace(step=state.step + 1, params=params, ema=new_ema, opt_state=opt_state,
-                       rng=rng), metrics
+  grad_norm = optax.tree.norm(grads)
+  new_state, nonfinite = state_lib.next_state(state, params, new_ema, opt_state, rng, loss,
+                                              grad_norm, skip_nonfinite)
+  return new_state, {**metrics, "loss": loss, "grad_norm": grad_norm, "nonfinite": nonfinite}
 
 
 def _make_optimizer(config, with_disc: bool) -> optax.GradientTransformation:
@@ -129,7 +131,8 @@ def vae_task(config: ml_collections.ConfigDict) -> Task:
 
   def build_step(state_shardings, batch_sharding, rules):
     step = functools.partial(vae_train_step, model=model, disc=disc, tx=tx,
-                             vae_config=config.vae, ema=config.train.ema_decay)
+                             vae_config=config.vae, ema=config.train.ema_decay,
+                             skip_nonfinite=config.train.nonfinite == "skip")
 
     def with_rules(state, batch):
       with nn.logical_axis_rules(rules):
