@@ -6,6 +6,7 @@ A training checkpoint `DIR/checkpoints/<step>/` holds five items:
   data      the Grain iterator position, one JSON per process
   config    the run's config as JSON
   metadata  what the task measured for users of the model, as JSON (a VAE's latent stats)
+  digests   a checksum per array of `state` and `ema` (`digests`), verified on restore
 EMA params are their own item so sampling and export restore them without knowing the
 optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer) or `model.safetensors`
 (the same tree, leaves named by `/`-joined paths), `config.json` and `metadata.json`.
@@ -24,7 +25,7 @@ EXPORT_PARAMS_SUBDIR = "params"
 EXPORT_SAFETENSORS_FILE = "model.safetensors"
 EXPORT_CONFIG_FILE = "config.json"
 EXPORT_METADATA_FILE = "metadata.json"
-ITEMS = ("state", "ema", "data", "config", "metadata")
+ITEMS = ("state", "ema", "data", "config", "metadata", "digests")
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -57,7 +58,46 @@ def save(manager: ocp.CheckpointManager, state, data_iterator,
       ema=ocp.args.StandardSave(state.ema),
       data=grain.checkpoint.CheckpointSave(data_iterator),
       config=ocp.args.JsonSave(config.to_dict()),
-      metadata=ocp.args.JsonSave(metadata or {})))
+      metadata=ocp.args.JsonSave(metadata or {}),
+      digests=ocp.args.JsonSave({"state": digests(_train_items(state)),
+                                 "ema": digests(state.ema)})))
+
+
+def _leaf_digest(x: jax.Array) -> jax.Array:
+  """A position-weighted wrapping sum of the bits of `x` (uint32): any single changed bit, and
+  any swap of two different values, changes it."""
+  import jax.numpy as jnp
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  unsigned = jnp.dtype(f"uint{x.dtype.itemsize * 8}")
+  bits = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32).reshape(-1)
+  weights = jnp.arange(bits.size, dtype=jnp.uint32) * 2 + 1
+  return jnp.sum(bits * weights, dtype=jnp.uint32)
+
+
+def digests(tree) -> dict[str, int]:
+  """`{leaf path: checksum}` of a tree of arrays, computed where the arrays live (one jitted
+  pass, sharded arrays included), for `save` to record and `restore_train_state` to check."""
+  sums = jax.device_get(jax.jit(lambda t: jax.tree.map(_leaf_digest, t))(tree))
+  return {jax.tree_util.keystr(path): int(value)
+          for path, value in jax.tree_util.tree_leaves_with_path(sums)}
+
+
+class DigestMismatchError(ValueError):
+  pass
+
+
+def _verify(manager, step: int, restored_state, restored_ema) -> None:
+  """Compares the restored arrays with the digests saved beside them (checkpoints written
+  before digests existed are not checked)."""
+  if not (workdir_lib.path(manager.directory) / str(step) / "digests").is_dir():
+    return
+  saved = manager.restore(step, args=ocp.args.Composite(digests=ocp.args.JsonRestore())).digests
+  for item, tree in (("state", restored_state), ("ema", restored_ema)):
+    differ = [k for k, v in digests(tree).items() if saved[item].get(k) != v]
+    if differ:
+      raise DigestMismatchError(f"{item} arrays differ from their saved checksums: "
+                                f"{', '.join(differ[:3])}")
 
 
 def _abstract(tree, shardings):
@@ -67,7 +107,8 @@ def _abstract(tree, shardings):
 
 def restore_train_state(manager, abstract_state, shardings, data_iterator, workdir: str):
   """Restores the newest checkpoint that restores onto `shardings` and moves `data_iterator`
-  to its position. One that fails (unreadable arrays, bad metadata, a missing item) is
+  to its position. One that fails (unreadable arrays, bad metadata, a missing item, arrays
+  that do not match their saved digests) is
   reported in one warning line and moved to WORKDIR/set_aside (never deleted), and the next
   older one is tried; none left is a CheckpointNotFoundError naming the directory."""
   for step in sorted(manager.all_steps(), reverse=True):
@@ -77,6 +118,7 @@ def restore_train_state(manager, abstract_state, shardings, data_iterator, workd
                                                    _train_items(shardings))),
           ema=ocp.args.StandardRestore(_abstract(abstract_state.ema, shardings.ema)),
           data=grain.checkpoint.CheckpointRestore(data_iterator)))
+      _verify(manager, step, restored.state, restored.ema)
     except Exception as e:  # noqa: BLE001 (TensorStore, JSON, Orbax and OS errors alike)
       _set_aside(manager, workdir, step, e)
       continue

@@ -219,12 +219,38 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   train_step = task.build_step(shardings, batch_sharding, rules)
   writer = MetricsWriter(workdir, resumed_step=int(state.step))
 
-  def save(step, state, force=False):
-    """Checkpoint, with the task's held-out evaluation logged and its metadata saved."""
+  def save(step, state, force=False) -> bool:
+    """Checkpoint, with the task's held-out evaluation logged and its metadata saved. A save
+    that fails (a full disk, a bucket error; Orbax raises an async failure at the next
+    save) is one warning line: training goes on and the next checkpoint step tries again."""
     if task.evaluate is not None:
       writer.write(step, task.evaluate(state))
     metadata = task.metadata(state) if task.metadata is not None else None
-    checkpoints.save(manager, state, data_iterator, config, force=force, metadata=metadata)
+    try:
+      checkpoints.save(manager, state, data_iterator, config, force=force, metadata=metadata)
+      return True
+    except Exception as e:  # noqa: BLE001 (OS, TensorStore and client errors alike)
+      first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+      progress.write(f"warning: checkpoint {step} was not saved ({type(e).__name__}: "
+                     f"{first}); training goes on, the next checkpoint step retries",
+                     file=sys.stderr)
+      return False
+
+  def save_before_exit(step, state, attempts: int = 3) -> None:
+    """The last save of this invocation, waited for; a few tries, then one error line."""
+    for attempt in range(attempts):
+      if attempt:
+        time.sleep(5.0)
+      if save(step, state, force=True):
+        try:
+          manager.wait_until_finished()
+          return
+        except Exception as e:  # noqa: BLE001 (an async write that failed)
+          progress.write(f"warning: checkpoint {step} did not finish ({type(e).__name__})",
+                         file=sys.stderr)
+    raise workdir_lib.WorkdirError(f"checkpoint {step} could not be saved in {attempts} "
+                                   f"tries to {checkpoints.checkpoint_dir(workdir)}; the last "
+                                   f"saved step is {last_saved}")
 
   preemption = PreemptionSignal(config.checkpoint.preemption_check_every)
   guard = NonFiniteGuard(config.train.nonfinite, checkpoints.checkpoint_dir(workdir))
@@ -269,8 +295,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           log_start, log_start_step = now, step
           writer.write(step, values)
           progress.set_postfix(loss=f"{values['loss']:.4f}")
-        if checkpoint:
-          save(step, state)
+        if checkpoint and save(step, state):
           last_saved = step
         if evaluate:
           generator = generator or Generator.with_params(config, workdir, mesh, None)
@@ -281,7 +306,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                          file=sys.stderr)
           break
       if int(state.step) != last_saved:
-        save(int(state.step), state, force=True)
+        save_before_exit(int(state.step), state)
   finally:
     manager.wait_until_finished()
     manager.close()
