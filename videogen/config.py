@@ -12,22 +12,9 @@ import sys
 import ml_collections
 from absl import flags
 
-from videogen.data.pipeline import SOURCES as DATA_SOURCES
-from videogen.data.recaption import MODES as RECAPTION_MODES
-from videogen.diffusion.objectives import from_config as diffusion_from_config
-from videogen.diffusion.samplers import CACHE_POLICIES, check_sampler
-from videogen.models.attention import BACKENDS as ATTENTION_BACKENDS
-from videogen.models.attention import QK_NORMS, SEQUENCE_PARALLEL
-from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
-from videogen.models.embeddings import ROPE_SPLITS
-from videogen.models.text_to_video import FRAME_CONDITIONS
-from videogen.parallel.mesh import DEFAULT_RULES
-from videogen.text.conditioning import ENCODERS, NULLS, TOKENIZERS
-from videogen.vae.model import NORM_SCOPES, VARIANTS as VAE_VARIANTS, check_video_shape
-from videogen.vae.model import spec_from_config as vae_spec_from_config
-
 
 def base_config() -> ml_collections.ConfigDict:
+  from videogen.parallel.mesh import DEFAULT_RULES
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = "dit"  # what `videogen.train` trains: "dit" (the denoiser) or "vae"
@@ -243,6 +230,18 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every numeric key's range (`NUMERIC_RANGES`), then the cross-key constraints
   that individual types cannot express."""
+  # Imported here, not at the top: `--help` answers before jax is imported.
+  from videogen.data.pipeline import SOURCES as DATA_SOURCES
+  from videogen.data.recaption import MODES as RECAPTION_MODES
+  from videogen.diffusion.objectives import from_config as diffusion_from_config
+  from videogen.diffusion.samplers import CACHE_POLICIES, check_sampler
+  from videogen.models.attention import BACKENDS as ATTENTION_BACKENDS
+  from videogen.models.attention import QK_NORMS, SEQUENCE_PARALLEL
+  from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
+  from videogen.models.embeddings import ROPE_SPLITS
+  from videogen.models.text_to_video import FRAME_CONDITIONS
+  from videogen.text.conditioning import ENCODERS, NULLS, TOKENIZERS
+  from videogen.vae.model import NORM_SCOPES, VARIANTS as VAE_VARIANTS
   check_ranges(config)
   model, data = config.model, config.data
   choices = {"task": (config.task, ("dit", "vae")),
@@ -334,6 +333,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_vae(config: ml_collections.ConfigDict) -> None:
+  from videogen.vae.model import check_video_shape
+  from videogen.vae.model import spec_from_config as vae_spec_from_config
   vae = config.vae
   spec = vae_spec_from_config(vae)
   for codec in spec.codecs:
@@ -371,9 +372,39 @@ def _flag_value(argv: list[str], name: str) -> str | None:
   return None
 
 
+class _HelpFlag(flags.BooleanFlag):
+  """`--help`/`-h`/`--helpshort`: the command's usage and own flags; `--helpfull`: every
+  flag. Printed on stdout, exit code 0. Parsed by absl in order, so `--prompt -h` is a prompt."""
+
+  def __init__(self, name: str, short_name: str | None, full: bool):
+    super().__init__(name, False, "Show every flag, including library ones." if full else
+                     "Show this help.", short_name=short_name)
+    self.full = full
+
+  def parse(self, argument):
+    if self._parse(argument):
+      main = sys.modules["__main__"]
+      spec = getattr(main, "__spec__", None)
+      command = f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0])
+      print(f"usage: {command} [--flag=value ...]\n\n{(main.__doc__ or '').strip()}\n")
+      print("flags:")
+      print(flags.FLAGS.get_help() if self.full else flags.FLAGS.main_module_help())
+      sys.exit(0)
+
+
+def define_help_flags() -> None:
+  """`--help`, `-h`, `--helpshort`, `--helpfull` (absl defines them only under `app.run`)."""
+  for name, short_name, full in (("help", "h", False), ("helpshort", None, False),
+                                 ("helpfull", None, True)):
+    if name not in flags.FLAGS:
+      flags.DEFINE_flag(_HelpFlag(name, short_name, full))
+
+
 def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> list[str]:
   """Parses absl flags; any problem becomes one `error:` line on stderr and exit code 2.
-  Returns the positional arguments (program name first)."""
+  `--help`/`-h`/`--helpfull` print usage and exit 0. Returns the positional arguments
+  (program name first)."""
+  define_help_flags()
   if config_flag:
     path = _flag_value(argv, config_flag)
     if path is not None and not os.path.isfile(path.split(":", 1)[0]):

@@ -19,8 +19,14 @@ import numpy as np
 from absl import flags
 
 from videogen.config import exit_with_error, parse_flags_or_exit
-from videogen.diffusion.samplers import CACHE_POLICIES, SAMPLERS
-from videogen.models.camera import PATHS
+
+# The names of videogen.diffusion.samplers.SAMPLERS / CACHE_POLICIES and
+# videogen.models.camera.PATHS, written out so that `--help` answers before jax is imported
+# (tests/test_cli.py checks that they match).
+SAMPLERS = ("euler", "heun", "ddpm", "ddim", "dpm_solver++")
+CACHE_POLICIES = ("none", "every", "threshold")
+PATHS = ("static", "pan_left", "pan_right", "pan_up", "pan_down", "zoom_in", "zoom_out",
+         "orbit")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
