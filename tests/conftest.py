@@ -106,3 +106,19 @@ def gcs_bucket(tmp_path_factory):
   yield bucket
   server.terminate()
   server.wait(timeout=10)
+
+
+def write_random_i3d(path: str) -> str:
+  """He-scaled random I3D weights with unit BatchNorm, in the converted format FVD reads
+  (jitting InceptionI3d.init would take ~15 s on CPU)."""
+  import numpy as np
+  from videogen.eval import i3d
+  from videogen.weights import write_safetensors
+  rng = np.random.default_rng(0)
+  ones = ("var", "scale")
+  write_safetensors(path, {
+      "/".join(key): (np.ones(shape, np.float32) if key[-1] in ones else
+                      rng.normal(0, np.sqrt(2 / np.prod(shape[:-1])), shape).astype(np.float32)
+                      if len(shape) > 1 else np.zeros(shape, np.float32))
+      for key, shape in i3d.expected_shapes().items()})
+  return path

@@ -64,16 +64,8 @@ def test_missing_fvd_and_clip_weights_say_how_to_get_them(tmp_path):
 
 
 def test_fvd_is_zero_for_identical_sets_and_grows_with_distortion(tmp_path):
-  from videogen.eval import i3d
-  from videogen.weights import write_safetensors
-  rng = np.random.default_rng(0)  # He-scaled random weights, unit BatchNorm (init is slow)
-  ones = ("var", "scale")
-  weights = str(tmp_path / "i3d.safetensors")
-  write_safetensors(weights, {
-      "/".join(path): (np.ones(shape, np.float32) if path[-1] in ones else
-                       rng.normal(0, np.sqrt(2 / np.prod(shape[:-1])), shape).astype(np.float32)
-                       if len(shape) > 1 else np.zeros(shape, np.float32))
-      for path, shape in i3d.expected_shapes().items()})
+  from conftest import write_random_i3d
+  weights = write_random_i3d(str(tmp_path / "i3d.safetensors"))
   settings = report_lib.Settings(("fvd",), weights, i3d_size=32, batch_size=8)
   world = synthetic.World(num_frames=8, height=32, width=32)
   prompts = synthetic.prompt_suite(world, 8)

@@ -2,7 +2,7 @@
 (`mesh.dcn_data=2`, FSDP inside each), the workdir in a bucket on a GCS emulator. SIGTERM
 reaches one process only; both stop at the same step, save one checkpoint and exit 0; the
 restart continues with the losses of an uninterrupted run; an export from both processes
-equals one process's."""
+equals one process's; FVD and CLIP scores computed by both processes equal one process's."""
 import io
 import json
 import os
@@ -13,6 +13,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import REPO
 from test_gcs_workdir import CONFIG, logged_rows, ok, saved_steps
@@ -89,3 +90,35 @@ def test_sigterm_to_one_host_of_a_pod_saves_once_and_resumes_exactly(gcs_bucket,
   for name in two:
     np.testing.assert_array_equal(two[name], single[name], err_msg=name)
   assert os.listdir(cwd) == []
+
+
+def test_fvd_and_clip_from_two_processes_equal_one_process(tmp_path):
+  """FVD (I3D batches sharded over both processes' 8 devices, gathered back) and the CLIP
+  score (each process scores on its own devices) agree with one process."""
+  pytest.importorskip("transformers")
+  from conftest import write_random_i3d
+  from test_clip import EOS, _hf_clip, _write_tokenizer
+  weights = write_random_i3d(str(tmp_path / "i3d.safetensors"))
+  clip = tmp_path / "clip"
+  clip.mkdir()
+  vocab = _write_tokenizer(clip)
+  _hf_clip("quick_gelu", vocab_size=len(vocab), eos=vocab[EOS], max_length=12).save_pretrained(
+      clip, safe_serialization=True)
+  script = os.path.join(REPO, "tests", "multihost_eval.py")
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  pod = [subprocess.Popen(
+      [sys.executable, script, weights, str(clip), str(tmp_path / f"process{i}.json")],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env={**os.environ, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+           "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}) for i in range(2)]
+  finish(pod)
+  ok(subprocess.run([sys.executable, script, weights, str(clip), str(tmp_path / "one.json")],
+                    cwd=REPO, capture_output=True, text=True, timeout=300))
+  one = json.load(open(tmp_path / "one.json"))
+  for i in range(2):
+    two = json.load(open(tmp_path / f"process{i}.json"))
+    assert two["devices"] == 8 and one["fvd"] > 0
+    np.testing.assert_allclose([two["fvd"], two["clip"]], [one["fvd"], one["clip"]], rtol=1e-5)

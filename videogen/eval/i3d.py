@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from videogen.weights import _listing, load_state_dict, write_safetensors
@@ -303,7 +304,9 @@ class I3DFeatures:
     self.mesh = data_mesh() if mesh is None else mesh
     self.size = size if isinstance(size, int) else tuple(size)
     self.model = InceptionI3d(variables["params"]["logits"]["bias"].shape[0], bn_eps)
-    self.variables = jax.device_put(variables, NamedSharding(self.mesh, P()))
+    replicated = NamedSharding(self.mesh, P())
+    self.variables = jax.tree.map(
+        lambda v: jax.make_array_from_callback(v.shape, replicated, lambda i: v[i]), variables)
     self._batch = NamedSharding(self.mesh, P(tuple(self.mesh.axis_names)))
 
   def __call__(self, videos_uint8, batch_size: int = 32, features: bool = False) -> np.ndarray:
@@ -319,8 +322,11 @@ class I3DFeatures:
     for start in range(0, len(videos), batch):
       chunk = videos[start:start + batch]
       padded = np.pad(chunk, ((0, batch - len(chunk)),) + ((0, 0),) * 4)
-      logits, pooled = _forward(self.model, self.variables,
-                                jax.device_put(padded, self._batch), self.size)
-      outputs.append(np.asarray(pooled if features else logits)[:len(chunk)])
+      # Every process holds all videos; each places the rows its devices own, and the result
+      # comes back whole on every process (several hosts: one gather over the network).
+      inputs = jax.make_array_from_callback(padded.shape, self._batch, lambda i: padded[i])
+      logits, pooled = _forward(self.model, self.variables, inputs, self.size)
+      result = multihost_utils.process_allgather(pooled if features else logits, tiled=True)
+      outputs.append(np.asarray(result)[:len(chunk)])
     dim = FEATURES_DIM if features else self.model.num_classes
     return np.concatenate(outputs) if outputs else np.zeros((0, dim), np.float32)
