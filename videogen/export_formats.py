@@ -3,8 +3,6 @@ second module defining the same absl flags in one process would clash): diffuser
 and a LoRA adapter alone. Orbax and safetensors writers live in `checkpoints.py`, the
 StableHLO sampler in `serving.py`.
 """
-import os
-
 DIFFUSERS_SUBDIR = "transformer"  # diffusers' pipeline folder for the denoiser
 
 
@@ -70,12 +68,12 @@ def export_diffusers(output: str, params, config, dtype: str = "float32") -> Non
   state = to_diffusers(dit, config.model.to_dict(), kind)
   to = np.dtype(jax.numpy.dtype(dtype))
   if jax.process_index() == 0:
-    folder = os.path.join(output, DIFFUSERS_SUBDIR)
-    os.makedirs(folder)
-    write_safetensors(os.path.join(folder, "diffusion_pytorch_model.safetensors"),
-                      {k: v.astype(to) for k, v in state.items()}, {"format": "pt"})
-    with open(os.path.join(folder, "config.json"), "w") as f:
-      json.dump(transformer_config, f, indent=2)
+    from videogen import workdir as workdir_lib
+    folder = workdir_lib.path(output) / DIFFUSERS_SUBDIR
+    folder.mkdir(parents=True)
+    with workdir_lib.local_target(folder / "diffusion_pytorch_model.safetensors") as local:
+      write_safetensors(local, {k: v.astype(to) for k, v in state.items()}, {"format": "pt"})
+    workdir_lib.write_json(folder / "config.json", transformer_config)
 
 
 def export_adapter(workdir: str, output: str) -> None:
