@@ -62,14 +62,23 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(trained):
 
 
 def test_sample_writes_a_playable_video_at_the_trained_shape(trained, tmp_path):
-  run("videogen.sample", f"--workdir={trained}", "--prompt=a red circle moving right",
-      f"--output={tmp_path}/a.mp4", "--seed=3", check=True)
+  known = run("videogen.sample", f"--workdir={trained}", "--prompt=a red circle moving right",
+              f"--output={tmp_path}/a.mp4", "--seed=3", check=True)
+  assert "warning:" not in known.stderr
   frames = video_io.read_video(str(tmp_path / "a.mp4"))
   assert frames.shape == (4, 16, 16, 3)
-  run("videogen.sample", f"--workdir={trained}", "--prompt=a red circle moving right",
-      f"--output={tmp_path}/b.gif", "--num_frames=6", "--height=24", "--width=32", check=True)
+  # Words the model never saw: one warning naming them and the vocabulary it was trained on.
+  unknown = run("videogen.sample", f"--workdir={trained}", "--num_samples=2",
+                "--prompt=a majestic pink dragon circle moving right", "--negative_prompt=blurry",
+                f"--output={tmp_path}/b.gif", "--num_frames=6", "--height=24", "--width=32",
+                check=True)
+  warnings = [l for l in unknown.stderr.splitlines() if l.startswith("warning:")]
+  assert len(warnings) == 1 and unknown.stderr.count("dragon") == 1, unknown.stderr
+  assert "'majestic', 'pink', 'dragon', 'blurry'" in warnings[0]
+  assert "trained on the words: a and blue" in warnings[0] and "triangle" in warnings[0]
+  assert "'a {colour} {shape} moving {direction}'" in warnings[0]
   from PIL import Image
-  gif = Image.open(tmp_path / "b.gif")
+  gif = Image.open(tmp_path / "b_1.gif")
   assert gif.n_frames == 6 and gif.size == (32, 24)
 
 

@@ -4,6 +4,7 @@
 Shared by the `sample` CLI, the benchmark and evaluation; it never imports the training code.
 """
 import dataclasses
+import sys
 
 import flax.linen as nn
 import jax
@@ -35,6 +36,7 @@ class Generator:
   text: TextConditioning
   vae: FrozenVae | None = None  # set when the model lives in a VAE's latent space
   _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+  _warned: set = dataclasses.field(default_factory=set, repr=False)  # unknown words named
 
   @classmethod
   def load(cls, path: str, mesh_config: ml_collections.ConfigDict | None = None) -> "Generator":
@@ -117,6 +119,7 @@ class Generator:
         raise ValueError("this model has no camera adapter (train with model.camera=True)")
       cameras = camera.at_frames(jnp.broadcast_to(jnp.asarray(cameras, jnp.float32),
                                                   (shape[0], *np.shape(cameras))), shape[1])
+    self.warn_unknown_words([*prompts, negative_prompt])
     text = self.text.conditional(prompts)
     null_text = self.text.unconditional(len(prompts), negative_prompt)
     key = (tuple(shape), options)
@@ -126,6 +129,16 @@ class Generator:
     with jax.set_mesh(self.mesh):
       return self._compiled[key](self.params, text, null_text, jax.random.PRNGKey(seed),
                                  condition, init, cameras)
+
+  def warn_unknown_words(self, prompts: list[str]) -> list[str]:
+    """One `warning:` line on stderr for prompt words the tokenizer encodes as <unk> (each
+    word once per generator), naming what the model was trained on. Returns the new ones."""
+    unknown = [w for w in self.text.tokenizer.unknown(prompts) if w not in self._warned]
+    if unknown:
+      self._warned.update(unknown)
+      print(unknown_words_warning(self.config, self.text.tokenizer, unknown), file=sys.stderr,
+            flush=True)
+    return unknown
 
   def __call__(self, prompts: list[str], *, seed: int = 0, num_frames: int | None = None,
                height: int | None = None, width: int | None = None,
@@ -151,6 +164,29 @@ class SamplerOptions:
   cache: samplers.FeatureCache = samplers.FeatureCache()
   strength: float = 1.0
   reconstruction_guidance: float = 0.0
+
+
+def unknown_words_warning(config: ml_collections.ConfigDict, tokenizer, unknown: list[str]
+                          ) -> str:
+  """The warning for prompt words that encode as <unk>: the words tokenizer's vocabulary, or
+  the sentencepiece model and its unknown pieces; and the caption grammar of a synthetic-world
+  model (its config records the caption forms and word lists)."""
+  effect = "they encode as <unk> and the video will not follow them"
+  if config.text.tokenizer == "words":
+    known = [w for w in tokenizer.vocab if not w.startswith("<")]  # not <pad> </s> <unk>
+    line = (f"warning: not in the model's vocabulary: {', '.join(map(repr, unknown))}; "
+            f"{effect}. It was trained on the words: {' '.join(known)}")
+  else:
+    model = config.text.tokenizer_path or "trained on the run's captions"
+    line = (f"warning: the model's sentencepiece tokenizer ({model}, {tokenizer.vocab_size} "
+            f"pieces) has no piece for: {'; '.join(unknown)}; {effect}")
+  if config.data.source == "synthetic":
+    from videogen.data.synthetic import CAPTION_FORMS
+    world = config.data.synthetic
+    forms = " or ".join(repr(CAPTION_FORMS[f]) for f in world.caption_forms)
+    line += (f". Its training captions read {forms} with colour {'|'.join(world.colours)}, "
+             f"shape {'|'.join(world.shapes)}, direction {'|'.join(world.directions)}")
+  return line
 
 
 def _mesh_here(trained: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

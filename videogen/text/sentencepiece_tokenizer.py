@@ -72,6 +72,20 @@ class SentencePieceTokenizer:
     """Ids → text, skipping pad/EOS so a padded row from `encode` decodes cleanly."""
     return self._sp.decode([int(i) for i in tokens if int(i) not in (PAD, EOS)])
 
+  def unknown(self, captions: Sequence[str]) -> list[str]:
+    """The words of `captions` with pieces that encode as <unk>, each once, written as
+    `word (piece 'x', ...)`."""
+    words = list(dict.fromkeys(w for c in captions for w in c.split()))
+    if not words:
+      return []
+    found = []
+    for word, ids, pieces in zip(words, self._sp.encode(words),
+                                 self._sp.encode(words, out_type=str)):
+      unknown = [piece for i, piece in zip(ids, pieces) if i == UNK]
+      if unknown:
+        found.append(f"{word} (piece {', '.join(map(repr, unknown))})")
+    return found
+
 
 def train_sentencepiece(sentences: Iterable[str], output_path: str, vocab_size: int = 256) -> str:
   """Trains a BPE model with T5 special ids and writes it to `output_path`.

@@ -55,6 +55,11 @@ class WordTokenizer:
   def decode(self, tokens: Sequence[int]) -> str:
     return " ".join(self.vocab[i] for i in tokens if i not in (PAD, EOS))
 
+  def unknown(self, captions: Sequence[str]) -> list[str]:
+    """The words of `captions` that encode as <unk>, each once, in order of appearance."""
+    words = (w for c in captions for w in re.findall(r"[a-z0-9]+", c.lower()))
+    return list(dict.fromkeys(w for w in words if w not in self.ids))
+
 
 class TokenFeatures:
   """Captions → the batch's `tokens` and `token_mask` (picklable for Grain workers)."""
