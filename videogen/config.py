@@ -76,7 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
                 text_key="caption"),  # source="tfds": any TFDS dataset with a Video feature
       filters=dict(min_duration=0.0, max_duration=0.0, min_resolution=0, min_motion=0.0,
                    max_motion=0.0, min_scores={}),
-      buckets=dict(sizes={"256": {"17": (1.0, 8)}},
+      # Neither spec nor sizes: one bucket, num_frames × height × width at train.batch_size.
+      # spec: "RESxFRAMES[:KEEP[:BATCH]],…" or a .json/.yaml file (data/buckets.py).
+      buckets=dict(sizes={}, spec="",
                    aspect_ratios=(9 / 16, 3 / 4, 1.0, 4 / 3, 16 / 9), multiple=16,
                    frame_stride=1),
       # Replace/augment captions from a sidecar file or a callable (videogen/data/recaption.py).

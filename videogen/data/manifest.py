@@ -46,7 +46,9 @@ def read_rows(path: str) -> list[dict]:
   """The raw rows of a CSV or JSONL file (a line that is not a JSON object, or nests deeper
   than `weights.MAX_JSON_DEPTH`, becomes a `_bad` row)."""
   from videogen.weights import parse_json
-  with open(path, newline="") as f:
+  # Bytes that are not UTF-8 become U+FFFD: a path with them names no file and is skipped
+  # as unreadable, a caption keeps the rest of its text.
+  with open(path, newline="", encoding="utf-8", errors="replace") as f:
     if path.endswith(".jsonl"):
       rows = []
       for number, line in enumerate(f, 1):
@@ -104,11 +106,11 @@ def write_manifest(path: str, rows: list[dict]) -> None:
   """Rows (dicts with at least COLUMNS) → CSV or JSONL by suffix."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if path.endswith(".jsonl"):
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
       f.writelines(json.dumps(row) + "\n" for row in rows)
     return
   names = list(COLUMNS) + sorted({k for row in rows for k in row} - set(COLUMNS))
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=names)
     writer.writeheader()
     writer.writerows(rows)

@@ -24,9 +24,10 @@ from videogen.data.recaption import Recaptioner
 
 SOURCES = ("synthetic", "latents", "videos", "tfds")
 BUCKETED_SOURCES = ("videos", "tfds")  # real video, batched by shape bucket
-# Batch fields that stay on the host: caption strings; counts of replaced (unreadable) clips,
-# clips no bucket takes and malformed manifest rows.
-HOST_KEYS = ("caption", "skipped", "unfit", "bad_rows")
+# Batch fields that stay on the host: caption strings; counts of rows filled for unreadable
+# clips, of the unreadable clips this process remembers, of clips no bucket takes and of
+# malformed manifest rows.
+HOST_KEYS = ("caption", "skipped", "unreadable", "unfit", "bad_rows")
 
 
 def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:
@@ -139,19 +140,59 @@ def _video_dataset(config, text_features, process_index, process_count, read_opt
   """Bucketed batches of real video (files or TFDS): global batch k → its plan → this
   process's rows."""
   from videogen.data import videos
-  for size in videos.batch_sizes(config):
+  for size in videos.batch_sizes(config):  # also checks the bucket spec (one line)
     if size % process_count:
       raise ValueError(f"bucket batch size {size} must divide evenly over {process_count} "
                        f"processes")
   clips, reader, bad_rows = videos.clips_and_reader(config.data)
+  unfit, missing = videos.check_clips(config, clips)
   decode = videos.VideoBatches(clips, reader, config.data.buckets.frame_stride, text_features,
                                recaptioner_from_config(config), process_index, process_count,
-                               videos.count_unfit(config, clips), bad_rows)
-  # Batches are indexed by their global position, so the iterator state is just that index.
+                               unfit, bad_rows)
+  decode.unreadable.update(missing)  # missing or empty files are never read
+  # Batches are indexed by their global position, so the iterator state is that index plus
+  # the clips this process found unreadable.
   dataset = (grain.MapDataset.range(2 ** 40)
              .map(videos.planned_batches(config, clips))
              .map(decode))
-  return dataset.to_iter_dataset(read_options)
+  return RememberingIterDataset(dataset.to_iter_dataset(read_options), decode, len(clips))
+
+
+class RememberingIterDataset(grain.IterDataset):
+  """Adds the unreadable clips `decode` (a `videos.VideoBatches`) remembers to the iterator
+  state: `{"batches": <Grain's state>, "unreadable": [clip indices], "clips": N}`. A state
+  saved for another clip count restores the position only (the indices would name other
+  clips); a state without the key (older checkpoints) is Grain's own."""
+
+  def __init__(self, parent: grain.IterDataset, decode, num_clips: int):
+    super().__init__(parent)
+    self.decode, self.num_clips = decode, num_clips
+
+  def __iter__(self):
+    return _RememberingIterator(self._parent.__iter__(), self.decode, self.num_clips)
+
+
+class _RememberingIterator(grain.DatasetIterator):
+
+  def __init__(self, parent, decode, num_clips: int):
+    super().__init__(parent)
+    self.decode, self.num_clips = decode, num_clips
+
+  def __next__(self):
+    return next(self._parent)
+
+  def get_state(self) -> dict:
+    return {"batches": self._parent.get_state(), "clips": self.num_clips,
+            "unreadable": sorted(self.decode.unreadable)}
+
+  def set_state(self, state: dict) -> None:
+    if "batches" not in state:
+      self._parent.set_state(state)
+      return
+    if state.get("clips") == self.num_clips:
+      self.decode.unreadable.update(int(i) for i in state["unreadable"]
+                                    if 0 <= int(i) < self.num_clips)
+    self._parent.set_state(state["batches"])
 
 
 def to_global_batch(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:

@@ -4,6 +4,8 @@ Used by `python -m videogen.prepare_data`. The motion score is the mean absolute
 between consecutive sampled frames (grayscale, ≤64 px, 0–255 scale): ~0 for a still, large
 for a chaotic clip, so `data.filters.min_motion/max_motion` can drop both ends.
 """
+import collections
+import dataclasses
 import importlib
 import os
 
@@ -28,16 +30,22 @@ def motion_score(frames: np.ndarray) -> float:
   return float(np.abs(np.diff(gray, axis=0)).mean())
 
 
-def sample_frames(path: str, info: video_io.VideoInfo, count: int) -> np.ndarray:
+def sample_frames(path: str, info: video_io.VideoInfo, count: int,
+                  max_pixels: int = video_io.MAX_PIXELS, max_side: int = 0) -> np.ndarray:
   """About `count` frames evenly spread over the clip (one seek-free forward decode)."""
   stride = max(1, info.num_frames // count)
-  return video_io.read_frames(path, 0, min(count, (info.num_frames - 1) // stride + 1), stride)
+  return video_io.read_frames(path, 0, min(count, (info.num_frames - 1) // stride + 1), stride,
+                              max_pixels, max_side)
 
 
-def describe(path: str, text: str, motion_frames: int = 8, scorer=None) -> dict:
-  """A manifest row for one file; raises VideoReadError if it cannot be read."""
-  info = video_io.probe(path)
-  frames = sample_frames(path, info, motion_frames)
+def describe(path: str, text: str, motion_frames: int = 8, scorer=None,
+             max_pixels: int = video_io.MAX_PIXELS) -> dict:
+  """A manifest row for one file; raises VideoReadError if it cannot be read. The frame size
+  is checked against `max_pixels` from the header before anything is decoded; without a
+  scorer, frames are scaled down as they are decoded (the motion score needs ≤64 px)."""
+  info = video_io.probe(path, max_pixels)
+  frames = sample_frames(path, info, motion_frames, max_pixels,
+                         max_side=0 if scorer else 4 * MOTION_SIZE)
   row = {"path": path, "text": text, "num_frames": info.num_frames, "height": info.height,
          "width": info.width, "fps": round(info.fps, 4),
          "aspect_ratio": round(info.height / info.width, 4),
@@ -56,25 +64,80 @@ def load_scorer(spec: str):
     raise ValueError(f"--scorer {spec!r} cannot be loaded: {e}") from None
 
 
-def find_inputs(source: str) -> list[tuple[str, str]]:
-  """(path, caption) pairs from a folder (captions from sidecar `.txt` files beside each
-  video) or from a manifest (its `path` and `text` columns; other columns are re-measured)."""
+# A sidecar caption larger than this is not read (counted as caption_unreadable).
+MAX_CAPTION_BYTES = 1 << 20
+
+
+@dataclasses.dataclass
+class Inputs:
+  """What a folder or manifest holds: (path, caption) pairs to probe, the files skipped
+  before probing as (path, reason), and counted caption problems (the clip is kept)."""
+  pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  notes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+
+def _utf8(name: str) -> bool:
+  try:
+    name.encode("utf-8")
+    return True
+  except UnicodeEncodeError:  # os.walk's surrogate escapes for bytes that are not UTF-8
+    return False
+
+
+def read_caption(path: str, notes: collections.Counter) -> str:
+  """A sidecar caption as text: bytes that are not UTF-8 become U+FFFD (counted as
+  caption_not_utf8); an unreadable or oversized file is counted and gives ""."""
+  try:
+    with open(path, "rb") as f:
+      raw = f.read(MAX_CAPTION_BYTES + 1)
+  except OSError:
+    notes["caption_unreadable"] += 1
+    return ""
+  if len(raw) > MAX_CAPTION_BYTES:
+    notes["caption_unreadable"] += 1
+    return ""
+  try:
+    text = raw.decode("utf-8-sig")
+  except UnicodeDecodeError:
+    notes["caption_not_utf8"] += 1
+    text = raw.decode("utf-8", "replace")
+  return text.replace("\x00", "\ufffd").strip()
+
+
+def find_inputs(source: str) -> Inputs:
+  """Videos and captions from a folder (captions from sidecar `.txt` files beside each
+  video) or from a manifest (its `path` and `text` columns; other columns are re-measured).
+  A name that is not UTF-8, and a non-file with a video suffix (a directory called x.mp4),
+  is skipped here; folders that cannot be listed are counted."""
+  found = Inputs()
   if os.path.isdir(source):
-    pairs = []
-    for root, _, files in sorted(os.walk(source)):
-      for name in sorted(files):
+    def unlisted(error):
+      found.notes["folder_unreadable"] += 1
+    for root, dirs, files in sorted(os.walk(source, onerror=unlisted)):
+      dirs.sort()
+      for name in sorted(dirs):
         if name.lower().endswith(video_io.READABLE_SUFFIXES):
           path = os.path.join(root, name)
-          sidecar = os.path.splitext(path)[0] + ".txt"
-          text = ""
-          if os.path.isfile(sidecar):
-            with open(sidecar) as f:
-              text = f.read().strip()
-          pairs.append((path, text))
-    return pairs
+          found.skipped.append((path, "not_a_file" if _utf8(path) else "name_not_utf8"))
+      for name in sorted(files):
+        if not name.lower().endswith(video_io.READABLE_SUFFIXES):
+          continue
+        path = os.path.join(root, name)
+        if not _utf8(path):
+          found.skipped.append((path, "name_not_utf8"))
+          continue
+        sidecar = os.path.splitext(path)[0] + ".txt"
+        text = read_caption(sidecar, found.notes) if os.path.lexists(sidecar) else ""
+        found.pairs.append((path, text))
+    return found
   if not os.path.isfile(source):
     raise FileNotFoundError(f"--input {source!r} does not exist")
   rows = manifest_lib.read_rows(source)
   folder = os.path.dirname(os.path.abspath(source))
-  return [(r["path"] if os.path.isabs(r["path"]) else os.path.join(folder, r["path"]),
-           str(r.get("text", ""))) for r in rows if r.get("path")]
+  for row in rows:
+    if not row.get("path") or not isinstance(row["path"], str):
+      continue
+    path = row["path"] if os.path.isabs(row["path"]) else os.path.join(folder, row["path"])
+    found.pairs.append((path, str(row.get("text") or "")))
+  return found

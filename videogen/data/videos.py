@@ -2,10 +2,21 @@
 
 Global batch k is planned by `buckets.BucketedBatches` (one shape per batch); this process
 decodes only its rows, seeking to each clip's window (`video_io.read_frames`), resizing so
-the bucket is covered and centre-cropping. An unreadable clip (corrupt, truncated, shorter
-than its manifest row says) is replaced by a spare clip of the same bucket and counted in the
-batch's `skipped`; the loop logs the running total as `data_skipped`.
+the bucket is covered and centre-cropping.
+
+An unreadable clip (corrupt, truncated, shorter than its manifest row says, frames larger
+than its row) is remembered by this process and never read again: its row is filled by the
+batch's spares, then by any other clip of the same bucket, first one the batch does not hold
+yet; the batch counts the rows filled so in `skipped` (logged as the running `data_skipped`)
+and carries this process's number of remembered clips (`unreadable`). The remembered clips
+travel in the Grain iterator state (`RememberingIterDataset`), so a resumed run does not
+read them again. The stand-in for a row is the first readable clip in a fixed order, so a
+batch is the same whether an unreadable file (one that fails at every window: corrupt,
+truncated, missing) was known before or found while reading it.
+Only a bucket whose every clip is unreadable stops training: one `UnreadableBucketError`
+line naming the bucket and a file.
 """
+import os
 import warnings
 
 import ml_collections
@@ -69,27 +80,102 @@ class _Subset:
 
 
 def bucket_stages(config: ml_collections.ConfigDict) -> tuple:
-  """`((start_step, BucketSpec), …)` from `train.stages`, or one stage of `data.buckets`."""
-  b = config.data.buckets
+  """`((start_step, BucketSpec), …)` from `train.stages`, or one stage of `data.buckets`:
+  `spec` (flag form or JSON/YAML file), else `sizes`, else the config's own clip shape."""
+  from videogen.config import ConfigError
+  b, data = config.data.buckets, config.data
 
-  def spec(sizes):
+  def spec(sizes, key):
+    if isinstance(sizes, str):
+      sizes = buckets_lib.parse_spec(sizes, config.train.batch_size, key)
+    else:
+      buckets_lib.check_sizes(sizes, key)
     return buckets_lib.BucketSpec.from_config(sizes, b.aspect_ratios, b.multiple, b.frame_stride)
 
-  stages = tuple(config.train.stages) or ((0, b.sizes),)
-  if stages[0][0] > 1:
-    raise ValueError(f"train.stages must start at step 0 or 1, not {stages[0][0]}")
-  return tuple((int(start), spec(sizes)) for start, sizes in stages)
+  try:
+    if config.train.stages:
+      stages = tuple(config.train.stages)
+      if stages[0][0] > 1:
+        raise ConfigError(f"train.stages must start at step 0 or 1, not {stages[0][0]}")
+      return tuple((int(start), spec(sizes, f"train.stages[{i}]"))
+                   for i, (start, sizes) in enumerate(stages))
+    if b.spec and b.sizes:
+      raise ConfigError("data.buckets.spec and data.buckets.sizes are both set: give one")
+    if b.spec:
+      return ((0, spec(b.spec, "data.buckets.spec")),)
+    if b.sizes:
+      return ((0, spec(b.sizes, "data.buckets.sizes")),)
+  except buckets_lib.BucketSpecError as e:
+    raise ConfigError(str(e)) from None
+  return ((0, buckets_lib.BucketSpec.exact(data.num_frames, data.height, data.width,
+                                           config.train.batch_size, b.frame_stride)),)
 
 
-def count_unfit(config: ml_collections.ConfigDict, clips: list[Clip]) -> int:
-  """Clips shorter or smaller than every bucket of every stage: never drawn."""
-  specs = [spec for _, spec in bucket_stages(config)]
-  unfit = sum(not any(spec.fits(c.num_frames, c.height, c.width) for spec in specs)
+def describe_buckets(config: ml_collections.ConfigDict) -> str:
+  """`8x32x32 (batch 4), …` (frames x height x width) of the first stage, for messages."""
+  _, spec = bucket_stages(config)[0]
+  shapes = sorted({(k.frames, k.height, k.width, k.batch_size) for k in spec.buckets()})
+  text = ", ".join(f"{f}x{h}x{w} (batch {n})" for f, h, w, n in shapes[:6])
+  return text + (f" and {len(shapes) - 6} more" if len(shapes) > 6 else "")
+
+
+def check_clips(config: ml_collections.ConfigDict, clips: list[Clip]) -> tuple[int, set[int]]:
+  """Start-up checks, each one line, before anything compiles: no clip fitting any bucket,
+  no bucket with enough clips for one batch, and every file missing are ManifestErrors;
+  some clips unfit, some buckets too small, captions missing, some files missing are
+  warnings. Returns (unfit clips, indices of clips whose file is missing or empty)."""
+  where = f"data.manifest={config.data.manifest!r}" if config.data.source == "videos" else (
+      f"data.tfds.name={config.data.tfds.name!r}")
+  stages = bucket_stages(config)
+  unfit = sum(not any(spec.fits(c.num_frames, c.height, c.width) for _, spec in stages)
               for c in clips)
+  if unfit == len(clips):
+    frames = sorted(c.num_frames for c in clips)
+    side = sorted(min(c.height, c.width) for c in clips)
+    raise ManifestError(
+        f"{where}: none of its {len(clips)} clips fits a bucket ({describe_buckets(config)}; "
+        f"clips have {frames[0]}-{frames[-1]} frames, short side {side[0]}-{side[-1]} px, and "
+        f"are never upscaled): lower data.num_frames/height/width or set data.buckets.spec")
   if unfit:
     warnings.warn(f"{unfit} of {len(clips)} clips fit no bucket (shorter or smaller than "
                   f"every data.buckets entry) and are never drawn", stacklevel=2)
-  return unfit
+  for start, spec in stages:
+    counts: dict = {}
+    for c in clips:
+      bucket = spec.assign(c.num_frames, c.height, c.width, buckets_lib._KEEP_ALL)
+      if bucket is not None:
+        counts[bucket] = counts.get(bucket, 0) + 1
+    short = {k: n for k, n in counts.items() if n < k.batch_size}
+    message = ", ".join(f"{k.frames}x{k.height}x{k.width} has {n} clips for batch "
+                        f"{k.batch_size}" for k, n in sorted(short.items())[:4])
+    stage = f" (stage from step {start})" if len(stages) > 1 else ""
+    if len(short) == len(counts):
+      raise ManifestError(f"{where}: too few clips for one batch{stage}: {message}; lower the "
+                          f"batch size (train.batch_size or data.buckets.spec BATCH) or add "
+                          f"clips")
+    if short:
+      warnings.warn(f"buckets with too few clips for one batch are never drawn{stage}: "
+                    f"{message}", stacklevel=2)
+  uncaptioned = sum(not c.text.strip() for c in clips)
+  if uncaptioned:
+    warnings.warn(f"{where}: {uncaptioned} of {len(clips)} clips have no caption (empty text) "
+                  f"and train unconditioned", stacklevel=2)
+  missing = set()
+  if config.data.source == "videos":
+    for i, c in enumerate(clips):
+      try:
+        if os.stat(c.path).st_size == 0:
+          missing.add(i)
+      except (OSError, ValueError):
+        missing.add(i)
+    if len(missing) == len(clips):
+      raise ManifestError(f"{where}: none of its {len(clips)} clips' files exists or has "
+                          f"bytes (e.g. {clips[0].path}; relative paths resolve against the "
+                          f"manifest's folder)")
+    if missing:
+      warnings.warn(f"{where}: {len(missing)} of {len(clips)} clips' files are missing or empty "
+                    f"(e.g. {clips[min(missing)].path}): never read", stacklevel=2)
+  return unfit, missing
 
 
 def batch_sizes(config: ml_collections.ConfigDict) -> list[int]:
@@ -107,6 +193,10 @@ class FileReader:
     return video_io.read_frames(self.paths[index], start, count, stride)
 
 
+class UnreadableBucketError(ManifestError):
+  """Every clip of a bucket is unreadable: the bucket cannot make a batch."""
+
+
 class VideoBatches:
   """PlannedBatch → this process's rows as `{video, caption, skipped}` + text features.
   `reader` fetches a clip's frame window (video files, or a TFDS dataset)."""
@@ -119,33 +209,62 @@ class VideoBatches:
     self.unfit, self.bad_rows = unfit, bad_rows
     self.text_features, self.recaptioner = text_features, recaptioner
     self.process_index, self.process_count = process_index, process_count
+    # Clips (indices into `clips`) this process found unreadable: never read again. Shared by
+    # Grain's reader threads; saved and restored with the iterator state.
+    self.unreadable: set[int] = set()
 
-  def _read(self, index: int, start: int, bucket: buckets_lib.Bucket) -> np.ndarray:
-    frames = self.reader(index, start, bucket.frames, self.frame_stride)
+  def _read(self, index: int, start: int, bucket: buckets_lib.Bucket) -> np.ndarray | None:
+    """The clip's window at the bucket's shape, or None (and remembered) if unreadable."""
+    if index in self.unreadable:
+      return None
+    try:
+      frames = self.reader(index, start, bucket.frames, self.frame_stride)
+    except video_io.VideoReadError as e:
+      self.unreadable.add(index)
+      _warn(f"{e} (remembered: not read again)")
+      return None
     return resize_and_crop(frames, bucket.height, bucket.width)
+
+  def _stand_in(self, planned: buckets_lib.PlannedBatch, used: set[int]
+                ) -> tuple[int, np.ndarray]:
+    """A readable clip of the batch's bucket (read from frame 0) for an unreadable row: the
+    spares, then every clip of the bucket from a batch-dependent offset; clips the batch
+    holds already only when no other is readable."""
+    members = planned.members or planned.spares
+    offset = sum(planned.clips) % len(members)
+    order = list(planned.spares) + list(members[offset:] + members[:offset])
+    for allow_used in (False, True):
+      for index in order:
+        if allow_used or index not in used:
+          video = self._read(index, 0, planned.bucket)
+          if video is not None:
+            return index, video
+    bucket = planned.bucket
+    example = self.clips[order[0]].path if order else "?"
+    raise UnreadableBucketError(
+        f"every one of the {len(set(order))} clips of bucket {bucket.frames} frames x "
+        f"{bucket.height}x{bucket.width} is unreadable (e.g. {example}): fix or drop them in "
+        f"data.manifest (videogen.prepare_data skips unreadable files)")
 
   def __call__(self, planned: buckets_lib.PlannedBatch) -> dict[str, np.ndarray]:
     bucket = planned.bucket
     rows = bucket.batch_size // self.process_count
     lo = self.process_index * rows
-    spares = list(planned.spares)
+    mine = list(zip(planned.clips[lo:lo + rows], planned.starts[lo:lo + rows]))
     videos, captions, skipped = [], [], 0
-    for index, start in zip(planned.clips[lo:lo + rows], planned.starts[lo:lo + rows]):
-      while True:
-        try:
-          videos.append(self._read(index, start, bucket))
-          break
-        except video_io.VideoReadError as e:
-          skipped += 1
-          _warn(str(e))
-          if not spares:
-            raise video_io.VideoReadError(f"every spare clip of bucket {bucket.shape} is "
-                                          f"unreadable; last: {e}") from None
-          index, start = spares.pop(0), 0
+    used = {index for index, _ in mine}
+    for index, start in mine:
+      video = self._read(index, start, bucket)
+      if video is None:
+        skipped += 1
+        index, video = self._stand_in(planned, used)
+        used.add(index)
+      videos.append(video)
       clip = self.clips[index]
       captions.append(self.recaptioner(clip.path, clip.text))
     batch = {"video": np.stack(videos).astype(np.float32) / 127.5 - 1.0,
              "caption": np.array(captions), "skipped": np.array(skipped),
+             "unreadable": np.array(len(self.unreadable)),
              "unfit": np.array(self.unfit), "bad_rows": np.array(self.bad_rows)}
     if self.text_features is not None:
       batch.update(self.text_features(captions))
