@@ -265,13 +265,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                        disable=jax.process_index() != 0, dynamic_ncols=True)
   log_start, log_start_step = time.perf_counter(), first_step
   # Unreadable clips replaced, clips no bucket takes, distinct batch shapes (= compiles).
-  skipped, unfit, bad_rows, shapes = 0, 0, 0, set()
+  skipped, unfit, bad_rows, unreadable, shapes = 0, 0, 0, 0, set()
   try:
     with jax.set_mesh(mesh):
       for step in range(first_step + 1, last_step + 1):
         local = next(data_iterator)
         skipped += int(local.get("skipped", 0))
         unfit, bad_rows = int(local.get("unfit", 0)), int(local.get("bad_rows", 0))
+        unreadable = int(local.get("unreadable", 0))  # clips this process never reads again
         shapes.add(tuple(v.shape for k, v in sorted(local.items())
                          if k not in pipeline.HOST_KEYS))
         batch = pipeline.to_global_batch(local, batch_sharding)
@@ -290,6 +291,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           now = time.perf_counter()
           values["steps_per_sec"] = (step - log_start_step) / (now - log_start)
           values["learning_rate"] = float(schedule(step - 1))
+          values.update(data_unreadable=unreadable)
           values.update(data_skipped=skipped, data_unfit=unfit, data_bad_rows=bad_rows,
                         compiles=len(shapes))
           log_start, log_start_step = now, step
