@@ -77,6 +77,7 @@ def test_sample_writes_a_playable_video_at_the_trained_shape(trained, tmp_path):
   assert "'majestic', 'pink', 'dragon', 'blurry'" in warnings[0]
   assert "trained on the words: a and blue" in warnings[0] and "triangle" in warnings[0]
   assert "'a {colour} {shape} moving {direction}'" in warnings[0]
+  assert "sampling 2 videos" in unknown.stderr and "100%" in unknown.stderr  # progress
   from PIL import Image
   gif = Image.open(tmp_path / "b_1.gif")
   assert gif.n_frames == 6 and gif.size == (32, 24)
@@ -102,6 +103,8 @@ def test_evaluate_writes_report_and_contact_sheet(trained, tmp_path):
                "--metrics=synthetic,flicker,warping", f"--output_dir={tmp_path}", check=True)
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["num_videos"] == 4
+  assert "sampling 4 videos" in result.stderr and "100%" in result.stderr  # progress
+  assert f"wrote {tmp_path}/report.json and {tmp_path}/contact_sheet.png" in result.stderr
   assert {"colour", "shape", "direction", "count", "overall"} <= set(report["synthetic"])
   assert 0 <= report["flicker"] <= 1 and 0 <= report["warping_error"] <= 1
   assert len(json.load(open(tmp_path / "report.json"))["per_video"]) == 4

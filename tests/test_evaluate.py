@@ -38,6 +38,9 @@ def test_judges_video_files_from_a_manifest(tmp_path):
   assert reports[0]["synthetic"]["overall"] == 1.0
   assert reports[1]["synthetic"]["overall"] == 0.0
   assert len(reports[0]["per_video"]) == 6
+  # With no --output_dir, the report and the labelled sheet go beside the manifest.
+  assert (tmp_path / "clips_eval" / "report.json").is_file()
+  assert (tmp_path / "wrong_eval" / "contact_sheet.png").is_file()
   assert reports[0]["warping_error"] < 0.01 < reports[0]["flicker"]
 
 

@@ -41,8 +41,9 @@ _I3D = flags.DEFINE_string("i3d_weights", "", "fvd: converted I3D weights (.safe
 _I3D_EPS = flags.DEFINE_float("i3d_bn_eps", 1e-3, "fvd: I3D BatchNorm epsilon (1e-3 piergiaj / "
                               "TF-hub; 1e-5 for TATS' and cd-fvd's i3d_pretrained_400.pt).")
 _CLIP = flags.DEFINE_string("clip_model", "", "clip: a transformers CLIP folder.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default: DIR/eval; with "
-                                  "--videos, nothing is written unless given).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write report.json and "
+                                  "contact_sheet.png (default: DIR/eval; with --videos "
+                                  "M.csv, the folder M_eval beside the manifest).")
 
 
 def read_videos(manifest: str) -> tuple[list, list[str]]:
@@ -107,14 +108,15 @@ def main(argv: list[str]) -> None:
         report["calibration"] = synthetic_judge.calibration(
             [video["seen"] for video in report["per_video"]], expected)
         print(synthetic_judge.calibration_table(report["calibration"]), file=sys.stderr)
-      output_dir = _OUTPUT_DIR.value
+      output_dir = _OUTPUT_DIR.value or os.path.splitext(_VIDEOS.value)[0] + "_eval"
     else:
       report, videos = _evaluate_model(settings, reference or None)
       output_dir = _OUTPUT_DIR.value or workdir_lib.eval_dir(_CHECKPOINT.value or _WORKDIR.value)
   except ValueError as e:
     exit_with_error(str(e).splitlines()[0])
-  if output_dir:
-    report_lib.write(report, videos, output_dir)
+  written = report_lib.write(report, videos, output_dir,
+                             prompts if _VIDEOS.value else None)
+  print(f"wrote {' and '.join(written)}", file=sys.stderr)
   headline = {k: v for k, v in report.items() if k != "per_video"}
   print(json.dumps(report if _VIDEOS.value else headline))
 
@@ -124,6 +126,7 @@ def _evaluate_model(settings, reference) -> tuple[dict, list]:
   from videogen.eval import report as report_lib
   from videogen.generate import load_or_exit
   generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
+  generator.show_progress = True  # a bar on stderr as the denoising steps finish
   data = generator.config.data
   if data.source != "synthetic":
     exit_with_error(f"the model trained on data.source={data.source!r}; evaluate its videos "

@@ -37,6 +37,9 @@ class Generator:
   vae: FrozenVae | None = None  # set when the model lives in a VAE's latent space
   _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
   _warned: set = dataclasses.field(default_factory=set, repr=False)  # unknown words named
+  # A tqdm bar on stderr per sampling call, advanced as denoising steps finish on the device.
+  show_progress: bool = False
+  _bar: dict = dataclasses.field(default_factory=dict, repr=False)  # its settings, then "bar"
 
   @classmethod
   def load(cls, path: str, mesh_config: ml_collections.ConfigDict | None = None) -> "Generator":
@@ -122,13 +125,32 @@ class Generator:
     self.warn_unknown_words([*prompts, negative_prompt])
     text = self.text.conditional(prompts)
     null_text = self.text.unconditional(len(prompts), negative_prompt)
-    key = (tuple(shape), options)
+    key = (tuple(shape), options, self.show_progress)
     if key not in self._compiled:
-      self._compiled[key] = _compiled_sampler(self.config, self.model, self.mesh, tuple(shape),
-                                              options)
-    with jax.set_mesh(self.mesh):
-      return self._compiled[key](self.params, text, null_text, jax.random.PRNGKey(seed),
-                                 condition, init, cameras)
+      self._compiled[key] = _compiled_sampler(
+          self.config, self.model, self.mesh, tuple(shape), options,
+          on_step=self._step_finished if self.show_progress else None)
+    if self.show_progress:  # the bar appears at the first finished step: after compiling,
+      # so an error while tracing stays one line
+      steps = options.steps if init is None else max(1, round(options.steps * options.strength))
+      self._bar = dict(total=steps, unit="step", file=sys.stderr, dynamic_ncols=True,
+                       desc=f"sampling {shape[0]} video{'s' * (shape[0] > 1)}")
+    try:
+      with jax.set_mesh(self.mesh):
+        x = self._compiled[key](self.params, text, null_text, jax.random.PRNGKey(seed),
+                                condition, init, cameras)
+        return x.block_until_ready() if self.show_progress else x
+    finally:
+      if "bar" in self._bar:
+        self._bar["bar"].close()
+      self._bar = {}
+
+  def _step_finished(self, _: int) -> None:
+    if self._bar and "bar" not in self._bar:
+      import tqdm
+      self._bar["bar"] = tqdm.tqdm(**self._bar)
+    if self._bar:
+      self._bar["bar"].update(1)
 
   def warn_unknown_words(self, prompts: list[str]) -> list[str]:
     """One `warning:` line on stderr for prompt words the tokenizer encodes as <unk> (each
@@ -223,7 +245,7 @@ def to_uint8(x: jax.Array) -> jax.Array:
   return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
-def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions):
+def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions, on_step=None):
   diffusion = diffusion_from_config(config.diffusion)
   rules = mesh_lib.rules_from_config(config.mesh)
 
@@ -243,7 +265,8 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions):
                              shift=options.shift, guidance_rescale=options.guidance_rescale,
                              cache=options.cache, condition=condition, init=init,
                              strength=options.strength,
-                             reconstruction_guidance=options.reconstruction_guidance)
+                             reconstruction_guidance=options.reconstruction_guidance,
+                             on_step=on_step)
 
   # Prompts are replicated (tiny); the video batch is split over data × fsdp when it divides.
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]

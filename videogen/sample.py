@@ -127,6 +127,7 @@ def main(argv: list[str]) -> None:
   if not _OUTPUT.value.lower().endswith(video_io.VIDEO_SUFFIXES):
     exit_with_error(f"--output must end in one of {video_io.VIDEO_SUFFIXES}")
   generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value, _LORA.value)
+  generator.show_progress = True  # a bar on stderr per sampling call
   try:
     videos = generate(generator, [_PROMPT.value] * _NUM_SAMPLES.value)
   except ValueError as e:  # e.g. a requested shape the patch size does not divide

@@ -33,12 +33,30 @@ def main(argv: list[str]) -> None:
   from videogen.workdir import WorkdirError, compile_cache
   enable_compilation_cache(str(compile_cache(_WORKDIR.value, _COMPILE_CACHE.value)))
   try:
-    train(_CONFIG.value, _WORKDIR.value)
+    state = train(_CONFIG.value, _WORKDIR.value)
   # A DiT that does not fit its VAE, a missing tokenizer or checkpoint, a stale text cache,
   # a bucket that cannot be reached.
   except (ConfigError, FileNotFoundError, ManifestError, RecaptionError,
           MissingCaptionError, WorkdirError, NonFiniteError) as e:
     exit_with_error(f"invalid config: {e}" if isinstance(e, ConfigError) else str(e))
+  _summary(_CONFIG.value, _WORKDIR.value, int(state.step))
+
+
+def _summary(config, workdir: str, step: int) -> None:
+  """What the run wrote, and the next command."""
+  import jax
+  from videogen import workdir as workdir_lib
+  if jax.process_index():
+    return
+  wrote = [f"checkpoints {workdir_lib.checkpoints(workdir)}",
+           f"metrics {workdir_lib.metrics_file(workdir)}",
+           f"TensorBoard {workdir_lib.tensorboard_dir(workdir)}"]
+  if config.eval.every_steps:
+    wrote.append(f"evaluations {workdir_lib.eval_dir(workdir)}")
+  print(f"trained to step {step} of {config.train.num_steps} in {workdir}: {'; '.join(wrote)}")
+  if config.task == "dit":
+    print(f"sample: python -m videogen.sample --workdir {workdir} --prompt \"...\" "
+          "--output sample.mp4")
 
 
 if __name__ == "__main__":

@@ -151,7 +151,8 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
            eta: float = 0.0, shift: float | None = None, guidance_rescale: float = 0.0,
            condition: FrameCondition | None = None, cache: FeatureCache = FeatureCache(),
            init: jax.Array | None = None, strength: float = 1.0,
-           reconstruction_guidance: float = 0.0) -> jax.Array:
+           reconstruction_guidance: float = 0.0,
+           on_step: Callable[[int], None] | None = None) -> jax.Array:
   """Runs the reverse process from `noise` (x at full noise) and returns the sample.
 
   `shift` (flow only) warps the time grid toward the noise end; None uses the training
@@ -162,7 +163,8 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   `reconstruction_guidance` w > 0 also steers the generated part toward agreeing with the
   condition (Ho et al. 2022): the x0 estimate moves by −(w·α_t/2)·∇ₓ‖m·(x̂0 − known)‖²,
   one extra backward pass through the model per evaluation. Replacement alone keeps the known
-  part exact but leaves the rest only loosely coupled to it (seams)."""
+  part exact but leaves the rest only loosely coupled to it (seams). `on_step(i)` is called on
+  the host (`jax.debug.callback`) as each step finishes on the device: progress bars."""
   sampler = sampler or default_sampler(diffusion)
   check_sampler(diffusion, sampler)
   batch = noise.shape[0]
@@ -188,7 +190,8 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     keep = _keeper(condition, noise, signal, sigma)
     step = _flow_step(sampler, predict, diffusion, times, keep, steps)
     start = noise if init is None else signal(first) * init + sigma(first) * noise
-    x, _ = jax.lax.fori_loop(first, steps, step, (keep(start, first), state))
+    x, _ = jax.lax.fori_loop(first, steps, _reporting(step, on_step),
+                             (keep(start, first), state))
   else:
     timesteps = jnp.asarray(log_snr_timesteps(diffusion, steps) if sampler == "dpm_solver++"
                             else ddim_timesteps(diffusion.num_timesteps, steps))
@@ -199,8 +202,22 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     step = _ddpm_step(sampler, predict, diffusion, timesteps, alpha_bars, keep, steps, first,
                       eta=1.0 if sampler == "ddpm" else eta)
     start = noise if init is None else signal(first) * init + sigma(first) * noise
-    x = jax.lax.fori_loop(first, steps, step, (keep(start, first), state, key, noise))[0]
+    x = jax.lax.fori_loop(first, steps, _reporting(step, on_step),
+                          (keep(start, first), state, key, noise))[0]
   return x if condition is None else condition.impose(x, condition.known)
+
+
+def _reporting(step, on_step):
+  """`step`, then `on_step(i)` on the host once its result exists (the callback reads one
+  element of the new x, so it cannot run before the step's compute)."""
+  if on_step is None:
+    return step
+
+  def reporting(i, carry):
+    carry = step(i, carry)
+    jax.debug.callback(lambda i, _: on_step(int(i)), i, carry[0].reshape(-1)[0])
+    return carry
+  return reporting
 
 
 def _reconstruction_guided(diffusion, model, x, t_net, condition, weight):

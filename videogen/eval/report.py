@@ -146,14 +146,49 @@ def evaluate_model(generator, prompts: list[str], settings: Settings, *, seed: i
   return evaluate_videos(videos, prompts, settings, reference), videos
 
 
-def write(report: dict, videos, output_dir: str) -> None:
-  """`report.json` and `contact_sheet.png` (one row per video of the first video's shape) in
-  `output_dir`, local or a bucket path."""
-  from videogen import video_io
+def write(report: dict, videos, output_dir: str, prompts: list[str] | None = None
+          ) -> list[str]:
+  """`report.json` and `contact_sheet.png` (`contact_sheet`) in `output_dir`, local or a
+  bucket path; returns the two paths."""
+  from PIL import Image
   from videogen import workdir as workdir_lib
   folder = workdir_lib.path(output_dir)
   folder.mkdir(parents=True, exist_ok=True)
   workdir_lib.write_json(folder / "report.json", report)
-  rows = [v for v in videos if v.shape == videos[0].shape]
   with workdir_lib.local_target(folder / "contact_sheet.png") as sheet:
-    video_io.write_frame_strip(sheet, np.stack(rows))
+    Image.fromarray(contact_sheet(report, videos, prompts)).save(sheet)
+  return [str(folder / "report.json"), str(folder / "contact_sheet.png")]
+
+
+def contact_sheet(report: dict, videos, prompts: list[str] | None = None, upscale: int = 4
+                  ) -> np.ndarray:
+  """uint8 `(H, W, 3)`: one row per video of the first video's shape, its frames left to
+  right (upscaled), then its prompt and the judge's verdict: "pass" (green) or "fail:" and
+  the failed checks (red). Prompts default to the report's `per_video` ones."""
+  from PIL import Image, ImageDraw, ImageFont
+  per_video = report.get("per_video") or [None] * len(videos)
+  prompts = prompts or [v["prompt"] if v else "" for v in per_video]
+  keep = [i for i, v in enumerate(videos) if v.shape == videos[0].shape]
+  strips = np.stack([np.concatenate(list(videos[i]), axis=1) for i in keep])  # (N, H, T·W, 3)
+  strips = strips.repeat(upscale, axis=1).repeat(upscale, axis=2)
+  labels = []
+  for i in keep:
+    failed = per_video[i] and [k for k, ok in per_video[i]["checks"].items() if not ok]
+    verdict = None if per_video[i] is None else ("fail: " + ", ".join(failed) if failed
+                                                 else "pass")
+    labels.append((prompts[i], verdict))
+  font, pad, line = ImageFont.load_default(), 6, 14
+  measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+  text_width = max((measure.textlength(t, font=font) for pair in labels for t in pair if t),
+                   default=0)
+  n, height, width, _ = strips.shape
+  row = max(height, 2 * line + 2 * pad)
+  sheet = Image.new("RGB", (width + int(text_width) + 2 * pad, n * row), "white")
+  draw = ImageDraw.Draw(sheet)
+  for r, (strip, (prompt, verdict)) in enumerate(zip(strips, labels)):
+    sheet.paste(Image.fromarray(strip), (0, r * row))
+    draw.text((width + pad, r * row + pad), prompt, fill="black", font=font)
+    if verdict:
+      draw.text((width + pad, r * row + pad + line), verdict, font=font,
+                fill=(0, 140, 0) if verdict == "pass" else (210, 0, 0))
+  return np.asarray(sheet)

@@ -1,5 +1,6 @@
 """The training loop: the only Python loop over steps. Resumes, logs, checkpoints, and saves
 on SIGTERM (preemption) before exiting cleanly."""
+import collections
 import json
 import signal
 import sys
@@ -90,6 +91,28 @@ class NonFiniteGuard:
                            f"without saving (train.nonfinite='halt'); {good}. Lower "
                            f"train.learning_rate, or set train.nonfinite='skip'")
     self.skipped += bad.size
+
+
+class FinishedStepBar:
+  """A tqdm bar that counts finished steps, not dispatched ones. JAX dispatch runs far ahead
+  of the device (on CPU by dozens of steps), so a bar counting dispatches swings its ETA and
+  then freezes at the next host sync while the queue drains. Here the host waits on the loss
+  of the step `lead` back before it goes on: the device still has `lead` steps queued, and
+  the bar moves when steps finish, so its rate and ETA are the device's."""
+
+  def __init__(self, bar: tqdm.tqdm, lead: int = 2):
+    self.bar, self.lead = bar, lead
+    self._queued = collections.deque()
+
+  def dispatched(self, loss: jax.Array) -> None:
+    self._queued.append(loss)
+    self.wait(self.lead)
+
+  def wait(self, keep: int = 0) -> None:
+    """Blocks until at most `keep` dispatched steps are unfinished, counting each one."""
+    while len(self._queued) > keep:
+      self._queued.popleft().block_until_ready()
+      self.bar.update(1)
 
 
 def enable_compilation_cache(directory: str) -> None:
@@ -263,6 +286,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   last_saved = first_step
   progress = tqdm.tqdm(total=config.train.num_steps, initial=first_step, unit="step",
                        disable=jax.process_index() != 0, dynamic_ncols=True)
+  finished = FinishedStepBar(progress)
   log_start, log_start_step = time.perf_counter(), first_step
   # Unreadable clips replaced, clips no bucket takes, distinct batch shapes (= compiles).
   skipped, unfit, bad_rows, unreadable, shapes = 0, 0, 0, 0, set()
@@ -278,12 +302,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         batch = pipeline.to_global_batch(local, batch_sharding)
         state, metrics = train_step(state, batch)
         guard.add(metrics)
-        progress.update(1)
+        finished.dispatched(metrics["loss"])
         stopping = preemption.should_stop(step)
         log = step % config.train.log_every == 0 or step == config.train.num_steps
         checkpoint = step % config.checkpoint.every_steps == 0
         evaluate = config.eval.every_steps and step % config.eval.every_steps == 0
         if log or checkpoint or evaluate or stopping or step == last_step:
+          finished.wait()
           guard.check(step, last_saved)
         if log:
           values = {k: float(v) for k, v in jax.device_get(metrics).items()}
