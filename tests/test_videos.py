@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli, tiny_config, word_features
 from videogen import video_io
-from videogen.data import buckets, pipeline, synthetic
+from videogen.data import buckets, pipeline, synthetic, videos
 from videogen.data.manifest import ManifestError, read_manifest, write_manifest
 from videogen.data.prepare import describe, motion_score
 from videogen.training import loop
@@ -128,11 +128,64 @@ def test_batches_have_one_bucket_shape_split_disjointly_over_processes(manifest)
   assert seen == {(4, 8, 32, 32, 3), (4, 8, 16, 16, 3)}
 
 
-def test_clips_no_bucket_takes_are_counted(manifest):
+def test_clips_no_bucket_takes_are_counted(manifest, capsys):
   config = video_config(manifest, **{"data.buckets.sizes": {"32": {"8": (1.0, 4)}}})
-  with pytest.warns(UserWarning, match="6 of 12 clips fit no bucket"):
-    batch = next(iter(pipeline.make_dataset(config, word_features(config))))
+  batch = next(iter(pipeline.make_dataset(config, word_features(config))))
+  assert "warning: 6 of 12 clips fit no bucket" in capsys.readouterr().err
   assert int(batch["unfit"]) == 6 and batch["video"].shape[2:4] == (32, 32)
+
+
+def test_without_buckets_the_bucket_is_the_configs_own_clip_shape(manifest, capsys):
+  config = tiny_config(**{"data.source": "videos", "data.manifest": manifest,
+                          "data.num_frames": 8, "data.height": 40, "data.width": 24,
+                          "train.batch_size": 4})
+  batch = next(iter(pipeline.make_dataset(config, word_features(config))))
+  assert batch["video"].shape == (4, 8, 40, 24, 3)  # exact: no ratio snapping, no rounding
+  # The 24x32 clips have fewer pixels than 40x24 would need: never upscaled, one line.
+  assert "warning: 6 of 12 clips fit no bucket" in capsys.readouterr().err
+
+
+def test_bucket_spec_flag_form_and_files(tmp_path, manifest):
+  want = {"32": {"8": (1.0, 2)}, "64": {"16": (0.5, 1), "8": (1.0, 6)}}
+  assert buckets.parse_spec("32x8:1.0:2,64x16:0.5:1, 64x8", 6) == want
+  (tmp_path / "b.json").write_text(json.dumps(want))
+  (tmp_path / "b.yaml").write_text("32: {8: [1.0, 2]}\n64: {16: [0.5, 1], 8: [1.0, 6]}\n")
+  for name in ("b.json", "b.yaml"):
+    got = buckets.parse_spec(str(tmp_path / name), 6)
+    assert {str(r): {str(f): tuple(v) for f, v in fs.items()} for r, fs in got.items()} == want
+  # The flag form feeds the same batches as the dict form.
+  by_spec = video_config(manifest, **{"data.buckets.sizes": {},
+                                      "data.buckets.spec": "32x8:1:4,16x8:1:4"})
+  by_dict = video_config(manifest)
+  a = iter(pipeline.make_dataset(by_spec, word_features(by_spec)))
+  b = iter(pipeline.make_dataset(by_dict, word_features(by_dict)))
+  for _ in range(3):
+    np.testing.assert_array_equal(next(a)["video"], next(b)["video"])
+  from videogen.config import ConfigError
+  for spec, match in [("32x8:1.5", "KEEP in"), ("32by8", "not RESxFRAMES"),
+                      (str(tmp_path / "none.yaml"), "does not exist")]:
+    with pytest.raises(ConfigError, match=match):
+      videos.bucket_stages(video_config(manifest, **{"data.buckets.sizes": {},
+                                                     "data.buckets.spec": spec}))
+  (tmp_path / "bad.json").write_text('{"32": {"8": [1.0, 0]}}')
+  with pytest.raises(ConfigError, match="batch >= 1"):
+    videos.bucket_stages(video_config(manifest, **{"data.buckets.sizes": {},
+                                                   "data.buckets.spec": str(tmp_path / "bad.json")}))
+  with pytest.raises(ConfigError, match="both set"):
+    videos.bucket_stages(video_config(manifest, **{"data.buckets.spec": "32x8"}))
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("64x8:1:8", "none of its 12 clips fits a bucket"),  # clips are at most 48x48
+    ("32x8:1:16", "too few clips for one batch: 8x32x32 has 6 clips for batch 16")])
+def test_first_try_mistakes_are_one_line_before_compiling(manifest, tmp_path, spec, expected):
+  result = run_cli("videogen.train", "--config", "configs/tiny.py:test", "--workdir",
+                   str(tmp_path / "run"), "--config.data.source=videos",
+                   f"--config.data.manifest={manifest}", f"--config.data.buckets.spec={spec}")
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+  assert len(errors) == 1 and expected in errors[0], result.stderr
+  assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before the first step
 
 
 def test_iterator_resumes_exactly(manifest):

@@ -31,6 +31,7 @@ data.buckets.spec = ENTRY[,ENTRY...]  or  a .json/.yaml/.yml file of {resolution
 the bucket's area (clips snap to data.buckets.aspect_ratios), FRAMES the clip length, KEEP
 the chance a clip that fits is kept (default 1.0), BATCH the global batch size (default
 train.batch_size). Example: 32x8:1.0:2,64x16:0.5:1."""
+GRAMMAR_LINE = " ".join(SPEC_GRAMMAR.split())  # for one-line errors
 _ENTRY = re.compile(r"^(\d+)x(\d+)(?::([0-9.eE+-]+))?(?::(\d+))?$")
 
 
@@ -48,7 +49,7 @@ def parse_spec(text: str, batch_size: int, key: str = "data.buckets.spec") -> di
     match = _ENTRY.match(entry)
     if not match:
       raise BucketSpecError(f"{key}={text!r}: {entry!r} is not RESxFRAMES[:KEEP[:BATCH]]. "
-                            f"{SPEC_GRAMMAR}")
+                            f"{GRAMMAR_LINE}")
     resolution, frames, keep, batch = match.groups()
     try:
       keep = float(keep) if keep is not None else 1.0
@@ -57,16 +58,16 @@ def parse_spec(text: str, batch_size: int, key: str = "data.buckets.spec") -> di
     batch = int(batch) if batch is not None else batch_size
     if not (0 < keep <= 1 and int(resolution) > 0 and int(frames) > 0 and batch > 0):
       raise BucketSpecError(f"{key}={text!r}: in {entry!r} RES, FRAMES and BATCH must be >= 1 "
-                            f"and KEEP in (0, 1]. {SPEC_GRAMMAR}")
+                            f"and KEEP in (0, 1]. {GRAMMAR_LINE}")
     sizes.setdefault(str(int(resolution)), {})[str(int(frames))] = (keep, batch)
   if not sizes:
-    raise BucketSpecError(f"{key}={text!r} names no bucket. {SPEC_GRAMMAR}")
+    raise BucketSpecError(f"{key}={text!r} names no bucket. {GRAMMAR_LINE}")
   return sizes
 
 
 def _read_file(path: str, key: str) -> dict:
   if not os.path.isfile(path):
-    raise BucketSpecError(f"{key}={path!r} does not exist. {SPEC_GRAMMAR}")
+    raise BucketSpecError(f"{key}={path!r} does not exist. {GRAMMAR_LINE}")
   try:
     with open(path, encoding="utf-8") as f:
       if path.lower().endswith(".json"):

@@ -68,7 +68,8 @@ def read_rows(path: str) -> list[dict]:
 def _clip(row: dict, folder: str) -> Clip:
   if "_bad" in row:
     raise ValueError(row["_bad"])
-  missing = [c for c in COLUMNS if row.get(c) in (None, "")]
+  # An empty caption is allowed (the clip trains unconditioned; counted at start-up).
+  missing = [c for c in COLUMNS if row.get(c) is None or (c != "text" and row[c] == "")]
   if missing:
     raise ValueError(f"missing {', '.join(missing)}")
   values = {}

@@ -17,6 +17,7 @@ Only a bucket whose every clip is unreadable stops training: one `UnreadableBuck
 line naming the bucket and a file.
 """
 import os
+import sys
 import warnings
 
 import ml_collections
@@ -37,6 +38,11 @@ def _warn(message: str) -> None:
   _warned[0] += 1
   if _warned[0] <= _WARN_FIRST or _warned[0] % _WARN_EVERY == 0:
     warnings.warn(f"skipped clip #{_warned[0]}: {message}", stacklevel=3)
+
+
+def warn_line(message: str) -> None:
+  """A start-up warning as one `warning:` line on stderr."""
+  print(f"warning: {message}", file=sys.stderr)
 
 
 def resize_and_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -137,8 +143,8 @@ def check_clips(config: ml_collections.ConfigDict, clips: list[Clip]) -> tuple[i
         f"clips have {frames[0]}-{frames[-1]} frames, short side {side[0]}-{side[-1]} px, and "
         f"are never upscaled): lower data.num_frames/height/width or set data.buckets.spec")
   if unfit:
-    warnings.warn(f"{unfit} of {len(clips)} clips fit no bucket (shorter or smaller than "
-                  f"every data.buckets entry) and are never drawn", stacklevel=2)
+    warn_line(f"{unfit} of {len(clips)} clips fit no bucket (shorter or smaller than "
+                  f"every data.buckets entry) and are never drawn")
   for start, spec in stages:
     counts: dict = {}
     for c in clips:
@@ -154,12 +160,12 @@ def check_clips(config: ml_collections.ConfigDict, clips: list[Clip]) -> tuple[i
                           f"batch size (train.batch_size or data.buckets.spec BATCH) or add "
                           f"clips")
     if short:
-      warnings.warn(f"buckets with too few clips for one batch are never drawn{stage}: "
-                    f"{message}", stacklevel=2)
+      warn_line(f"buckets with too few clips for one batch are never drawn{stage}: "
+                    f"{message}")
   uncaptioned = sum(not c.text.strip() for c in clips)
   if uncaptioned:
-    warnings.warn(f"{where}: {uncaptioned} of {len(clips)} clips have no caption (empty text) "
-                  f"and train unconditioned", stacklevel=2)
+    warn_line(f"{where}: {uncaptioned} of {len(clips)} clips have no caption (empty text) "
+                  f"and train unconditioned")
   missing = set()
   if config.data.source == "videos":
     for i, c in enumerate(clips):
@@ -173,8 +179,8 @@ def check_clips(config: ml_collections.ConfigDict, clips: list[Clip]) -> tuple[i
                           f"bytes (e.g. {clips[0].path}; relative paths resolve against the "
                           f"manifest's folder)")
     if missing:
-      warnings.warn(f"{where}: {len(missing)} of {len(clips)} clips' files are missing or empty "
-                    f"(e.g. {clips[min(missing)].path}): never read", stacklevel=2)
+      warn_line(f"{where}: {len(missing)} of {len(clips)} clips' files are missing or empty "
+                    f"(e.g. {clips[min(missing)].path}): never read")
   return unfit, missing
 
 
