@@ -82,6 +82,17 @@ def test_stablehlo_sampler_runs_without_the_model_and_matches_generate(trained, 
         i["shape"][1:] for i in signature["inputs"][:6]]
     got = np.asarray(exported.call(*inputs, jax.random.PRNGKey(3)))
     np.testing.assert_allclose(got, _sample(generator, prompts), atol=1e-5, rtol=0)
+  # `sample --checkpoint` on it samples (the export is the whole sampler), as the model does.
+  run_cli("videogen.sample", f"--checkpoint={out}", f"--prompt={PROMPTS[0]}", "--seed=3",
+          f"--output={tmp_path}/hlo.gif", check=True)
+  from videogen import video_io
+  video_io.write_video(str(tmp_path / "model.gif"), generator.decode(
+      jax.numpy.asarray(_sample(generator, PROMPTS[:1])))[0], fps=generator.config.sample.fps)
+  np.testing.assert_array_equal(video_io.read_video(str(tmp_path / "hlo.gif")),
+                                video_io.read_video(str(tmp_path / "model.gif")))
+  line = one_line_error(run_cli("videogen.sample", f"--checkpoint={out}", "--prompt=a",
+                                f"--output={tmp_path}/x.gif", "--steps=3", timeout=60))
+  assert "is a stablehlo export" in line and "drop --steps" in line
 
 
 def test_bad_format_and_models_without_a_diffusers_counterpart_are_one_line(trained, tmp_path):

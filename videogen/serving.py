@@ -18,6 +18,8 @@ Params are constants (one self-contained file): a model needs a re-export for ne
 flatbuffers cap a file at 2 GB, so this suits models up to a few hundred million params.
 """
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,3 +82,38 @@ def load_sampler(directory: str) -> tuple[jax.export.Exported, dict]:
   folder = workdir_lib.path(directory)
   exported = jax.export.deserialize(bytearray((folder / SAMPLER_FILE).read_bytes()))
   return exported, workdir_lib.read_json(folder / SIGNATURE_FILE)
+
+
+def is_sampler_export(directory: str | None) -> bool:
+  return bool(directory) and (workdir_lib.path(directory) / SAMPLER_FILE).is_file()
+
+
+def sample_export(directory: str, prompts: list[str], seed: int = 0,
+                  negative_prompt: str = "") -> tuple[np.ndarray, object]:
+  """uint8 `(N, T, H, W, 3)` videos from a stablehlo export (its steps, guidance, sampler and
+  clip shape are baked in), and its config. Tokenising (and a frozen T5) run here, as
+  `Generator` runs them; a latent model's VAE (`vae.checkpoint`) decodes."""
+  from videogen import checkpoints
+  from videogen.generate import to_uint8, unknown_words_warning
+  from videogen.parallel import mesh as mesh_lib
+  from videogen.text.conditioning import TextConditioning
+  import ml_collections
+  from videogen.config import base_config
+  # Not checkpoints.load_config: that tells exports by their params, which this has none of.
+  saved = workdir_lib.read_json(workdir_lib.path(directory) / checkpoints.EXPORT_CONFIG_FILE)
+  config = ml_collections.ConfigDict(checkpoints._with_new_keys(saved, base_config().to_dict()))
+  mesh = mesh_lib.create_mesh(config.mesh, jax.devices()[:1])
+  rules = mesh_lib.rules_from_config(config.mesh)
+  text = TextConditioning.create(config, directory, mesh, rules)
+  unknown = text.tokenizer.unknown([*prompts, negative_prompt])
+  if unknown:
+    print(unknown_words_warning(config, text.tokenizer, unknown), file=sys.stderr)
+  exported, _ = load_sampler(directory)
+  x = exported.call(*text.conditional(prompts),
+                    *text.unconditional(len(prompts), negative_prompt),
+                    jax.random.PRNGKey(seed))
+  if config.vae.checkpoint:
+    from videogen.vae.latents import FrozenVae
+    with jax.set_mesh(mesh):
+      x = FrozenVae.load(config.vae.checkpoint, mesh, rules).decode(x)
+  return np.asarray(to_uint8(jnp.asarray(x))), config
