@@ -194,9 +194,13 @@ class FileReader:
 
   def __init__(self, clips: list[Clip]):
     self.paths = [clip.path for clip in clips]
+    # A file whose header states more pixels than its row (and than the default limit) is
+    # refused before decoding: the row is what prepare_data measured.
+    self.max_pixels = [max(video_io.MAX_PIXELS, clip.height * clip.width) for clip in clips]
 
   def __call__(self, index: int, start: int, count: int, stride: int) -> np.ndarray:
-    return video_io.read_frames(self.paths[index], start, count, stride)
+    return video_io.read_frames(self.paths[index], start, count, stride,
+                                self.max_pixels[index])
 
 
 class UnreadableBucketError(ManifestError):
