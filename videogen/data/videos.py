@@ -241,7 +241,7 @@ class VideoBatches:
     spares, then every clip of the bucket from a batch-dependent offset; clips the batch
     holds already only when no other is readable."""
     members = planned.members or planned.spares
-    offset = sum(planned.clips) % len(members)
+    offset = sum(planned.clips) % max(len(members), 1)
     order = list(planned.spares) + list(members[offset:] + members[:offset])
     for allow_used in (False, True):
       for index in order:
