@@ -9,6 +9,7 @@
         --config.train.init_from=runs/tiny --workdir runs/tiny_lora  # personalise runs/tiny
     python -m videogen.train --config configs/tiny.py:i2v ...    # trained frame conditioning
     python -m videogen.train --config configs/tiny.py:camera ... # camera control (Plücker)
+    python -m videogen.train --config configs/tiny.py:wan ...    # exports to diffusers (Wan)
 
 `:t5` conditions on a frozen T5 encoder (the `tiny` preset, randomly initialised: no download)
 through a sentencepiece tokenizer trained on the synthetic captions in the workdir, with a
@@ -26,6 +27,11 @@ ends; 30% of clips none, the conditioning dropout), so `sample --image/--extend/
 use a trained conditional model. `:camera` renders a static, panning or zooming camera per
 clip (captions do not say which) and learns it through the Plücker-ray camera adapter; then
 `sample --camera pan_left|zoom_in|...`.
+
+`:wan` makes Wan 2.1's DiT choices (adaLN-single, Wan's RoPE split, RMS q/k norm across
+heads, an MLP text projection, no pooled text) on the `:t5` text path with the empty-prompt
+null, so `python -m videogen.export --workdir RUN --output OUT --format diffusers` writes a
+`WanTransformer3DModel` that diffusers loads.
 """
 from videogen.config import base_config
 
@@ -68,7 +74,11 @@ def get_config(arg: str | None = None):
   elif arg == "camera":  # camera control: pans and zooms rendered, told only by the camera
     c.model.update(camera=True)
     c.data.synthetic.update(camera="mixed", camera_speed=0.04)
+  elif arg == "wan":  # every DiT setting has a WanTransformer3DModel counterpart
+    c.model.update(adaln="single", rope_split="wan", qk_norm="rms_across_heads",
+                   text_projection="mlp", pooled_text=False, text_dim=32)  # = the T5's width
+    c.text.update(tokenizer="sentencepiece", encoder="t5", null="empty")
   elif arg:
     raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '', 'test', 't5', "
-                     f"'expert', 'factorized', 'lora', 'i2v' or 'camera')")
+                     f"'expert', 'factorized', 'lora', 'i2v', 'camera' or 'wan')")
   return c

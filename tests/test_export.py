@@ -101,7 +101,12 @@ def test_bad_format_and_models_without_a_diffusers_counterpart_are_one_line(trai
       timeout=60))
   line = one_line_error(run_cli("videogen.export", f"--workdir={trained}",
                                 f"--output={tmp_path}/y", "--format=diffusers", timeout=60))
-  assert "model.adaln='per_block'" in line and "WanTransformer3DModel" in line, line
+  # Every mismatching setting at once, each with the value it needs.
+  for setting in ("text.encoder='embedding' (needs 't5'", "model.adaln='per_block' (needs "
+                  "'single')", "model.rope_split='cogvideox'", "model.qk_norm='rms'",
+                  "model.text_projection='linear'", "model.pooled_text=True"):
+    assert setting in line, line
+  assert "5 settings with no WanTransformer3DModel counterpart" in line and "tiny.py:wan" in line
   assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "y")
   from videogen.models.convert_dit import diffusers_config
   model = checkpoints.load_config(str(trained)).model.to_dict()
@@ -109,6 +114,31 @@ def test_bad_format_and_models_without_a_diffusers_counterpart_are_one_line(trai
     diffusers_config({**model, "layout": "factorized"}, 16)
   with pytest.raises(ValueError, match="model.camera=True"):
     diffusers_config({**model, "camera": True}, 16)
+
+
+def test_tiny_wan_variant_trains_a_model_that_exports_to_diffusers(tmp_path):
+  """configs/tiny.py:wan (at the test config's sizes), trained 2 steps, exports with
+  --format diffusers to a WanTransformer3DModel that diffusers builds and loads strictly."""
+  from conftest import REPO
+  from videogen.config import load_config_file
+  from videogen.training import loop
+  config = load_config_file(os.path.join(REPO, "configs", "tiny.py:wan"))
+  config.model.update(width=32, depth=2, num_heads=2, patch_size=(2, 8, 8))
+  config.data.update(num_frames=4, height=16, width=16)
+  config.train.update(num_steps=2, batch_size=8, warmup_steps=1, log_every=1)
+  config.checkpoint.update(every_steps=2)
+  loop.train(config, str(tmp_path / "run"))
+  run_cli("videogen.export", f"--workdir={tmp_path}/run", f"--output={tmp_path}/hf",
+          "--format=diffusers", check=True)
+  pytest.importorskip("torch")
+  diffusers = pytest.importorskip("diffusers")
+  from safetensors.torch import load_file
+  folder = tmp_path / "hf" / "transformer"
+  model = diffusers.WanTransformer3DModel.from_config(json.loads((folder / "config.json")
+                                                                 .read_text()))
+  model.load_state_dict(load_file(str(folder / "diffusion_pytorch_model.safetensors")),
+                        strict=True)
+  assert model.config.num_layers == 2 and model.config.text_dim == 32
 
 
 @pytest.mark.parametrize("kind,dtype", [("cogvideox", "float32"), ("cogvideox_t", "float32"),

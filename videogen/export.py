@@ -70,15 +70,19 @@ def main(argv: list[str]) -> None:
     _write_params(fmt, output, vae.params, vae.config, {"latent_stats": vae.stats})
   elif fmt == "diffusers":
     from videogen.models.convert_dit import diffusers_config
-    try:  # refuse before loading anything
+    problems = []  # refuse before loading anything, naming every setting at once
+    if config.text.encoder != "t5":
+      problems.append(f"text.encoder={config.text.encoder!r} (needs 't5': the DiT's own "
+                      "caption embedding has no diffusers counterpart)")
+    if config.text.null == "learned":
+      problems.append("text.null='learned' (needs 'empty' or 'zero')")
+    try:
       diffusers_config(config.model.to_dict(), config.text.max_length)
-      if config.text.encoder != "t5" or config.text.null == "learned":
-        raise ValueError(f"text.encoder={config.text.encoder!r}, text.null="
-                         f"{config.text.null!r}: the DiT's own caption embedding or learned "
-                         f"null has no diffusers counterpart (export a model that reads T5 "
-                         f"states, text.encoder='t5', text.null 'empty' or 'zero')")
     except ValueError as e:
-      exit_with_error(f"--format diffusers: {e}")
+      problems.append(str(e))
+    if problems:
+      exit_with_error(f"--format diffusers: {'; '.join(problems)} (configs/tiny.py:wan "
+                      "trains a model that exports)")
     try:
       from videogen.export_formats import dit_params, export_diffusers
       export_diffusers(output, dit_params(workdir, config), config, _DTYPE.value)

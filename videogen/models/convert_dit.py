@@ -327,31 +327,35 @@ class _Probe(_Tensors):
 
 def diffusers_config(model: dict, text_length: int) -> tuple[str, dict]:
   """Our `model.*` settings → (kind, the diffusers transformer config.json) such that the
-  importer reads it back to the same settings; a ValueError names the setting that has no
-  counterpart. Layout expert → CogVideoX, joint → Wan."""
+  importer reads it back to the same settings; one ValueError names every setting that has
+  no counterpart, with the value it needs. Layout expert → CogVideoX, joint → Wan."""
   m = dict(model, patch_size=tuple(model["patch_size"]))
   kind = {"expert": "cogvideox", "joint": "wan"}.get(m["layout"])
+  problems = []  # every setting without a counterpart, reported at once
   if kind is None:
-    raise ValueError(f"model.layout={m['layout']!r} has no diffusers counterpart (expert → "
-                     f"CogVideoX, joint → Wan)")
+    problems.append(f"model.layout={m['layout']!r} has no diffusers counterpart (expert → "
+                    f"CogVideoX, joint → Wan)")
   for key, off in (("lora_rank", 0), ("camera", False), ("frame_condition", "none")):
     if m.get(key, off) != off:
-      raise ValueError(f"model.{key}={m[key]!r} has no diffusers counterpart (export a model "
-                       f"with {key}={off!r}; merge LoRA adapters into the base first)")
+      merge = ": merge LoRA adapters into the base first" if key == "lora_rank" else ""
+      problems.append(f"model.{key}={m[key]!r} (needs {off!r}{merge})")
   width, heads, (pt, ph, pw), c = m["width"], m["num_heads"], m["patch_size"], m["channels"]
-  common = dict(_class_name=CLASS_NAMES[kind], num_attention_heads=heads,
+  common = dict(_class_name=CLASS_NAMES.get(kind), num_attention_heads=heads,
                 attention_head_dim=width // heads, in_channels=c, out_channels=c,
                 num_layers=m["depth"])
+  config, back = None, {}
   if kind == "cogvideox":
     if ph != pw:
-      raise ValueError(f"model.patch_size={list(m['patch_size'])}: CogVideoX patches are square")
+      problems.append(f"model.patch_size={list(m['patch_size'])} (CogVideoX patches are square)")
     config = dict(common, time_embed_dim=m["time_embed_dim"] or width,
                   text_embed_dim=m["text_dim"], patch_size=ph, patch_size_t=pt if pt > 1 else None,
                   max_text_seq_length=text_length, use_rotary_positional_embeddings=True,
                   norm_eps=m["norm_eps"])
     back = cogvideox_model_config(config)
     m["time_embed_dim"] = m["time_embed_dim"] or width  # 0 means width
-  else:
+    if ph != pw:
+      back.pop("patch_size", None)
+  elif kind == "wan":
     config = dict(common, patch_size=list(m["patch_size"]), text_dim=m["text_dim"],
                   freq_dim=m["time_frequency_dim"], ffn_dim=round(width * m["mlp_ratio"]),
                   eps=m["norm_eps"], cross_attn_norm=True, qk_norm="rms_norm_across_heads")
@@ -361,8 +365,10 @@ def diffusers_config(model: dict, text_length: int) -> tuple[str, dict]:
     same = (abs(ours - theirs) < 1e-9 if isinstance(theirs, float) and not isinstance(ours, str)
             else ours == theirs)
     if not same:
-      raise ValueError(f"model.{key}={ours!r} has no {CLASS_NAMES[kind]} counterpart (it needs "
-                       f"{theirs!r})")
+      problems.append(f"model.{key}={ours!r} (needs {theirs!r})")
+  if problems:
+    raise ValueError(f"{len(problems)} setting{'s' * (len(problems) > 1)} with no "
+                     f"{CLASS_NAMES.get(kind, 'diffusers')} counterpart: {'; '.join(problems)}")
   return kind, config
 
 
