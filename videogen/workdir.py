@@ -41,7 +41,8 @@ TENSORBOARD = "tensorboard"
 COMPILE_CACHE = "jax_cache"
 EVAL = "eval"
 TOKENIZER_FILE = "spiece.model"
-REACH_TIMEOUT_S = 30.0
+# How long start-up waits for a workdir to answer (VIDEOGEN_REACH_TIMEOUT_S overrides).
+REACH_TIMEOUT_S = float(os.environ.get("VIDEOGEN_REACH_TIMEOUT_S", 30.0))
 
 
 class WorkdirError(OSError):
