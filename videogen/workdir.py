@@ -133,32 +133,31 @@ def write_json(file, value) -> None:
   epath.Path(file).write_text(json.dumps(value, indent=2))
 
 
-@contextlib.contextmanager
 def local_copy(file):
-  """A local path holding `file`'s bytes, for readers that need one (a bucket object is
-  downloaded to a temporary file first; a local file is used in place)."""
-  file = epath.Path(file)
-  if not is_remote(file):
-    yield str(file)
-    return
-  with tempfile.TemporaryDirectory() as folder:
-    local = os.path.join(folder, file.name)
-    file.copy(epath.Path(local))
-    yield local
+  """A context giving a local path that holds `file`'s bytes, for readers that need one (a
+  bucket object is downloaded to a temporary file first; a local file is used in place)."""
+  return _through_local_file(file, download=True)
+
+
+def local_target(file):
+  """A context giving a local path to write `file` through: a bucket object is uploaded when
+  the block ends without error; a local file is written in place."""
+  return _through_local_file(file, download=False)
 
 
 @contextlib.contextmanager
-def local_target(file):
-  """A local path to write `file` through: a bucket object is uploaded when the block ends
-  without error; a local file is written in place."""
+def _through_local_file(file, download: bool):
   file = epath.Path(file)
   if not is_remote(file):
     yield str(file)
     return
   with tempfile.TemporaryDirectory() as folder:
-    local = os.path.join(folder, file.name)
-    yield local
-    epath.Path(local).copy(file, overwrite=True)
+    local = epath.Path(folder) / file.name
+    if download:
+      file.copy(local)
+    yield str(local)
+    if not download:
+      local.copy(file, overwrite=True)
 
 
 class JsonLines:
