@@ -34,6 +34,24 @@ def _remove_item(step_dir):
   shutil.rmtree(step_dir / "ema")
 
 
+def _tensorboard_purge_steps(folder) -> list[int]:
+  """Steps of the SessionLog.START events (TensorBoard's purge marker) in a run's event
+  files, read as TFRecords: u64 length, u32 crc, the Event proto, u32 crc."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  steps = []
+  for name in os.listdir(folder):
+    data = open(os.path.join(folder, name), "rb").read()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack_from("<Q", data, offset)
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      if event.session_log.status == event_pb2.SessionLog.START:
+        steps.append(event.step)
+      offset += 16 + length
+  return steps
+
+
 @pytest.fixture(scope="module")
 def trained_to_six(tmp_path_factory):
   """Checkpoints at steps 4 and 6 (keep 2) of a 6-step run."""
@@ -58,8 +76,10 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_older_one_resumes(
   warnings = [l for l in capfd.readouterr().err.splitlines() if l.startswith("warning: checkpoint 6")]
   assert len(warnings) == 1, warnings
   assert (workdir / "set_aside" / "step_6.unrestorable").is_dir()  # kept, not deleted
-  # Steps 5 and 6 were trained again from step 4: each step is logged once.
+  # Steps 5 and 6 were trained again from step 4: each step is logged once, and TensorBoard
+  # is told to purge what the first run logged after step 4.
   assert [row["step"] for row in read_metrics(str(workdir)) if "loss" in row] == list(range(1, 9))
+  assert 5 in _tensorboard_purge_steps(workdir / "tensorboard")
 
 
 def test_no_restorable_checkpoint_is_one_error_naming_the_directory(trained_to_six, tmp_path):
