@@ -4,13 +4,14 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One persistent compilation cache for the suite, in-process and in every CLI subprocess
+# (which inherit these; `videogen.train` takes JAX's own variable over WORKDIR/jax_cache).
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_REPO, ".cache", "jax")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-jax.config.update("jax_compilation_cache_dir", os.path.join(_REPO, ".cache", "jax"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def tiny_config(**overrides):

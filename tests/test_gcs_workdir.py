@@ -40,7 +40,8 @@ def preempt(bucket, cwd, workdir_prefix, extra=(), min_rows=3):
   returns (the finished process, its stderr)."""
   process = subprocess.Popen(
       [sys.executable, "-m", "videogen.train", f"--config={CONFIG}",
-       f"--workdir={bucket.uri(workdir_prefix)}", f"--compile_cache={cwd.parent / 'cache'}",
+       f"--workdir={bucket.uri(workdir_prefix)}",
+       f"--compile_cache={os.environ['JAX_COMPILATION_CACHE_DIR']}",  # the flag, shown working
        "--config.train.num_steps=100000", "--config.checkpoint.every_steps=100000", *extra],
       cwd=cwd, env=bucket.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
@@ -63,14 +64,14 @@ def test_a_bucket_workdir_trains_resumes_samples_exports_and_evaluates(gcs_bucke
   # Resume two steps further: each step logged once, the run continues from the checkpoint.
   workdir = gcs_bucket.uri("run")
   ok(run(gcs_bucket, cwd, "videogen.train", f"--config={CONFIG}", f"--workdir={workdir}",
-         f"--compile_cache={tmp_path / 'cache'}", f"--config.train.num_steps={stopped + 2}"))
+         f"--config.train.num_steps={stopped + 2}"))
   steps = [row["step"] for row in logged_rows(gcs_bucket, "run") if "loss" in row]
   assert steps == list(range(1, stopped + 3))
   assert saved_steps(gcs_bucket, "run")[-1] == stopped + 2
   assert gcs_bucket.read("run/spiece.model") is None  # tiny:test tokenizes words
   assert any(n.startswith("run/tensorboard/") for n in gcs_bucket.objects("run/"))
   again = ok(run(gcs_bucket, cwd, "videogen.train", f"--config={CONFIG}",
-                 f"--workdir={workdir}", f"--compile_cache={tmp_path / 'cache'}",
+                 f"--workdir={workdir}",
                  f"--config.train.num_steps={stopped + 2}"))
   assert f"already at step {stopped + 2} of {stopped + 2}" in again.stderr
 
@@ -104,7 +105,7 @@ def test_an_unreachable_endpoint_or_missing_bucket_is_one_line(gcs_bucket, tmp_p
     closed = f"http://127.0.0.1:{s.getsockname()[1]}"
   refused = {**gcs_bucket.env, "STORAGE_EMULATOR_HOST": closed, "TENSORSTORE_GCS_HTTP_URL": closed,
              "VIDEOGEN_REACH_TIMEOUT_S": "5"}
-  args = ("videogen.train", f"--config={CONFIG}", f"--compile_cache={tmp_path / 'cache'}")
+  args = ("videogen.train", f"--config={CONFIG}")
   start = time.time()
   line = one_line_error(run(gcs_bucket, tmp_path, *args, f"--workdir={gcs_bucket.uri('x')}",
                             env=refused, timeout=200))

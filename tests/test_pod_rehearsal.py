@@ -50,10 +50,10 @@ def safetensors_in(bucket, prefix):
 
 
 def test_sigterm_to_one_host_of_a_pod_saves_once_and_resumes_exactly(gcs_bucket, tmp_path):
-  cwd, cache = tmp_path / "cwd", f"--compile_cache={tmp_path / 'cache'}"
+  cwd = tmp_path / "cwd"
   cwd.mkdir()
   workdir = gcs_bucket.uri("pod")
-  train = ["videogen.train", f"--config={CONFIG}", f"--workdir={workdir}", cache, FLAT_LR, *POD]
+  train = ["videogen.train", f"--config={CONFIG}", f"--workdir={workdir}", FLAT_LR, *POD]
   pod = start_pod(gcs_bucket, cwd, *train, "--config.train.num_steps=100000",
                   "--config.checkpoint.every_steps=100000")
   deadline = time.time() + 240
@@ -72,7 +72,7 @@ def test_sigterm_to_one_host_of_a_pod_saves_once_and_resumes_exactly(gcs_bucket,
   finish(start_pod(gcs_bucket, cwd, *train, f"--config.train.num_steps={stopped + 2}"))
   one = tmp_path / "one"
   ok(subprocess.run([sys.executable, "-m", "videogen.train", f"--config={CONFIG}",
-                     f"--workdir={one}", cache, FLAT_LR, f"--config.train.num_steps={stopped + 2}"],
+                     f"--workdir={one}", FLAT_LR, f"--config.train.num_steps={stopped + 2}"],
                     cwd=REPO, capture_output=True, text=True, timeout=300))
   pod_losses = [row["loss"] for row in logged_rows(gcs_bucket, "pod") if "loss" in row]
   one_losses = [json.loads(line)["loss"] for line in open(one / "metrics.jsonl")]

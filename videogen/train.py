@@ -16,8 +16,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics: a "
                                 "local path or a bucket (gs://bucket/run).")
 _COMPILE_CACHE = flags.DEFINE_string(
-    "compile_cache", None, "Persistent compilation cache folder (default WORKDIR/jax_cache); "
-    "e.g. a local folder when the workdir is a bucket.")
+    "compile_cache", None, "Persistent compilation cache folder (default: "
+    "$JAX_COMPILATION_CACHE_DIR, else WORKDIR/jax_cache); e.g. a local folder when the workdir "
+    "is a bucket.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -5,8 +5,9 @@
       set_aside/step_<N>.unrestorable/   a checkpoint that failed to restore, kept for a look
       metrics.jsonl           one JSON object per logged step
       tensorboard/            TensorBoard events
-      jax_cache/              the persistent compilation cache (unless `--compile_cache` names
-                              another folder, e.g. a local one for a bucket workdir)
+      jax_cache/              the persistent compilation cache (unless `--compile_cache` or
+                              JAX_COMPILATION_CACHE_DIR names another folder, e.g. a local one
+                              for a bucket workdir)
       eval/step_<N>/          the reports and contact sheets of evaluations during training
       eval/                   `videogen.evaluate`'s report when no --output_dir is given
       spiece.model            a tokenizer trained for this run
@@ -80,8 +81,10 @@ def tensorboard_dir(workdir) -> epath.Path:
 
 def compile_cache(workdir, override: str | None = None) -> epath.Path:
   """The persistent compilation cache: `override` when given (a local folder for a bucket
-  workdir avoids many small remote reads at start-up), else WORKDIR/jax_cache."""
-  return path(override) if override else path(workdir) / COMPILE_CACHE
+  workdir avoids many small remote reads at start-up), else JAX's own
+  `JAX_COMPILATION_CACHE_DIR` when set, else WORKDIR/jax_cache."""
+  chosen = override or os.environ.get("JAX_COMPILATION_CACHE_DIR")
+  return path(chosen) if chosen else path(workdir) / COMPILE_CACHE
 
 
 def eval_dir(workdir, step: int | None = None) -> epath.Path:
