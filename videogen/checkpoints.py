@@ -150,8 +150,10 @@ def _latest_step(workdir: str) -> int:
   if not workdir_lib.checkpoints(workdir).is_dir():
     raise CheckpointNotFoundError(f"no checkpoint in {workdir!r}: {checkpoint_dir(workdir)} does "
                                   f"not exist (train first, or pass --checkpoint EXPORT_DIR)")
-  with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=("config",)) as manager:
-    step = manager.latest_step()
+  # A listing of finalised steps, not a CheckpointManager: readers (sample, export,
+  # evaluate) need no cross-process barrier, which hung a two-process export on a bucket.
+  steps = ocp.utils.checkpoint_steps(checkpoint_dir(workdir))
+  step = max(steps) if steps else None
   if step is None:
     raise CheckpointNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)!r} "
                                   f"(train first, or pass --checkpoint EXPORT_DIR)")
@@ -179,12 +181,8 @@ def _load_json(path: str, export_file: str, item: str) -> dict:
   if is_export(path):
     exported = workdir_lib.path(path) / export_file
     return workdir_lib.read_json(exported) if exported.is_file() else {}
-  step = _latest_step(path)
-  if not (workdir_lib.checkpoints(path) / str(step) / item).is_dir():
-    return {}
-  with ocp.CheckpointManager(checkpoint_dir(path), item_names=(item,)) as manager:
-    restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))
-  return restored[item]
+  saved = workdir_lib.checkpoints(path) / str(_latest_step(path)) / item / "metadata"
+  return workdir_lib.read_json(saved) if saved.is_file() else {}  # JsonSave's one file
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -233,10 +231,9 @@ def _restore_ema_params(path: str, target):
       return checkpointer.restore(export_params, target)
   if (workdir_lib.path(path) / EXPORT_SAFETENSORS_FILE).is_file():
     return load_safetensors_params(path, target)
-  step = _latest_step(path)
-  with ocp.CheckpointManager(checkpoint_dir(path), item_names=("ema",)) as manager:
-    return manager.restore(step, args=ocp.args.Composite(
-        ema=ocp.args.StandardRestore(target))).ema
+  with ocp.StandardCheckpointer() as checkpointer:  # the item folder, as StandardSave wrote it
+    return checkpointer.restore(workdir_lib.checkpoints(path) / str(_latest_step(path)) / "ema",
+                                target)
 
 
 def load_safetensors_params(directory: str, abstract_params):
