@@ -178,8 +178,9 @@ def write_safetensors(path: str, tensors: dict[str, np.ndarray],
       f.write(data)
 
 
-def read_sharded_safetensors(index_path: str) -> dict[str, np.ndarray]:
-  """A `*.safetensors.index.json` and the shards its `weight_map` names."""
+def read_weight_map(index_path: str) -> dict[str, str]:
+  """A sharded checkpoint index's `weight_map` (tensor name → shard file in its folder),
+  checked: one ValueError line for anything else."""
   with open(index_path, "rb") as f:
     index = parse_json(f.read(), index_path)
   weight_map = index.get("weight_map") if isinstance(index, dict) else None
@@ -187,6 +188,12 @@ def read_sharded_safetensors(index_path: str) -> dict[str, np.ndarray]:
       isinstance(v, str) and v == os.path.basename(v) for v in weight_map.values()):
     raise ValueError(f"{index_path} needs a weight_map of tensor names to shard file names "
                      f"in its folder")
+  return weight_map
+
+
+def read_sharded_safetensors(index_path: str) -> dict[str, np.ndarray]:
+  """A `*.safetensors.index.json` and the shards its `weight_map` names."""
+  weight_map = read_weight_map(index_path)
   folder, tensors = os.path.dirname(index_path), {}
   for shard in sorted(set(weight_map.values())):
     shard_path = os.path.join(folder, shard)

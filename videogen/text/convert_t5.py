@@ -11,7 +11,8 @@ import os
 import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
-from videogen.weights import _listing, load_state_dict, model_folder, parse_json
+from videogen.weights import (_listing, load_state_dict, model_folder, parse_json,
+                              read_weight_map)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -98,14 +99,7 @@ def _weights_path(folder: str) -> str:
 
 
 def _read_torch_index(index_path: str) -> dict[str, np.ndarray]:
-  with open(index_path, "rb") as f:
-    index = parse_json(f.read(), index_path)
-  weight_map = index.get("weight_map") if isinstance(index, dict) else None
-  if not isinstance(weight_map, dict) or not all(
-      isinstance(v, str) and v == os.path.basename(v) for v in weight_map.values()):
-    raise ValueError(f"{index_path} needs a weight_map of tensor names to shard file names "
-                     f"in its folder")
-  shards = sorted(set(weight_map.values()))
+  shards = sorted(set(read_weight_map(index_path).values()))
   folder, tensors = os.path.dirname(index_path), {}
   for shard in shards:
     tensors.update(load_state_dict(os.path.join(folder, shard)))
