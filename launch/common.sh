@@ -8,8 +8,9 @@ for arg in "$@"; do
 done
 
 run() {
-  printf '+'
-  printf ' %q' "$@"
-  printf '\n'
+  # One write per line: processes started in the background print whole lines.
+  local line
+  line=$(printf ' %q' "$@")
+  printf '+%s\n' "$line"
   if [[ $DRY_RUN == 0 ]]; then "$@"; fi
 }
