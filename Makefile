@@ -23,6 +23,12 @@ $(VENV)/.installed-test: setup.py $(VENV)/.installed-base
 	$(PY) -m pip install --quiet -e ".[test,convert,tfds,gcs]"
 	# The FVD I3D parity reference (piergiaj's InceptionI3d); --no-deps: it would pull torchvision.
 	$(PY) -m pip install --quiet --no-deps cd-fvd==0.1.1
+	# Debian's Chromium for the report page's browser test (tests/test_report.py), where apt-get
+	# runs as root; elsewhere that test is skipped and the page's structure is still checked.
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    >/dev/null 2>&1 || echo "note: chromium not installed; the browser test will be skipped"; \
+	fi
 	touch $@
 
 install: $(VENV)/.installed-test

@@ -34,6 +34,8 @@ setup(
         # torch >= 2.6: its weights_only=True loader (the only way a .bin/.pt is read) has no
         # known bypass there (CVE-2025-32434 hit <= 2.5.1). The Makefile pins the CPU 2.13.0.
         "convert": ["torch>=2.6", "transformers>=4.45", "diffusers>=0.31"],
+        # The TensorBoard viewer for WORKDIR/tensorboard (scalars, sample videos, contact sheets).
+        "tensorboard": ["tensorboard>=2.16"],
         # data.source="tfds" and `prepare_data --tfds_dir` (TFDS builds need TensorFlow).
         "tfds": ["tensorflow-cpu>=2.16,<3", "importlib_resources>=6"],
     },

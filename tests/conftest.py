@@ -67,10 +67,11 @@ def one_line_error(result):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
   """A 4-step CLI run of configs/tiny.py:test on all 8 fake devices (data=-1 → 8-way data
-  parallel), evaluated at its last step, shared by the test files that sample, export or evaluate it (read-only)."""
+  parallel), evaluated at steps 2 and 4, shared by the test files that sample, export, evaluate
+  or report on it (read-only)."""
   workdir = tmp_path_factory.mktemp("run")
   result = run_cli("videogen.train", "--config=configs/tiny.py:test", f"--workdir={workdir}",
-                   "--config.eval.every_steps=4", "--config.eval.num_prompts=2",
+                   "--config.eval.every_steps=2", "--config.eval.num_prompts=2",
                    "--config.eval.steps=2", check=True)
   # The closing summary names what the run wrote.
   assert f"trained to step 4 of 4 in {workdir}: checkpoints {workdir}/checkpoints" in (

@@ -21,7 +21,7 @@ def _own_flags(module: str) -> list[str]:
 
 def test_every_entry_point_answers_help_quickly_and_before_jax():
   assert {"train", "sample", "export", "evaluate", "convert", "prepare_data",
-          "encode_text", "aot", "model_info", "bench"} <= set(ENTRY_POINTS)
+          "encode_text", "aot", "model_info", "bench", "report"} <= set(ENTRY_POINTS)
   for module in ENTRY_POINTS:
     for flag in ("--help", "-h", "--helpfull") if module in ("train", "sample") else ("--help",):
       result = subprocess.run([sys.executable, "-X", "importtime", "-m", f"videogen.{module}",

@@ -32,7 +32,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its la
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")
 _PROMPT = flags.DEFINE_string("prompt", None, "Text prompt.", required=True)
 _NEGATIVE = flags.DEFINE_string("negative_prompt", "", "Prompt to guide away from.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output video (.mp4 or .gif).", required=True)
+_OUTPUT = flags.DEFINE_string("output", None, "Output video (.mp4, .webm or .gif).", required=True)
 _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames (default: as trained).")
 _HEIGHT = flags.DEFINE_integer("height", None, "Height in pixels (default: as trained).")
 _WIDTH = flags.DEFINE_integer("width", None, "Width in pixels (default: as trained).")

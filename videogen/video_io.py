@@ -1,5 +1,5 @@
-"""Video files: probing and windowed decoding (PyAV), writing (mp4 through PyAV, gif through
-Pillow), and PNG frame strips.
+"""Video files: probing and windowed decoding (PyAV), writing (mp4 and webm through PyAV, gif
+through Pillow), and PNG frame strips.
 
 Files to read are untrusted data. Only regular files are opened, only video demuxers
 (`DEMUXERS`: no playlists, image pipes or devices) and only the `file` protocol; the frame
@@ -15,7 +15,7 @@ import av
 import numpy as np
 from PIL import Image
 
-VIDEO_SUFFIXES = (".mp4", ".gif")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 READABLE_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
 
 
@@ -169,25 +169,48 @@ def _upscale(frames: np.ndarray, factor: int) -> np.ndarray:
   return frames.repeat(factor, axis=-3).repeat(factor, axis=-2) if factor > 1 else frames
 
 
+def display_upscale(height: int, width: int, shortest: int = 128) -> int:
+  """The whole-number factor that brings a video's shorter side to about `shortest` pixels
+  (at least 1): tiny samples stay visible in TensorBoard and the report page."""
+  return max(1, shortest // max(1, min(height, width)))
+
+
+def gif_bytes(frames_thwc: np.ndarray, fps: int = 8, upscale: int = 1) -> bytes:
+  """uint8 frames `(T, H, W, 3)` as an endlessly looping animated GIF."""
+  import io
+  images = [Image.fromarray(f) for f in _upscale(np.asarray(frames_thwc, np.uint8), upscale)]
+  buffer = io.BytesIO()
+  images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
+                 duration=1000 // fps, loop=0)
+  return buffer.getvalue()
+
+
 def write_video(path: str, frames_thwc: np.ndarray, fps: int = 8, upscale: int = 1) -> None:
-  """Writes uint8 frames `(T, H, W, 3)` to `.mp4` (H.264, yuv420p) or `.gif`."""
+  """Writes uint8 frames `(T, H, W, 3)` to `.mp4` (H.264, yuv420p), `.webm` (VP9, yuv420p:
+  what browsers play without proprietary codecs) or `.gif`."""
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in VIDEO_SUFFIXES:
     raise ValueError(f"--output {path!r}: unsupported video type; use one of {VIDEO_SUFFIXES}")
   frames = _upscale(np.asarray(frames_thwc, np.uint8), upscale)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if suffix == ".gif":
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+    with open(path, "wb") as f:
+      f.write(gif_bytes(frames, fps))
     return
   # yuv420p (what every player decodes) needs even sizes: pad by edge replication.
   pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
   frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+  if suffix == ".webm":
+    codec, options = "libvpx-vp9", {"crf": "20", "b:v": "0", "deadline": "realtime",
+                                    "cpu-used": "8"}
+  elif "libx264" in av.codecs_available:
+    codec, options = "libx264", {"crf": "12"}
+  else:
+    codec, options = "mpeg4", {}
   with av.open(path, mode="w") as container:
-    stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4",
-                                  rate=fps)
+    stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-    stream.options = {"crf": "12"} if stream.codec_context.name == "libx264" else {}
+    stream.options = options
     for frame in frames:
       container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
     container.mux(stream.encode())

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
+VIDEOS = "videos"  # the sample videos' folder beside report.json (`write_videos`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +159,24 @@ def write(report: dict, videos, output_dir: str, prompts: list[str] | None = Non
   with workdir_lib.local_target(folder / "contact_sheet.png") as sheet:
     Image.fromarray(contact_sheet(report, videos, prompts)).save(sheet)
   return [str(folder / "report.json"), str(folder / "contact_sheet.png")]
+
+
+def write_videos(videos, output_dir, fps: int = 8) -> list[str]:
+  """Each video as `output_dir/videos/NN.webm` (VP9, upscaled so that tiny samples stay
+  visible: `video_io.display_upscale`), local or a bucket path, for the report page
+  (`videogen.report`); returns the paths."""
+  from videogen import video_io
+  from videogen import workdir as workdir_lib
+  folder = workdir_lib.path(output_dir) / VIDEOS
+  folder.mkdir(parents=True, exist_ok=True)
+  written = []
+  for number, video in enumerate(videos):
+    video = np.asarray(video)
+    with workdir_lib.local_target(folder / f"{number:02d}.webm") as file:
+      video_io.write_video(file, video, fps,
+                           upscale=video_io.display_upscale(*video.shape[1:3]))
+    written.append(str(folder / f"{number:02d}.webm"))
+  return written
 
 
 def contact_sheet(report: dict, videos, prompts: list[str] | None = None, upscale: int = 4

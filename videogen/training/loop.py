@@ -174,10 +174,12 @@ def initialise_from(path: str, state: state_lib.TrainState, abstract_state, shar
 
 
 def evaluate_during_training(generator, config: ml_collections.ConfigDict, workdir: str,
-                             step: int) -> dict[str, float]:
+                             step: int, writer: MetricsWriter | None = None
+                             ) -> dict[str, float]:
   """`eval.*`: sample the benchmark suite with `generator` (holding the EMA) and score it;
-  the report and contact sheet go to WORKDIR/eval/step_N (process 0). Returns the figures to
-  log."""
+  the report, contact sheet and sample videos (`videos/NN.webm`) go to WORKDIR/eval/step_N,
+  and the sheet and videos to TensorBoard through `writer` (process 0). Returns the figures
+  to log."""
   from videogen.eval import report as report_lib
   settings = report_lib.Settings(tuple(config.eval.metrics), config.eval.i3d_weights,
                                  clip_model=config.eval.clip_model)
@@ -186,7 +188,12 @@ def evaluate_during_training(generator, config: ml_collections.ConfigDict, workd
   report, videos = report_lib.evaluate_model(generator, prompts, settings, seed=config.eval.seed,
                                              steps=config.eval.steps or None)
   if jax.process_index() == 0:
-    report_lib.write(report, videos, workdir_lib.eval_dir(workdir, step))
+    folder = workdir_lib.eval_dir(workdir, step)
+    report_lib.write(report, videos, folder)
+    report_lib.write_videos(videos, folder, fps=config.sample.fps)
+    if writer is not None:
+      writer.write_evaluation(step, report_lib.contact_sheet(report, videos), videos, prompts,
+                              fps=config.sample.fps)
   return report_lib.scalars(report)
 
 
@@ -327,7 +334,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         if evaluate:
           generator = generator or Generator.with_params(config, workdir, mesh, None)
           generator.params = state.ema  # sampled before the next step donates it
-          writer.write(step, evaluate_during_training(generator, config, workdir, step))
+          writer.write(step, evaluate_during_training(generator, config, workdir, step,
+                                                      writer))
         if stopping:
           progress.write(f"SIGTERM: saving a checkpoint at step {step} and exiting",
                          file=sys.stderr)

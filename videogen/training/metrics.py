@@ -1,6 +1,9 @@
 """Metric sinks: WORKDIR/metrics.jsonl (one object per logged step) and TensorBoard events,
-local or in a bucket (videogen/workdir.py)."""
+local or in a bucket (videogen/workdir.py). At each evaluation TensorBoard also gets the
+labelled contact sheet and the sample videos (animated GIF image summaries, encoded here with
+Pillow: tensorboardX's own `add_video` needs moviepy)."""
 import jax
+import numpy as np
 
 from videogen import workdir as workdir_lib
 
@@ -26,6 +29,28 @@ class MetricsWriter:
     self._jsonl.append({"step": step, **metrics})
     for name, value in metrics.items():
       self._tensorboard.add_scalar(name, value, step)
+
+  def write_evaluation(self, step: int, sheet_hwc: np.ndarray, videos, prompts: list[str],
+                       fps: int = 8) -> None:
+    """`eval/contact_sheet` (the labelled sheet), `eval/video/NN` (each sample, an animated
+    GIF) and `eval/prompts` (what each NN was asked for), beside the step's scalars."""
+    if not self.enabled:
+      return
+    from tensorboardX.proto.summary_pb2 import Summary
+    from videogen import video_io
+    self._tensorboard.add_image("eval/contact_sheet", np.asarray(sheet_hwc), step,
+                                dataformats="HWC")
+    values = []
+    for number, video in enumerate(videos):
+      video = np.asarray(video, np.uint8)
+      upscale = video_io.display_upscale(*video.shape[1:3])
+      image = Summary.Image(height=video.shape[1] * upscale, width=video.shape[2] * upscale,
+                            colorspace=3,
+                            encoded_image_string=video_io.gif_bytes(video, fps, upscale))
+      values.append(Summary.Value(tag=f"eval/video/{number:02d}", image=image))
+    self._tensorboard._get_file_writer().add_summary(Summary(value=values), step)
+    self._tensorboard.add_text("eval/prompts", "\n\n".join(
+        f"{number:02d}: {prompt}" for number, prompt in enumerate(prompts)), step)
 
   def close(self) -> None:
     if self.enabled:
