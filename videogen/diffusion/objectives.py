@@ -14,6 +14,11 @@ from videogen.diffusion import schedules
 
 OBJECTIVES = ("eps", "v", "flow")
 TIME_SAMPLING = ("uniform", "logit_normal")
+# What a flow network outputs: the velocity ε − x0 itself, or the clean x0, turned into a
+# velocity before the loss and the sampler (JiT, Li & He 2025: clean data lies near a low-
+# dimensional manifold, noise does not, so a small network predicts x0 more easily).
+FLOW_PREDICTIONS = ("velocity", "x0")
+MIN_X0_TIME = 0.05  # x0 → velocity divides by t: bounded near the clean end, as JiT
 
 
 def _bcast(values: jax.Array, like: jax.Array) -> jax.Array:
@@ -29,6 +34,7 @@ class Diffusion:
   logit_mean: float = 0.0
   logit_std: float = 1.0
   shift: float = 1.0  # flow only: t → s·t / (1 + (s - 1)·t), as SD3/Wan; s > 1 favours noise
+  prediction: str = "velocity"  # flow only: FLOW_PREDICTIONS
 
   def __post_init__(self):
     if self.objective not in OBJECTIVES:
@@ -36,6 +42,10 @@ class Diffusion:
     if self.time_sampling not in TIME_SAMPLING:
       raise ValueError(f"diffusion.time_sampling={self.time_sampling!r}; "
                        f"choose from {TIME_SAMPLING}")
+    if self.prediction not in FLOW_PREDICTIONS or (self.prediction != "velocity"
+                                                    and not self.is_flow):
+      raise ValueError(f"diffusion.prediction={self.prediction!r}; choose from "
+                       f"{FLOW_PREDICTIONS} ('x0' needs objective='flow')")
     if not self.is_flow:
       schedules.alphas_cumprod(self.schedule, self.num_timesteps)  # validates the name
 
@@ -64,6 +74,13 @@ class Diffusion:
 
   def network_time(self, t: jax.Array) -> jax.Array:
     return t * 1000.0 if self.is_flow else t.astype(jnp.float32) * (1000.0 / self.num_timesteps)
+
+  def velocity(self, output: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+    """A flow network's output as the velocity ε − x0 at flow time t: itself, or from an x0
+    prediction, v = (x_t − x̂0) / t."""
+    if self.prediction == "velocity":
+      return output
+    return (x_t - output.astype(jnp.float32)) / jnp.maximum(_bcast(t, x_t), MIN_X0_TIME)
 
   def corrupt(self, x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
     if self.is_flow:
@@ -104,4 +121,4 @@ def from_config(diffusion: ml_collections.ConfigDict) -> Diffusion:
   return Diffusion(objective=diffusion.objective, schedule=diffusion.schedule,
                    num_timesteps=diffusion.num_timesteps, time_sampling=diffusion.time_sampling,
                    logit_mean=diffusion.logit_mean, logit_std=diffusion.logit_std,
-                   shift=diffusion.shift)
+                   shift=diffusion.shift, prediction=diffusion.prediction)

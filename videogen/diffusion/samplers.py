@@ -172,8 +172,12 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   network = _cached_network(denoise, cache, first)
 
   def predict(x, level_index, t_net, state):
+    def velocity_network(x, t, text):  # flow samplers step along velocities
+      out, new_state = network(x, t, text, state, level_index)
+      return (diffusion.velocity(out, x, t / 1000.0) if diffusion.is_flow else out), new_state
+
     def model(x):
-      return guided(lambda x, t, text: network(x, t, text, state, level_index), x,
+      return guided(velocity_network, x,
                     jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance,
                     guidance_rescale)
     if condition is None or not reconstruction_guidance:

@@ -113,6 +113,8 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
     frames = None if given is None else (x0, given)
     prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), text,
                              text_mask, drop, frames, cameras=cameras)
+    if diffusion.is_flow:
+      prediction = diffusion.velocity(prediction, x_t, t)
     # Given frames are inputs, not targets: the loss covers the generated ones.
     return diffusion.loss(prediction, x0, noise, t, None if given is None else 1.0 - given)
 
