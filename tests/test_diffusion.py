@@ -40,10 +40,29 @@ def test_flow_path_and_velocity():
   assert 0 < float(ts.min()) and float(ts.max()) < 1 and abs(float(ts.mean()) - 0.5) < 0.02
 
 
+def test_x0_prediction_is_scored_as_the_velocity_it_implies():
+  """An exact x0 prediction implies the exact velocity; one off by d costs (d / t)², as the
+  velocity (x_t − x̂0) / t it implies is off by d / t."""
+  diffusion = Diffusion(objective="flow", prediction="x0")
+  x0, noise = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 2, 4, 4, 3))
+  t = jnp.array([0.01, 0.3, 0.7, 1.0])
+  x_t = diffusion.corrupt(x0, noise, t)
+  exact = diffusion.velocity(x0, x_t, t)
+  np.testing.assert_allclose(exact[1:], diffusion.target(x0, noise, t)[1:], atol=1e-5)
+  off = diffusion.velocity(x0 + 0.1, x_t, t)
+  for i in (1, 2, 3):
+    error = float(diffusion.loss(off[i:i + 1], x0[i:i + 1], noise[i:i + 1], t[i:i + 1]))
+    assert error == pytest.approx((0.1 / float(t[i])) ** 2, rel=1e-3)
+  with pytest.raises(ValueError, match="prediction"):
+    Diffusion(objective="eps", prediction="x0")
+
+
 def _oracle(diffusion, data_point):
   """The exact denoiser for a distribution concentrated on one point."""
   def denoise(x, t_net, text):
     del text
+    if diffusion.prediction == "x0":
+      return jnp.broadcast_to(data_point, x.shape)
     if diffusion.is_flow:
       t = (t_net / 1000.0)[:, None, None, None, None]
       return (x - data_point) / t
@@ -54,11 +73,11 @@ def _oracle(diffusion, data_point):
   return denoise
 
 
-@pytest.mark.parametrize("objective,eta,shift", [("flow", 0.0, 1.0), ("flow", 0.0, 3.0),
-                                                 ("eps", 0.0, 1.0), ("v", 0.0, 1.0),
-                                                 ("eps", 1.0, 1.0)])
-def test_sampler_with_exact_denoiser_lands_on_the_data(objective, eta, shift):
-  diffusion = Diffusion(objective=objective, shift=shift)
+@pytest.mark.parametrize("objective,eta,shift,prediction", [
+    ("flow", 0.0, 1.0, "velocity"), ("flow", 0.0, 3.0, "velocity"), ("flow", 0.0, 3.0, "x0"),
+    ("eps", 0.0, 1.0, "velocity"), ("v", 0.0, 1.0, "velocity"), ("eps", 1.0, 1.0, "velocity")])
+def test_sampler_with_exact_denoiser_lands_on_the_data(objective, eta, shift, prediction):
+  diffusion = Diffusion(objective=objective, shift=shift, prediction=prediction)
   data_point = jnp.linspace(-0.8, 0.8, 2 * 4 * 4 * 3).reshape(1, 2, 4, 4, 3)
   noise = jax.random.normal(jax.random.PRNGKey(0), (2, 2, 4, 4, 3))
   text = (jnp.zeros((2, 4), jnp.int32), jnp.ones((2, 4), bool))
