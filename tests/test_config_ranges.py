@@ -6,7 +6,8 @@ import ml_collections
 import pytest
 
 from conftest import one_line_error, run_cli, tiny_config
-from videogen.config import NUMERIC_RANGES, ConfigError, base_config, validate
+from videogen.config import NUMERIC_RANGES, ConfigError, base_config
+from videogen.validate import validate
 
 # Keys whose values are tables, checked by the code that reads them (buckets, filters, stages).
 TABLES = ("data.buckets.sizes", "data.filters.min_scores", "train.stages")

@@ -19,7 +19,8 @@ import time
 
 from absl import flags
 
-from videogen.config import load_config_file, parse_flags_or_exit
+from videogen.cli import parse_flags_or_exit
+from videogen.config import load_config_file
 
 _CONFIGS = flags.DEFINE_list("configs", ["tiny", "dit_100m"],
                              "Config names in configs/, optionally NAME:VARIANT.")

@@ -16,7 +16,7 @@ import time
 
 from absl import flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.cli import parse_flags_or_exit
 
 _LENGTHS = flags.DEFINE_list("lengths", ["4096"], "Sequence lengths (queries = keys).")
 _HEADS = flags.DEFINE_integer("heads", 12, "Attention heads.")

@@ -18,7 +18,7 @@ import warnings
 
 from absl import flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.cli import parse_flags_or_exit
 
 _BUCKETS = flags.DEFINE_list("buckets", ["256x17", "512x49"], "SIDExFRAMES buckets.")
 _CLIPS = flags.DEFINE_integer("clips", 16, "Files written per bucket.")

@@ -15,7 +15,7 @@ import time
 
 from absl import flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.cli import load_generator_or_exit, parse_flags_or_exit
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir or export.", required=True)
 _STEPS = flags.DEFINE_list("steps", ["5", "10", "20", "40"], "Step counts to time.")
@@ -59,8 +59,7 @@ def main(argv: list[str]) -> None:
   from videogen.diffusion import samplers
   from videogen.diffusion.objectives import from_config
   from videogen.eval.synthetic_judge import synthetic_prompts
-  from videogen.generate import load_or_exit
-  generator = load_or_exit(_WORKDIR.value)
+  generator = load_generator_or_exit(_WORKDIR.value)
   diffusion = from_config(generator.config.diffusion)
   family = samplers.FLOW_SAMPLERS if diffusion.is_flow else samplers.DDPM_SAMPLERS
   prompts = synthetic_prompts(generator.config.data.synthetic, _NUM_PROMPTS.value)

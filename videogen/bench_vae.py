@@ -25,7 +25,8 @@ import time
 
 from absl import flags
 
-from videogen.config import exit_with_error, load_config_file, parse_flags_or_exit
+from videogen.cli import exit_with_error, parse_flags_or_exit
+from videogen.config import load_config_file
 
 _CONFIG = flags.DEFINE_string("config", "configs/vae_tiny.py", "VAE config file[:variant].")
 _FRAMES = flags.DEFINE_list("frames", ["17", "33", "65", "129"], "Clip lengths (1 + 4k).")

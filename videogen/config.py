@@ -1,20 +1,44 @@
-"""The config schema (every key with its default), validation, and one-line CLI errors.
+"""The config schema: every key with its default and every numeric key's range, and ConfigError.
 
 Config files in `configs/` start from `base_config()` and override values; they cannot add
-keys by accident because the CLI locks the config and rejects unknown overrides.
+keys by accident because the CLI locks the config and rejects unknown overrides. A leaf:
+imports nothing from videogen, so loading a config file loads neither jax nor the models.
+Each section is validated by the code that owns it (videogen/validate.py calls them all);
+flag parsing and one-line errors live in videogen/cli.py.
 """
 import importlib.util
 import math
-import os
-import re
-import sys
 
 import ml_collections
-from absl import flags
+
+# FSDP over `embed` for parameters, tensor parallelism over heads/MLP (`mesh.rules`; the mesh
+# axes are videogen.parallel.mesh.AXES). A logical name with no rule (or whose mesh axis is
+# already used in the same array) stays replicated on that axis.
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("length", "sequence"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    # Ulysses sequence parallelism: inside self-attention, heads split over tensor × sequence
+    # while the full sequence is local (all-to-all in, all-to-all out).
+    ("heads_sequence", ("tensor", "sequence")),
+    ("mlp", "tensor"),
+    ("vocab", "tensor"),
+    ("kv", None),
+    ("text_length", None),
+    ("text_embed", None),
+    ("patch", None),
+    ("layers", None),
+    ("lora_rank", None),  # LoRA adapters' rank axis: tiny, never split
+    # The VAE: conv output channels FSDP-sharded; map "height" to "sequence" to split frames.
+    ("vae_channels", "fsdp"),
+    ("frames", None),
+    ("height", None),
+    ("width", None),
+)
 
 
 def base_config() -> ml_collections.ConfigDict:
-  from videogen.parallel.mesh import DEFAULT_RULES
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = "dit"  # what `videogen.train` trains: "dit" (the denoiser) or "vae"
@@ -231,208 +255,10 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"{key}={value!r} must be {wording}{each}")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every numeric key's range (`NUMERIC_RANGES`), then the cross-key constraints
-  that individual types cannot express."""
-  # Imported here, not at the top: `--help` answers before jax is imported.
-  from videogen.data.pipeline import SOURCES as DATA_SOURCES
-  from videogen.data.recaption import MODES as RECAPTION_MODES
-  from videogen.diffusion.objectives import from_config as diffusion_from_config
-  from videogen.diffusion.samplers import CACHE_POLICIES, check_sampler
-  from videogen.models.attention import BACKENDS as ATTENTION_BACKENDS
-  from videogen.models.attention import QK_NORMS, SEQUENCE_PARALLEL
-  from videogen.models.dit import ADALN, LAYOUTS, REMAT_POLICIES, TEXT_PROJECTIONS
-  from videogen.models.embeddings import ROPE_SPLITS
-  from videogen.models.text_to_video import FRAME_CONDITIONS
-  from videogen.text.conditioning import ENCODERS, NULLS, TOKENIZERS
-  from videogen.vae.model import NORM_SCOPES, VARIANTS as VAE_VARIANTS
-  check_ranges(config)
-  model, data = config.model, config.data
-  choices = {"task": (config.task, ("dit", "vae")),
-             "train.nonfinite": (config.train.nonfinite, ("halt", "skip")),
-             "vae.variant": (config.vae.variant, VAE_VARIANTS),
-             "vae.norm_scope": (config.vae.norm_scope, NORM_SCOPES),
-             "vae.recon_loss": (config.vae.recon_loss, ("l1", "l2")),
-             "model.layout": (model.layout, LAYOUTS),
-             "model.adaln": (model.adaln, ADALN),
-             "model.rope_split": (model.rope_split, ROPE_SPLITS),
-             "model.qk_norm": (model.qk_norm, QK_NORMS),
-             "model.sequence_parallel": (model.sequence_parallel, SEQUENCE_PARALLEL),
-             "model.attention_backend": (model.attention_backend, ATTENTION_BACKENDS),
-             "model.text_projection": (model.text_projection, TEXT_PROJECTIONS),
-             "model.pos_embed": (model.pos_embed, ("rope", "sincos")),
-             "model.dtype": (model.dtype, ("float32", "bfloat16")),
-             "model.remat_policy": (model.remat_policy, tuple(REMAT_POLICIES)),
-             "text.tokenizer": (config.text.tokenizer, TOKENIZERS),
-             "text.encoder": (config.text.encoder, ENCODERS),
-             "text.null": (config.text.null, NULLS),
-             "text.t5.dtype": (config.text.t5.dtype, ("float32", "bfloat16")),
-             "data.recaption.mode": (data.recaption.mode, RECAPTION_MODES),
-             "data.source": (data.source, DATA_SOURCES),
-             "sample.cache.policy": (config.sample.cache.policy, CACHE_POLICIES),
-             "model.frame_condition": (model.frame_condition, FRAME_CONDITIONS)}
-  for key, (value, allowed) in choices.items():
-    if value not in allowed:
-      raise ConfigError(f"{key}={value!r} is not one of {allowed}")
-  if model.adaln == "single" and (model.layout == "expert" or model.time_embed_dim):
-    raise ConfigError("model.adaln='single' needs model.layout joint or factorized and "
-                      "model.time_embed_dim=0")
-  if model.sequence_parallel == "ulysses" and model.num_heads % (
-      max(config.mesh.tensor, 1) * max(config.mesh.sequence, 1)):
-    raise ConfigError(f"model.sequence_parallel='ulysses' splits heads over tensor × sequence: "
-                      f"model.num_heads={model.num_heads} must divide by "
-                      f"{config.mesh.tensor} × {config.mesh.sequence}")
-  if model.camera and data.source != "synthetic":
-    raise ConfigError("model.camera trains on the synthetic source's rendered camera paths; "
-                      f"data.source={data.source!r} has no cameras")
-  if config.eval.every_steps:
-    from videogen.eval.report import METRICS
-    if data.source != "synthetic" or config.task != "dit":
-      raise ConfigError("eval.every_steps evaluates on the synthetic world's benchmark: it "
-                        "needs task='dit' and data.source='synthetic'")
-    unknown = sorted(set(config.eval.metrics) - set(METRICS))
-    if unknown or config.eval.prompt_set not in ("suite", "plain"):
-      raise ConfigError(f"eval.metrics {unknown or ''} / eval.prompt_set="
-                        f"{config.eval.prompt_set!r}: choose metrics from {METRICS} and "
-                        "prompt_set suite or plain")
-  if model.width % model.num_heads:
-    raise ConfigError(f"model.width={model.width} is not divisible by "
-                      f"model.num_heads={model.num_heads}")
-  if config.task == "vae":
-    _validate_vae(config)
-  elif not config.vae.checkpoint:  # a latent-space DiT is checked against its VAE at load
-    for axis, size, patch in zip(("num_frames", "height", "width"),
-                                 (data.num_frames, data.height, data.width), model.patch_size):
-      if size % patch:
-        raise ConfigError(f"data.{axis}={size} is not divisible by its model.patch_size "
-                          f"entry {patch}")
-  tile, overlap = config.vae.tile, config.vae.tile_overlap
-  factor = 2 ** config.vae.spatial_levels
-  if tile > 0 and (tile % factor or overlap % factor or not 0 <= overlap < tile):
-    raise ConfigError(f"vae.tile={tile} and vae.tile_overlap={overlap} must be multiples of "
-                      f"{factor} with 0 <= overlap < tile")
-  if config.text.max_length < 1:
-    raise ConfigError(f"text.max_length={config.text.max_length} must be >= 1 (room for EOS)")
-  if config.text.embeddings_path and config.text.encoder != "t5":
-    raise ConfigError("text.embeddings_path holds frozen-encoder outputs: set text.encoder='t5'")
-  if config.text.tokenizer == "words" and config.text.encoder == "t5" and config.text.t5.checkpoint:
-    raise ConfigError("a T5 checkpoint needs its own tokenizer: set text.tokenizer="
-                      "'sentencepiece' and text.tokenizer_path to its spiece.model")
-  if data.source == "videos" and not os.path.isfile(data.manifest):
-    raise ConfigError(f"data.source='videos' needs data.manifest, a manifest file "
-                      f"(videogen.prepare_data writes one); {data.manifest!r} does not exist")
-  if data.source == "latents" and not (data.latents_path and config.vae.checkpoint):
-    raise ConfigError("data.source='latents' needs data.latents_path and vae.checkpoint")
-  for key in ("train.num_steps", "train.batch_size", "train.log_every", "train.grad_accum_steps",
-              "checkpoint.every_steps", "checkpoint.keep"):
-    section, name = key.split(".")
-    if config[section][name] < 1:
-      raise ConfigError(f"{key}={config[section][name]} must be >= 1")
-  try:
-    diffusion = diffusion_from_config(config.diffusion)
-    if config.sample.sampler:
-      check_sampler(diffusion, config.sample.sampler)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-
-
-def _validate_vae(config: ml_collections.ConfigDict) -> None:
-  from videogen.vae.model import check_video_shape
-  from videogen.vae.model import spec_from_config as vae_spec_from_config
-  vae = config.vae
-  spec = vae_spec_from_config(vae)
-  for codec in spec.codecs:
-    bad = [c for c in codec.block_channels if c % codec.norm_groups]
-    if bad:
-      raise ConfigError(f"vae.norm_groups={codec.norm_groups} does not divide channel "
-                        f"counts {bad}")
-  try:
-    check_video_shape(spec, config.data.num_frames, config.data.height, config.data.width)
-  except ValueError as e:
-    raise ConfigError(f"data shape for the VAE: {e}") from None
-
-
-def _override_keys(argv: list[str], flag_name: str) -> list[str]:
-  prefix = f"--{flag_name}."
-  return [a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)]
-
-
-def _missing_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
-  node = config
-  for i, part in enumerate(dotted.split(".")):
-    if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
-      return ".".join(dotted.split(".")[:i + 1])
-    node = node[part]
-  return None
-
-
-def _flag_value(argv: list[str], name: str) -> str | None:
-  """The value of `--name=V` or `--name V` in argv, if present."""
-  for i, arg in enumerate(argv):
-    if arg.startswith(f"--{name}="):
-      return arg.split("=", 1)[1]
-    if arg == f"--{name}" and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
-
-
-class _HelpFlag(flags.BooleanFlag):
-  """`--help`/`-h`/`--helpshort`: the command's usage and own flags; `--helpfull`: every
-  flag. Printed on stdout, exit code 0. Parsed by absl in order, so `--prompt -h` is a prompt."""
-
-  def __init__(self, name: str, short_name: str | None, full: bool):
-    super().__init__(name, False, "Show every flag, including library ones." if full else
-                     "Show this help.", short_name=short_name)
-    self.full = full
-
-  def parse(self, argument):
-    if self._parse(argument):
-      main = sys.modules["__main__"]
-      spec = getattr(main, "__spec__", None)
-      command = f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0])
-      print(f"usage: {command} [--flag=value ...]\n\n{(main.__doc__ or '').strip()}\n")
-      print("flags:")
-      print(flags.FLAGS.get_help() if self.full else flags.FLAGS.main_module_help())
-      sys.exit(0)
-
-
-def define_help_flags() -> None:
-  """`--help`, `-h`, `--helpshort`, `--helpfull` (absl defines them only under `app.run`)."""
-  for name, short_name, full in (("help", "h", False), ("helpshort", None, False),
-                                 ("helpfull", None, True)):
-    if name not in flags.FLAGS:
-      flags.DEFINE_flag(_HelpFlag(name, short_name, full))
-
-
-def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> list[str]:
-  """Parses absl flags; any problem becomes one `error:` line on stderr and exit code 2.
-  `--help`/`-h`/`--helpfull` print usage and exit 0. Returns the positional arguments
-  (program name first)."""
-  define_help_flags()
-  if config_flag:
-    path = _flag_value(argv, config_flag)
-    if path is not None and not os.path.isfile(path.split(":", 1)[0]):
-      exit_with_error(f"--{config_flag}: config file {path.split(':', 1)[0]!r} does not exist")
-  try:
-    positional = flags.FLAGS(argv)
-    if config_flag and flags.FLAGS[config_flag].present:
-      config = flags.FLAGS[config_flag].value
-      validate(config)
-  except AttributeError:
-    # ml_collections reports an unknown override key as a bare AttributeError; name it.
-    default = _load_defaults(argv, config_flag)
-    bad = next((k for k in _override_keys(argv, config_flag)
-                if default is not None and _missing_key(default, k)), None)
-    exit_with_error(f"unknown config key {config_flag}.{bad}" if bad
-                    else "invalid config override")
-  except flags.Error as e:
-    message = str(e).strip()
-    if "Traceback" in message:  # an exception inside get_config(): keep what it said
-      message = f"{message.split(': ', 1)[0]}: {message.splitlines()[-1].strip()}"
-    exit_with_error(re.sub(r"\s+", " ", message))
-  except ConfigError as e:
-    exit_with_error(f"invalid config: {e}")
-  return positional
+def check_choice(key: str, value, allowed) -> None:
+  """The one wording of a value outside its choices; owners of each section call it."""
+  if value not in allowed:
+    raise ConfigError(f"{key}={value!r} is not one of {tuple(allowed)}")
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
@@ -442,14 +268,3 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
-
-
-def _load_defaults(argv, config_flag):
-  path = _flag_value(argv, config_flag)
-  return None if path is None else load_config_file(path)
-
-
-def exit_with_error(message: str) -> None:
-  """The CLIs' single failure path: one `error:` line on stderr, exit code 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)

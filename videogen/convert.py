@@ -20,7 +20,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, parse_flags_or_exit
 
 SOURCES = ("diffusers-cogvideox", "diffusers-wan", "diffusers-cogvideox-vae", "pytorch-i3d")
 _FROM = flags.DEFINE_enum("from", None, SOURCES, "What SRC holds.")

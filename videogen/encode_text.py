@@ -18,7 +18,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, parse_flags_or_exit
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "DiT config (its text section).",
                                           lock_config=True)

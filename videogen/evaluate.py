@@ -19,7 +19,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, load_generator_or_exit, parse_flags_or_exit
 from videogen.eval.report import METRICS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
@@ -124,8 +124,7 @@ def main(argv: list[str]) -> None:
 def _evaluate_model(settings, reference) -> tuple[dict, list]:
   """Samples the workdir's or export's model on its world's prompts and scores the videos."""
   from videogen.eval import report as report_lib
-  from videogen.generate import load_or_exit
-  generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value)
+  generator = load_generator_or_exit(_WORKDIR.value, _CHECKPOINT.value)
   generator.show_progress = True  # a bar on stderr as the denoising steps finish
   data = generator.config.data
   if data.source != "synthetic":

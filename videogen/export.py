@@ -23,7 +23,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, load_generator_or_exit, parse_flags_or_exit
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory to export from.",
                                required=True)
@@ -89,8 +89,7 @@ def main(argv: list[str]) -> None:
     except (FileNotFoundError, ValueError) as e:
       exit_with_error(f"--format diffusers: {str(e).splitlines()[0]}")
   else:
-    from videogen.generate import load_or_exit
-    generator = load_or_exit(workdir)
+    generator = load_generator_or_exit(workdir)
     metadata = checkpoints.load_metadata(workdir)  # e.g. what `convert` noted
     if fmt == "stablehlo":
       from videogen import serving

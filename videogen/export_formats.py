@@ -3,6 +3,8 @@ second module defining the same absl flags in one process would clash): diffuser
 and a LoRA adapter alone. Orbax and safetensors writers live in `checkpoints.py`, the
 StableHLO sampler in `serving.py`.
 """
+from videogen.cli import load_generator_or_exit
+
 DIFFUSERS_SUBDIR = "transformer"  # diffusers' pipeline folder for the denoiser
 
 
@@ -78,9 +80,8 @@ def export_diffusers(output: str, params, config, dtype: str = "float32") -> Non
 
 def export_adapter(workdir: str, output: str) -> None:
   """The LoRA adapters of the EMA params of `workdir`'s latest checkpoint, alone."""
-  from videogen.generate import load_or_exit
   from videogen.models import lora
   from videogen.models.text_to_video import spec_from_config
-  generator = load_or_exit(workdir)
+  generator = load_generator_or_exit(workdir)
   _, adapter = lora.split_adapter(generator.params)
   lora.save_adapter(output, adapter, lora.adapter_meta(spec_from_config(generator.config.model)))

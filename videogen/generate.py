@@ -13,7 +13,6 @@ import ml_collections
 import numpy as np
 
 from videogen import checkpoints
-from videogen.config import exit_with_error
 from videogen.models import camera
 from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
@@ -225,20 +224,17 @@ def _mesh_here(trained: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return here
 
 
-def load_or_exit(workdir: str | None, checkpoint: str | None = None,
-                 lora: str | None = None) -> Generator:
-  """For the CLIs: exactly one of a workdir or an export (plus an optional LoRA adapter
-  folded into its weights), else one `error:` line, exit 2."""
+def load_generator(workdir: str | None, checkpoint: str | None = None,
+                   lora: str | None = None) -> Generator:
+  """Exactly one of a workdir or an export (plus an optional LoRA adapter folded into its
+  weights); else ValueError (FileNotFoundError: no checkpoint, tokenizer or T5)."""
   if bool(workdir) == bool(checkpoint):
-    exit_with_error("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
-  try:
-    generator = Generator.load(workdir or checkpoint)
-    if lora:
-      from videogen.models.lora import apply_adapter
-      generator.params = apply_adapter(generator.params, lora, generator.model.spec)
-    return generator
-  except (FileNotFoundError, ValueError) as e:  # no checkpoint/tokenizer/T5; bad adapter
-    exit_with_error(str(e))
+    raise ValueError("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
+  generator = Generator.load(workdir or checkpoint)
+  if lora:
+    from videogen.models.lora import apply_adapter
+    generator.params = apply_adapter(generator.params, lora, generator.model.spec)
+  return generator
 
 
 def to_uint8(x: jax.Array) -> jax.Array:

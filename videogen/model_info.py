@@ -15,7 +15,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from videogen.config import parse_flags_or_exit
+from videogen.cli import parse_flags_or_exit
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "DiT config.", lock_config=True)
 _FRAMES = flags.DEFINE_integer("frames", None, "Pixel frames (default: data.num_frames).")

@@ -18,7 +18,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, parse_flags_or_exit
 
 _INPUT = flags.DEFINE_string("input", None, "A folder of videos or a manifest (.csv/.jsonl).")
 _OUTPUT = flags.DEFINE_string("output", None, "Manifest to write (.csv or .jsonl).")

@@ -17,7 +17,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, parse_flags_or_exit
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory to report on.")
 _OUTPUT = flags.DEFINE_string("output", None, "The HTML file to write (default: "

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from absl import flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, load_generator_or_exit, parse_flags_or_exit
 
 # The names of videogen.diffusion.samplers.SAMPLERS / CACHE_POLICIES and
 # videogen.models.camera.PATHS, written out so that `--help` answers before jax is imported
@@ -146,14 +146,13 @@ def _sample_stablehlo():
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   from videogen import video_io
-  from videogen.generate import load_or_exit
   if not _OUTPUT.value.lower().endswith(video_io.VIDEO_SUFFIXES):
     exit_with_error(f"--output must end in one of {video_io.VIDEO_SUFFIXES}")
   from videogen import serving
   if serving.is_sampler_export(_CHECKPOINT.value) and not _WORKDIR.value:
     videos, config = _sample_stablehlo()
   else:
-    generator = load_or_exit(_WORKDIR.value, _CHECKPOINT.value, _LORA.value)
+    generator = load_generator_or_exit(_WORKDIR.value, _CHECKPOINT.value, _LORA.value)
     generator.show_progress = True  # a bar on stderr per sampling call
     try:
       videos = generate(generator, [_PROMPT.value] * _NUM_SAMPLES.value)

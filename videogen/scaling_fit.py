@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from videogen.config import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, parse_flags_or_exit
 
 _RUNS = flags.DEFINE_list("runs", None, "Training directories of the sweep.")
 _OUTPUT = flags.DEFINE_string("output", "scaling.png", "PNG to write.")

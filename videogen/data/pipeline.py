@@ -12,15 +12,17 @@ Captions pass through the recaptioning hook (`data.recaption`) first.
 The clip shape comes from config (or, later, the bucket), never from the code.
 """
 import dataclasses
+import os
 
 import grain
 import jax
 import ml_collections
 import numpy as np
 
+from videogen.config import ConfigError, check_choice
 from videogen.data import latent_records, synthetic
 from videogen.models.camera import synthetic_cameras
-from videogen.data.recaption import Recaptioner
+from videogen.data.recaption import MODES as RECAPTION_MODES, Recaptioner
 
 SOURCES = ("synthetic", "latents", "videos", "tfds")
 BUCKETED_SOURCES = ("videos", "tfds")  # real video, batched by shape bucket
@@ -28,6 +30,21 @@ BUCKETED_SOURCES = ("videos", "tfds")  # real video, batched by shape bucket
 # clips, of the unreadable clips this process remembers, of clips no bucket takes and of
 # malformed manifest rows.
 HOST_KEYS = ("caption", "skipped", "unreadable", "unfit", "bad_rows")
+
+
+def check_config(data: ml_collections.ConfigDict) -> None:
+  """The `data` section: its source and recaption mode, the synthetic world's own checks, the
+  manifest a video source reads; else one ConfigError line."""
+  check_choice("data.recaption.mode", data.recaption.mode, RECAPTION_MODES)
+  check_choice("data.source", data.source, SOURCES)
+  if data.source == "synthetic":
+    try:
+      world_from_config(data)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+  if data.source == "videos" and not os.path.isfile(data.manifest):
+    raise ConfigError(f"data.source='videos' needs data.manifest, a manifest file "
+                      f"(videogen.prepare_data writes one); {data.manifest!r} does not exist")
 
 
 def world_from_config(data: ml_collections.ConfigDict) -> synthetic.World:

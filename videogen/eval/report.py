@@ -14,7 +14,10 @@ import os
 
 import numpy as np
 
+from videogen.config import ConfigError
+
 METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
+PROMPT_SETS = ("suite", "plain")  # `suite_prompts`
 VIDEOS = "videos"  # the sample videos' folder beside report.json (`write_videos`)
 
 
@@ -26,6 +29,15 @@ class Settings:
   clip_model: str = ""       # a transformers CLIP folder (config.json, weights, vocab, merges)
   batch_size: int = 8        # videos per I3D batch
   i3d_size: int = 224        # frames resized to this for I3D (FVD's standard; smaller: tests)
+
+
+def check_config(eval_config) -> None:
+  """The `eval` section's metrics and prompt set, or one ConfigError line."""
+  unknown = sorted(set(eval_config.metrics) - set(METRICS))
+  if unknown or eval_config.prompt_set not in PROMPT_SETS:
+    raise ConfigError(f"eval.metrics {unknown or ''} / eval.prompt_set="
+                      f"{eval_config.prompt_set!r}: choose metrics from {METRICS} and "
+                      "prompt_set suite or plain")
 
 
 def check(settings: Settings) -> None:

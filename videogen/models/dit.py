@@ -22,13 +22,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videogen.config import ConfigError, check_choice
 from videogen.models import camera, embeddings
-from videogen.models.attention import MultiHeadAttention
+from videogen.models.attention import (BACKENDS, QK_NORMS, SEQUENCE_PARALLEL,
+                                       MultiHeadAttention)
 from videogen.models.layers import Dense, LayerNorm, Mlp, constrain, modulate
 
 LAYOUTS = ("joint", "expert", "factorized")
 ADALN = ("per_block", "single")
 TEXT_PROJECTIONS = ("linear", "mlp")
+POS_EMBEDS = ("rope", "sincos")
+DTYPES = ("float32", "bfloat16")
 # Primitives of fused attention kernels whose outputs are their backward's residuals (cuDNN:
 # output and softmax statistics). Unnamed inside jax, so a policy can only match them by name.
 _ATTENTION_KERNELS = frozenset({"dot_product_attention_fwd_wrapper",
@@ -96,15 +100,21 @@ class DiTSpec:
   def cond_dim(self) -> int:
     return self.time_embed_dim or self.width
 
-  def check(self) -> None:
-    for name, value, allowed in (("layout", self.layout, LAYOUTS),
-                                 ("adaln", self.adaln, ADALN),
-                                 ("text_projection", self.text_projection, TEXT_PROJECTIONS)):
-      if value not in allowed:
-        raise ValueError(f"model.{name}={value!r}; expected one of {allowed}")
+  def __post_init__(self):
+    """Every field the `model` section sets, as one ConfigError line naming the key."""
+    for name, allowed in (("layout", LAYOUTS), ("adaln", ADALN),
+                          ("rope_split", embeddings.ROPE_SPLITS), ("qk_norm", QK_NORMS),
+                          ("sequence_parallel", SEQUENCE_PARALLEL),
+                          ("attention_backend", BACKENDS), ("text_projection", TEXT_PROJECTIONS),
+                          ("pos_embed", POS_EMBEDS), ("dtype", DTYPES),
+                          ("remat_policy", tuple(REMAT_POLICIES))):
+      check_choice(f"model.{name}", getattr(self, name), allowed)
     if self.adaln == "single" and (self.layout == "expert" or self.time_embed_dim):
-      raise ValueError("model.adaln='single' shares one width-sized timestep projection: it "
-                       "needs layout joint/factorized and time_embed_dim=0")
+      raise ConfigError("model.adaln='single' needs model.layout joint or factorized and "
+                        "model.time_embed_dim=0")
+    if self.width % self.num_heads:
+      raise ConfigError(f"model.width={self.width} is not divisible by "
+                        f"model.num_heads={self.num_heads}")
 
 
 class Modulation(nn.Module):
@@ -280,7 +290,6 @@ class DiT(nn.Module):
     `cameras` `(B, T, 12)` per frame of `x` (`spec.camera`; None = a static camera). The
     output has `spec.channels` channels; the input may carry more (frame conditioning)."""
     spec, dtype = self.spec, jnp.dtype(self.spec.dtype)
-    spec.check()
     _, frames, height, width, _ = x_bthwc.shape
     channels = spec.channels
     grid = (frames // spec.patch_size[0], height // spec.patch_size[1],

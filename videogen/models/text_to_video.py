@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from videogen.config import check_choice
 from videogen.models.dit import DiT, DiTSpec
 from videogen.models.layers import constrain
 
@@ -83,6 +84,8 @@ def with_frame_condition(x: jax.Array, frames, kind: str) -> jax.Array:
 
 
 def spec_from_config(model: ml_collections.ConfigDict) -> DiTSpec:
+  """The `model` section → DiTSpec, which checks its fields (one ConfigError line)."""
+  check_choice("model.frame_condition", model.get("frame_condition", "none"), FRAME_CONDITIONS)
   fields = {f.name for f in dataclasses.fields(DiTSpec)}
   values = {k: v for k, v in model.to_dict().items() if k in fields}
   return DiTSpec(**{**values, "patch_size": tuple(model.patch_size)})

@@ -12,33 +12,10 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from videogen.config import DEFAULT_RULES  # noqa: F401 (the schema's default; re-exported)
+
 AXES = ("data", "fsdp", "tensor", "sequence")
 BATCH_AXES = ("data", "fsdp")
-
-# FSDP over `embed` for parameters, tensor parallelism over heads/MLP. A logical name with no
-# rule (or whose mesh axis is already used in the same array) stays replicated on that axis.
-DEFAULT_RULES = (
-    ("batch", BATCH_AXES),
-    ("length", "sequence"),
-    ("embed", "fsdp"),
-    ("heads", "tensor"),
-    # Ulysses sequence parallelism: inside self-attention, heads split over tensor × sequence
-    # while the full sequence is local (all-to-all in, all-to-all out).
-    ("heads_sequence", ("tensor", "sequence")),
-    ("mlp", "tensor"),
-    ("vocab", "tensor"),
-    ("kv", None),
-    ("text_length", None),
-    ("text_embed", None),
-    ("patch", None),
-    ("layers", None),
-    ("lora_rank", None),  # LoRA adapters' rank axis: tiny, never split
-    # The VAE: conv output channels FSDP-sharded; map "height" to "sequence" to split frames.
-    ("vae_channels", "fsdp"),
-    ("frames", None),
-    ("height", None),
-    ("width", None),
-)
 
 
 def mesh_shape(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:

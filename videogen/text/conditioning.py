@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from videogen import workdir as workdir_lib
+from videogen.config import ConfigError, check_choice
 
 from videogen.text.convert_t5 import read_hf_config
 from videogen.text.sentencepiece_tokenizer import (MODEL_FILENAME, SentencePieceTokenizer,
@@ -62,6 +63,21 @@ def tokenizer_from_config(config: ml_collections.ConfigDict, run_dir: str | None
     raise FileNotFoundError(f"{run_dir} has no {MODEL_FILENAME} (the run's tokenizer); set "
                             f"text.tokenizer_path or train in this directory first")
   return SentencePieceTokenizer(path, text.max_length)
+
+
+def check_config(text: ml_collections.ConfigDict) -> None:
+  """The `text` section's choices and the keys that must agree; else one ConfigError line."""
+  check_choice("text.tokenizer", text.tokenizer, TOKENIZERS)
+  check_choice("text.encoder", text.encoder, ENCODERS)
+  check_choice("text.null", text.null, NULLS)
+  check_choice("text.t5.dtype", text.t5.dtype, ("float32", "bfloat16"))
+  if text.max_length < 1:
+    raise ConfigError(f"text.max_length={text.max_length} must be >= 1 (room for EOS)")
+  if text.embeddings_path and text.encoder != "t5":
+    raise ConfigError("text.embeddings_path holds frozen-encoder outputs: set text.encoder='t5'")
+  if text.tokenizer == "words" and text.encoder == "t5" and text.t5.checkpoint:
+    raise ConfigError("a T5 checkpoint needs its own tokenizer: set text.tokenizer="
+                      "'sentencepiece' and text.tokenizer_path to its spiece.model")
 
 
 def run_files(config: ml_collections.ConfigDict) -> list[str]:

@@ -61,6 +61,9 @@ class PreemptionSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+NONFINITE = ("halt", "skip")  # `train.nonfinite`: stop the run, or drop the update
+
+
 class NonFiniteError(RuntimeError):
   """`train.nonfinite="halt"` met a non-finite loss or gradient: one line for the user."""
 

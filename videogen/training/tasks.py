@@ -87,6 +87,9 @@ def check_latent_model(config, vae) -> None:
                         f"model.patch_size entry {patch}")
 
 
+TASKS = ("dit", "vae")  # `task`: what `build_task` builds
+
+
 def build_task(config: ml_collections.ConfigDict, mesh, rules, workdir: str | None = None
                ) -> Task:
   """`workdir` holds run-local state the task may create (a trained tokenizer)."""

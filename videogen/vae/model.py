@@ -23,7 +23,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videogen.config import ConfigError, check_choice
 from videogen.models.layers import constrain
+from videogen.vae.losses import RECON_KINDS
 
 VARIANTS = ("causal3d", "factorized")
 NORM_SCOPES = ("frame", "clip")
@@ -397,3 +399,25 @@ def spec_from_config(vae) -> VaeSpec:
       block_channels=tuple(f.temporal_block_channels),
       layers_per_block=f.temporal_layers_per_block, spatial_levels=0)
   return VaeSpec("factorized", (spatial, temporal))
+
+
+def check_config(vae, clip_shape: tuple[int, int, int] | None = None) -> VaeSpec:
+  """The `vae` section → its VaeSpec, or one ConfigError line naming the key. With
+  `clip_shape` (frames, height, width), for the VAE being trained: its norm groups divide
+  every block's channels and it encodes that clip in one pass."""
+  check_choice("vae.variant", vae.variant, VARIANTS)
+  check_choice("vae.norm_scope", vae.norm_scope, NORM_SCOPES)
+  check_choice("vae.recon_loss", vae.recon_loss, RECON_KINDS)
+  spec = spec_from_config(vae)
+  if clip_shape is None:
+    return spec
+  for codec in spec.codecs:
+    bad = [c for c in codec.block_channels if c % codec.norm_groups]
+    if bad:
+      raise ConfigError(f"vae.norm_groups={codec.norm_groups} does not divide channel "
+                        f"counts {bad}")
+  try:
+    check_video_shape(spec, *clip_shape)
+  except ValueError as e:
+    raise ConfigError(f"data shape for the VAE: {e}") from None
+  return spec
