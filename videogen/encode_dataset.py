@@ -36,10 +36,11 @@ def main(argv: list[str]) -> None:
   if os.path.exists(_OUTPUT.value):
     exit_with_error(f"--output {_OUTPUT.value!r} already exists; choose a new directory")
   from videogen import checkpoints
-  from videogen.data import latent_records
+  from videogen.data import encode_latents  # jax: after the flags are parsed
   try:
-    latent_records.encode_dataset(config, _OUTPUT.value, _NUM_CLIPS.value or config.data.synthetic.num_clips,
-                   _BATCH.value, _RECORDS_PER_SHARD.value)
+    encode_latents.encode_dataset(
+        config, _OUTPUT.value, _NUM_CLIPS.value or config.data.synthetic.num_clips,
+        _BATCH.value, _RECORDS_PER_SHARD.value)
   except (checkpoints.CheckpointNotFoundError, ValueError) as e:
     exit_with_error(str(e))
   print(_OUTPUT.value)

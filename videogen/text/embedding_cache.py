@@ -16,8 +16,7 @@ import os
 
 import numpy as np
 
-from videogen.data import latent_records
-from videogen.data.latent_records import decode_record, shard_paths, write_shard
+from videogen.records import decode_record, read_info, shard_paths, write_info, write_shard
 
 INDEX_FILE = "index.npz"
 DTYPES = ("float32", "float16")
@@ -58,13 +57,13 @@ def write_cache(conditioning, captions, output: str, batch_size: int = 64,
                 records)
   order = np.argsort(hashes)
   np.savez(os.path.join(output, INDEX_FILE), hashes=hashes[order], records=order)
-  latent_records.write_info(output, {"num_records": len(unique), "dim": conditioning.dim,
+  write_info(output, {"num_records": len(unique), "dim": conditioning.dim,
                                     "dtype": dtype, "fingerprint": conditioning.fingerprint()})
   return len(unique)
 
 
 def read_info(path: str) -> dict:
-  return latent_records.read_info(path, "text.embeddings_path", "videogen.encode_text")
+  return read_info(path, "text.embeddings_path", "videogen.encode_text")
 
 
 def check_fingerprint(path: str, expected: dict) -> None:

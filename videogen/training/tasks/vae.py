@@ -1,5 +1,6 @@
-"""Training the VAE: reconstruction + KL, an optional 3D patch GAN, held-out PSNR/SSIM, and the
-latent statistics saved with each checkpoint. Plugged into the shared loop as a `Task`.
+"""The `vae` task, training the video autoencoder: reconstruction + KL, an optional 3D patch
+GAN, held-out PSNR/SSIM, and the latent statistics saved with each checkpoint. Plugged into
+the shared loop as a `Task`.
 
 With the discriminator on, params are `{"vae", "discriminator"}` under one optax
 `multi_transform`, and one step updates both: the VAE on L_rec + w_kl·KL + λ·w·L_G, the
@@ -16,7 +17,7 @@ import optax
 
 from videogen.data import pipeline
 from videogen.training import state as state_lib
-from videogen.training.tasks import Task
+from videogen.training.tasks.base import Task
 from videogen.vae import losses
 from videogen.vae.discriminator import PatchDiscriminator3D
 from videogen.vae.latents import example_video, measure_latent_stats

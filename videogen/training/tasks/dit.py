@@ -1,41 +1,28 @@
-"""What `videogen.train` trains, chosen by `config.task`: the few pieces the loop needs.
-
-`dit`: the text-to-video denoiser, in pixel space or, when `vae.checkpoint` names a trained
-VAE, in its normalised latent space (encoded inside the step, or read pre-encoded), and
-conditioned through `config.text` (`videogen.text.conditioning`).
-`vae`: the video autoencoder (`videogen.vae.training`).
+"""The `dit` task: the text-to-video denoiser, in pixel space or, when `vae.checkpoint` names a
+trained VAE, in its normalised latent space (encoded inside the step, or read pre-encoded),
+and conditioned through `config.text` (`videogen.text.conditioning`).
 """
-import dataclasses
-from typing import Any, Callable
-
 import jax
 import ml_collections
 import optax
 
+from videogen.config import ConfigError
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, example_inputs
+from videogen.text import embedding_cache
+from videogen.text.conditioning import TextConditioning
+from videogen.text.tokenizer import TokenFeatures
 from videogen.training import state as state_lib
 from videogen.training.step import jit_train_step
-
-
-@dataclasses.dataclass
-class Task:
-  init_params: Callable[[jax.Array], Any]       # key → logically boxed params
-  tx: optax.GradientTransformation
-  build_step: Callable                          # (state_shardings, batch_sharding, rules) → step
-  evaluate: Callable | None = None              # state → {metric: float}, at each checkpoint
-  metadata: Callable | None = None              # state → JSON saved with each checkpoint
-  text_features: Callable | None = None         # captions → batch arrays (the data pipeline)
+from videogen.training.tasks.base import Task
+from videogen.vae.latents import FrozenVae
 
 
 def text_features(config, conditioning):
   """The pipeline's caption → arrays map: token ids, or an `encode_text` cache lookup."""
-  from videogen.text.tokenizer import TokenFeatures
   path = config.text.embeddings_path
   if not path:
     return TokenFeatures(conditioning.tokenizer)
-  from videogen.config import ConfigError
-  from videogen.text import embedding_cache
   if conditioning.encoder is None:
     raise ConfigError("text.embeddings_path needs a frozen encoder (text.encoder='t5')")
   try:
@@ -46,14 +33,12 @@ def text_features(config, conditioning):
 
 
 def dit_task(config: ml_collections.ConfigDict, mesh, rules, workdir: str | None = None) -> Task:
-  from videogen.text.conditioning import TextConditioning
   conditioning = TextConditioning.create(config, workdir, mesh, rules, train_tokenizer=True)
   model = build_model(config, conditioning.model_vocab_size, conditioning.dim)
   tx = state_lib.make_optimizer(config.train, config.model.lora_rank)
   diffusion = diffusion_from_config(config.diffusion)
   vae = None
   if config.vae.checkpoint:
-    from videogen.vae.latents import FrozenVae
     vae = FrozenVae.load(config.vae.checkpoint, mesh, rules)
     check_latent_model(config, vae)
   inputs = example_inputs(config, model, latent_shape=_latent_shape(config, vae))
@@ -75,7 +60,6 @@ def _latent_shape(config, vae):
 
 def check_latent_model(config, vae) -> None:
   """The DiT must fit the VAE's latents: channels and patch divisibility, one clear line."""
-  from videogen.config import ConfigError
   shape = _latent_shape(config, vae)
   if config.model.channels != shape[-1]:
     raise ConfigError(f"model.channels={config.model.channels} but the VAE at "
@@ -86,14 +70,3 @@ def check_latent_model(config, vae) -> None:
                         f"{config.data.height}×{config.data.width}) is not divisible by "
                         f"model.patch_size entry {patch}")
 
-
-TASKS = ("dit", "vae")  # `task`: what `build_task` builds
-
-
-def build_task(config: ml_collections.ConfigDict, mesh, rules, workdir: str | None = None
-               ) -> Task:
-  """`workdir` holds run-local state the task may create (a trained tokenizer)."""
-  if config.task == "vae":
-    from videogen.vae.training import vae_task
-    return vae_task(config)
-  return dit_task(config, mesh, rules, workdir)
