@@ -101,3 +101,16 @@ def test_config_is_a_leaf():
   assert GRAPH["videogen.config"] == set()
   assert GRAPH["videogen.cli"] <= {"videogen.config", "videogen.validate", "videogen.generate"}
   assert os.path.isfile(MODULES["videogen.validate"])
+
+
+def test_the_data_pipeline_loads_no_flax():
+  """Grain workers import data/pipeline.py: numpy code only, no model modules."""
+  seen, todo = set(), ["videogen.data.pipeline"]
+  while todo:
+    name = todo.pop()
+    if name not in seen:
+      seen.add(name)
+      todo.extend(GRAPH[name])
+  with_flax = sorted(name for name in seen
+                     if re.search(r"^\s*(import|from) flax", MODULES[name].read_text(), re.M))
+  assert with_flax == [], with_flax

@@ -21,12 +21,16 @@ flags.mark_flags_as_required(["runs"])
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
+  # Imported once the flags are parsed: `--help` answers before jax loads.
   import numpy as np
-  from videogen.checkpoints import CheckpointNotFoundError
+  from videogen import checkpoints
   from videogen.eval.scaling import fit_power_law, plot, run_curve
+  from videogen.training.metrics import read_metrics
   try:
-    curves = {run.rstrip("/").split("/")[-1]: run_curve(run) for run in _RUNS.value}
-  except (CheckpointNotFoundError, FileNotFoundError, ValueError) as e:
+    curves = {run.rstrip("/").split("/")[-1]:
+              run_curve(checkpoints.load_config(run), read_metrics(run), run)
+              for run in _RUNS.value}
+  except (checkpoints.CheckpointNotFoundError, FileNotFoundError, ValueError) as e:
     exit_with_error(str(e))
   if len(curves) < 2:
     exit_with_error("a power law needs at least two runs")

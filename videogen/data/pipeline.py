@@ -21,7 +21,7 @@ import numpy as np
 
 from videogen.config import ConfigError, check_choice
 from videogen.data import latent_records, synthetic
-from videogen.models.camera import synthetic_cameras
+from videogen.models.camera_paths import synthetic_cameras
 from videogen.data.recaption import MODES as RECAPTION_MODES, Recaptioner
 
 SOURCES = ("synthetic", "latents", "videos", "tfds")

@@ -2,12 +2,16 @@
 
 Each run's training compute is `step × train-step FLOPs` (the analytic per-layout counter at
 the run's own config and batch). The fit is least squares in log-log space, `L = a · C^(−b)`.
+Pure: the entry point reads each run's config and metrics.
 """
+import numpy as np
+from PIL import Image, ImageDraw
+
+from videogen.models.flops import dit_forward_flops, train_step_flops
+from videogen.models.text_to_video import spec_from_config
 
 
 def flops_per_step(config) -> float:
-  from videogen.models.flops import dit_forward_flops, train_step_flops
-  from videogen.models.text_to_video import spec_from_config
   data = config.data
   forward = dit_forward_flops(spec_from_config(config.model), data.num_frames, data.height,
                               data.width, config.text.max_length, config.model.text_dim,
@@ -15,12 +19,10 @@ def flops_per_step(config) -> float:
   return float(train_step_flops(forward))
 
 
-def run_curve(workdir: str) -> tuple[list[float], list[float]]:
-  """(compute, loss) at each logged step of one run."""
-  from videogen import checkpoints
-  from videogen.training.metrics import read_metrics
-  per_step = flops_per_step(checkpoints.load_config(workdir))
-  rows = [m for m in read_metrics(workdir) if "loss" in m]
+def run_curve(config, metrics: list[dict], workdir: str) -> tuple[list[float], list[float]]:
+  """(compute, loss) at each logged step of one run (its config and metrics rows)."""
+  per_step = flops_per_step(config)
+  rows = [m for m in metrics if "loss" in m]
   if len(rows) < 3:
     raise ValueError(f"{workdir} has {len(rows)} logged losses; need at least 3")
   return [m["step"] * per_step for m in rows], [m["loss"] for m in rows]
@@ -28,15 +30,12 @@ def run_curve(workdir: str) -> tuple[list[float], list[float]]:
 
 def fit_power_law(compute, loss) -> tuple[float, float]:
   """Least squares `log L = log a − b log C` → (a, b)."""
-  import numpy as np
   slope, intercept = np.polyfit(np.log(compute), np.log(loss), 1)
   return float(np.exp(intercept)), float(-slope)
 
 
 def plot(curves: dict, fit: tuple[float, float], path: str, size=(640, 440)) -> None:
   """Log-log loss-vs-compute curves and the fitted line, drawn with PIL."""
-  import numpy as np
-  from PIL import Image, ImageDraw
   image = Image.new("RGB", size, "white")
   draw = ImageDraw.Draw(image)
   left, top, right, bottom = 70, 20, size[0] - 20, size[1] - 50
