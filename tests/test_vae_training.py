@@ -11,13 +11,19 @@ from videogen.data import pipeline
 from videogen.training import loop
 from videogen.training.metrics import read_metrics
 
+# Two levels (2× space and time) instead of the test config's four: what these tests prove
+# does not depend on depth, and XLA's compile time (most of their cost) grows with the
+# number of layers (initialising every parameter is its own random-number program).
+SHALLOW = {"vae.block_channels": (8, 16), "vae.spatial_levels": 1, "vae.temporal_levels": 1}
+
 
 def test_sharded_vae_step_with_gan_equals_single_device_step():
   """FSDP over conv output channels and data parallelism change nothing but the layout; the
   GAN term switches on after `vae.disc.start_step` and trains the (sharded) discriminator."""
   batch = next(iter(pipeline.make_dataset(vae_config())))
   # See test_train for adam_eps: compare sharding, not Adam's conditioning.
-  common = {"train.adam_eps": 1e-3, "vae.disc.enabled": True, "vae.disc.start_step": 1}
+  common = {**SHALLOW, "train.adam_eps": 1e-3, "vae.disc.enabled": True,
+            "vae.disc.start_step": 1}
   sharded, sharded_rows = _run_logged(vae_config(**common, **{"mesh.data": 2, "mesh.fsdp": 2}),
                                jax.devices()[:4], batch, 2)
   single, single_rows = _run_logged(vae_config(**common, **{"mesh.data": 1}), jax.devices()[:1],
@@ -39,8 +45,9 @@ def test_sharded_vae_step_with_gan_equals_single_device_step():
 
 
 def test_factorized_variant_trains_through_the_same_loop(tmp_path):
-  config = vae_config(**{"vae.variant": "factorized", "vae.factorized.spatial_latent_channels": 4,
-                         "vae.factorized.temporal_block_channels": (8, 8, 8),
+  config = vae_config(**{**SHALLOW, "vae.variant": "factorized",
+                         "vae.factorized.spatial_latent_channels": 4,
+                         "vae.factorized.temporal_block_channels": (8, 8),
                          "train.num_steps": 2, "checkpoint.every_steps": 2})
   final = loop.train(config, str(tmp_path))
   assert set(final.params) == {"spatial_encoder", "temporal_encoder", "spatial_decoder",
