@@ -127,7 +127,7 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
           "shape": f"{data.num_frames}x{data.height}x{data.width}", "input_grid": grid,
           "attention": config.model.attention_backend, "remat": config.model.remat_policy,
           "dtype": config.model.dtype,
-          "step_s": seconds, "tokens_per_s": video_tokens / seconds,
+          "step_s": seconds, "clips_per_s": b / seconds, "tokens_per_s": video_tokens / seconds,
           "model_TFLOP_per_step": flops / 1e12, "achieved_TFLOP_s": flops / seconds / 1e12,
           "MFU_vs_measured_matmul": flops / seconds / peak, "compile_s": compile_s,
           "peak_memory_GB": (max(memory.argument_size_in_bytes, memory.output_size_in_bytes)
