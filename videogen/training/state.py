@@ -64,6 +64,15 @@ def ema_decay(step: jax.Array, decay: float) -> jax.Array:
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def ema_update(ema, params, step: jax.Array, decay: float):
+  """The EMA after one step: `e + (1 - d)(p - e)` with `d = ema_decay(step, decay)`.
+
+  Written this way, not `d e + (1 - d) p`, a leaf that equals its EMA (a frozen one) keeps
+  it bit for bit."""
+  d = ema_decay(step, decay)
+  return jax.tree.map(lambda e, p: e + (1 - d) * (p - e), ema, params)
+
+
 def next_state(state: TrainState, params, ema, opt_state, rng, loss: jax.Array,
                grad_norm: jax.Array, skip_nonfinite: bool) -> tuple[TrainState, jax.Array]:
   """(the state after one update, `nonfinite`: 1.0 when the loss or gradient norm is not

@@ -14,7 +14,7 @@ from videogen.diffusion.objectives import Diffusion
 from videogen.models import camera, lora
 from videogen.models.text_to_video import TextToVideo
 from videogen.text.conditioning import encode_tokens
-from videogen.training.state import TrainState, ema_decay, next_state
+from videogen.training.state import TrainState, ema_update, next_state
 from videogen.vae.latents import latents_from_moments
 
 
@@ -125,9 +125,7 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
       micro_batches)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  decay = ema_decay(state.step, ema)
-  # e + (1 - decay)(p - e): a leaf that equals its EMA (a frozen one) keeps it bit for bit.
-  new_ema = jax.tree.map(lambda e, p: e + (1 - decay) * (p - e), state.ema, params)
+  new_ema = ema_update(state.ema, params, state.step, ema)
   grad_norm = optax.tree.norm(grads)
   new_state, nonfinite = next_state(state, params, new_ema, opt_state, rng, loss, grad_norm,
                                     skip_nonfinite)

@@ -93,8 +93,7 @@ def vae_train_step(state, batch, *, model, disc, tx, vae_config, ema,
   params = state.params
   updates, opt_state = tx.update(grads, state.opt_state, params)
   params = optax.apply_updates(params, updates)
-  decay = state_lib.ema_decay(state.step, ema)
-  new_ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema, params)
+  new_ema = state_lib.ema_update(state.ema, params, state.step, ema)
   grad_norm = optax.tree.norm(grads)
   new_state, nonfinite = state_lib.next_state(state, params, new_ema, opt_state, rng, loss,
                                               grad_norm, skip_nonfinite)
