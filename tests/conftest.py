@@ -94,13 +94,27 @@ def vae_config(**overrides):
 @pytest.fixture(scope="session")
 def trained_vae(tmp_path_factory):
   """A VAE trained 60 steps on synthetic clips, shared by the VAE and latent-DiT tests.
-  Held-out PSNR goes 6.6 → 17.4 dB by step 60 (measured): well over the +6 dB bar."""
-  workdir = str(tmp_path_factory.mktemp("vae"))
+  Held-out PSNR goes 6.6 → 17.4 dB by step 60 (measured): well over the +6 dB bar.
+
+  Trained once per test run: under pytest-xdist the files that use it usually land on
+  different workers, so the first trains it (~80 s) in the run's temp directory common to
+  its workers, holding a file lock, and the others wait for it and read it."""
   config = vae_config(**{"train.num_steps": 60, "checkpoint.every_steps": 60,
                          "train.log_every": 30})
   from videogen.training import loop
-  loop.train(config, workdir)
-  return workdir, config
+  if not os.environ.get("PYTEST_XDIST_WORKER"):
+    workdir = str(tmp_path_factory.mktemp("vae"))
+    loop.train(config, workdir)
+    return workdir, config
+  import fcntl
+  shared = tmp_path_factory.getbasetemp().parent  # this run's pytest-N, not earlier runs'
+  workdir, done = shared / "trained_vae", shared / "trained_vae.done"
+  with open(shared / "trained_vae.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    if not done.exists():
+      loop.train(config, str(workdir))
+      done.touch()
+  return str(workdir), config
 
 
 @pytest.fixture(scope="session")
