@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO, one_line_error, run_cli
 from videogen import video_io
+from videogen.data import frames
 
 TEST_CONFIG = "configs/tiny.py:test"
 
@@ -156,7 +157,7 @@ def test_control_modes_keep_their_conditions_through_the_real_model(trained):
   prompts, options = ["a red circle moving right"], dict(steps=4, sampler="heun")
   image = np.random.default_rng(0).integers(0, 256, (20, 24, 3), np.uint8)
   animated = control.image_to_video(generator, prompts, image, **options)
-  np.testing.assert_array_equal(animated[0, 0], control.fit_frames(image, 16, 16))
+  np.testing.assert_array_equal(animated[0, 0], frames.cover_crop(image, 16, 16))
   assert animated.shape == (1, 4, 16, 16, 3)
 
   video = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), np.uint8)

@@ -6,25 +6,10 @@ space: pixels, or latent frames for a latent model) passed through the same jitt
 sampler (`videogen.diffusion.conditions`). Inputs and outputs are uint8 `(N, T, H, W, 3)`.
 """
 import numpy as np
-from PIL import Image
 
+from videogen.data.frames import cover_crop
 from videogen.diffusion import conditions
 from videogen.generate import Generator
-
-
-def fit_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-  """uint8 `(..., h, w, 3)` → `(..., height, width, 3)`: scale to cover, centre-crop."""
-  lead = frames.shape[:-3]
-  flat = frames.reshape((-1, *frames.shape[-3:]))
-  out = []
-  for frame in flat:
-    image = Image.fromarray(frame)
-    scale = max(height / image.height, width / image.width)
-    size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-    image = image.resize(size, Image.BICUBIC)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    out.append(np.asarray(image.crop((left, top, left + width, top + height)).convert("RGB")))
-  return np.stack(out).reshape((*lead, height, width, 3))
 
 
 def image_to_video(generator: Generator, prompts: list[str], image: np.ndarray, *,
@@ -35,7 +20,7 @@ def image_to_video(generator: Generator, prompts: list[str], image: np.ndarray, 
   alone) and the model animates the rest."""
   shape = generator.sample_shape(len(prompts), num_frames)
   height, width = _pixel_size(generator)
-  first = generator.encode(np.broadcast_to(fit_frames(image, height, width)[None, None],
+  first = generator.encode(np.broadcast_to(cover_crop(image, height, width)[None, None],
                                            (len(prompts), 1, height, width, 3)))
   x = generator.sample(prompts, shape, generator.options(shape, **options), seed=seed,
                        negative_prompt=negative_prompt,
@@ -99,13 +84,13 @@ def edit(generator: Generator, prompts: list[str], video: np.ndarray, strength: 
   if not 0.0 < strength <= 1.0:
     raise ValueError(f"--strength {strength} must be in (0, 1]")
   height, width = _pixel_size(generator)
-  frames = fit_frames(video, height, width)
+  frames = cover_crop(video, height, width)
   batch = np.broadcast_to(frames[None], (len(prompts), *frames.shape))
   shape = generator.sample_shape(len(prompts), len(frames))
   init = generator.encode(batch)
   condition = None
   if mask is not None:
-    edit_region = fit_frames(np.repeat(np.asarray(mask, np.uint8)[..., None] * 255, 3, -1),
+    edit_region = cover_crop(np.repeat(np.asarray(mask, np.uint8)[..., None] * 255, 3, -1),
                              height, width)[..., 0] > 127
     keep = 1.0 - _to_sample_grid(edit_region, shape[2:4]).astype(np.float32)
     condition = conditions.region(init, keep)

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from videogen import checkpoints
+from videogen.data import frames as frames_lib
 from videogen.models import camera
 from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
@@ -97,7 +98,7 @@ class Generator:
 
   def encode(self, video: np.ndarray) -> jax.Array:
     """uint8 `(N, T, H, W, 3)` → the sampler's space (the VAE's normalised latents)."""
-    x = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
+    x = jnp.asarray(frames_lib.from_uint8(video))
     if self.vae is None:
       return x
     with jax.set_mesh(self.mesh):
@@ -108,7 +109,7 @@ class Generator:
     if self.vae is not None:
       with jax.set_mesh(self.mesh):
         x = self.vae.decode(x)
-    return np.asarray(to_uint8(jnp.asarray(x)))
+    return frames_lib.to_uint8(x)
 
   def sample(self, prompts: list[str], shape, options: "SamplerOptions", *, seed: int = 0,
              negative_prompt: str = "", condition: FrameCondition | None = None,
@@ -235,10 +236,6 @@ def load_generator(workdir: str | None, checkpoint: str | None = None,
     from videogen.models.lora import apply_adapter
     generator.params = apply_adapter(generator.params, lora, generator.model.spec)
   return generator
-
-
-def to_uint8(x: jax.Array) -> jax.Array:
-  return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
 def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions, on_step=None):

@@ -94,7 +94,8 @@ def sample_export(directory: str, prompts: list[str], seed: int = 0,
   clip shape are baked in), and its config. Tokenising (and a frozen T5) run here, as
   `Generator` runs them; a latent model's VAE (`vae.checkpoint`) decodes."""
   from videogen import checkpoints
-  from videogen.generate import to_uint8, unknown_words_warning
+  from videogen.data.frames import to_uint8
+  from videogen.generate import unknown_words_warning
   from videogen.parallel import mesh as mesh_lib
   from videogen.text.conditioning import TextConditioning
   import ml_collections
@@ -116,4 +117,4 @@ def sample_export(directory: str, prompts: list[str], seed: int = 0,
     from videogen.vae.latents import FrozenVae
     with jax.set_mesh(mesh):
       x = FrozenVae.load(config.vae.checkpoint, mesh, rules).decode(x)
-  return np.asarray(to_uint8(jnp.asarray(x))), config
+  return to_uint8(x), config

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from videogen.config import ConfigError, check_choice
-from videogen.data import latent_records, synthetic
+from videogen.data import frames as frames_lib, latent_records, synthetic
 from videogen.models.camera_paths import synthetic_cameras
 from videogen.data.recaption import MODES as RECAPTION_MODES, Recaptioner
 
@@ -80,7 +80,7 @@ class SyntheticExamples:
   def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     clips = [synthetic.render_clip(self.world, self.seed, int(i)) for i in indices]
     captions = self._recaption(indices, [clip.caption for clip in clips])
-    video = np.stack([clip.video for clip in clips]).astype(np.float32) / 127.5 - 1.0
+    video = frames_lib.from_uint8(np.stack([clip.video for clip in clips]))
     batch = {"video": video, "caption": np.array(captions),
              "camera": np.stack([synthetic_cameras(clip.camera) for clip in clips])}
     if self.text_features is not None:

@@ -22,10 +22,9 @@ import warnings
 
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from videogen import video_io
-from videogen.data import buckets as buckets_lib
+from videogen.data import buckets as buckets_lib, frames as frames_lib
 from videogen.data.manifest import Clip, ManifestError, passes, read_manifest
 from videogen.data.recaption import Recaptioner
 
@@ -43,19 +42,6 @@ def _warn(message: str) -> None:
 def warn_line(message: str) -> None:
   """A start-up warning as one `warning:` line on stderr."""
   print(f"warning: {message}", file=sys.stderr)
-
-
-def resize_and_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-  """uint8 `(T, h, w, 3)` → `(T, height, width, 3)`: scale to cover, then centre-crop."""
-  _, h, w, _ = frames.shape
-  scale = max(height / h, width / w)
-  new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-  top, left = (new_h - height) // 2, (new_w - width) // 2
-  out = np.empty((len(frames), height, width, 3), np.uint8)
-  for i, frame in enumerate(frames):
-    resized = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BICUBIC))
-    out[i] = resized[top:top + height, left:left + width]
-  return out
 
 
 def clips_and_reader(data: ml_collections.ConfigDict) -> tuple[list[Clip], object, int]:
@@ -233,7 +219,7 @@ class VideoBatches:
       self.unreadable.add(index)
       _warn(f"{e} (remembered: not read again)")
       return None
-    return resize_and_crop(frames, bucket.height, bucket.width)
+    return frames_lib.cover_crop(frames, bucket.height, bucket.width)
 
   def _stand_in(self, planned: buckets_lib.PlannedBatch, used: set[int]
                 ) -> tuple[int, np.ndarray]:
@@ -272,7 +258,7 @@ class VideoBatches:
       videos.append(video)
       clip = self.clips[index]
       captions.append(self.recaptioner(clip.path, clip.text))
-    batch = {"video": np.stack(videos).astype(np.float32) / 127.5 - 1.0,
+    batch = {"video": frames_lib.from_uint8(np.stack(videos)),
              "caption": np.array(captions), "skipped": np.array(skipped),
              "unreadable": np.array(len(self.unreadable)),
              "unfit": np.array(self.unfit), "bad_rows": np.array(self.bad_rows)}
