@@ -28,12 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from videogen.eval.clip_tokenizer import ClipTokenizer
-from videogen.models.layers import Dense, LayerNorm, constrain
-from videogen.weights import _listing, load_state_dict
+from videogen.models.layers import Dense, LayerNorm, constrain, param
+from videogen.weights import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
+                              weights_file)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 HOW_TO_GET = "huggingface-cli download openai/clip-vit-base-patch32 --local-dir {folder}"
 # Buffers older checkpoints saved; they hold arange(positions), nothing learned.
 _IGNORED_SUFFIXES = ("embeddings.position_ids",)
@@ -130,10 +130,6 @@ def spec_from_hf_config(cfg: dict) -> ClipSpec:
       projection_dim=int(cfg.get("projection_dim", 512)))
 
 
-def _param(module, name, init, shape, axes):
-  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
-
-
 class Attention(nn.Module):
   spec: TowerSpec
   causal: bool
@@ -145,17 +141,17 @@ class Attention(nn.Module):
     init = nn.initializers.normal(s.width ** -0.5)
 
     def heads(name):  # (B, L, D) → (B, L, H, Dh)
-      kernel = _param(self, f"{name}_kernel", init, (s.width, s.num_heads, head_dim),
+      kernel = param(self, f"{name}_kernel", init, (s.width, s.num_heads, head_dim),
                       ("embed", "heads", "kv"))
-      bias = _param(self, f"{name}_bias", nn.initializers.zeros, (s.num_heads, head_dim),
+      bias = param(self, f"{name}_bias", nn.initializers.zeros, (s.num_heads, head_dim),
                     ("heads", "kv"))
       return jnp.einsum("bld,dhk->blhk", x, kernel) + bias
 
     out = jax.nn.dot_product_attention(heads("q"), heads("k"), heads("v"),
                                        is_causal=self.causal)
-    kernel = _param(self, "out_kernel", init, (s.num_heads, head_dim, s.width),
+    kernel = param(self, "out_kernel", init, (s.num_heads, head_dim, s.width),
                     ("heads", "kv", "embed"))
-    bias = _param(self, "out_bias", nn.initializers.zeros, (s.width,), ("embed",))
+    bias = param(self, "out_bias", nn.initializers.zeros, (s.width,), ("embed",))
     return jnp.einsum("blhk,hkd->bld", out, kernel) + bias
 
 
@@ -182,7 +178,7 @@ def _encoder(spec: TowerSpec, x: jax.Array, causal: bool) -> jax.Array:
 
 
 def _projection(module, x: jax.Array, projection_dim: int) -> jax.Array:
-  kernel = _param(module, "projection", nn.initializers.normal(x.shape[-1] ** -0.5),
+  kernel = param(module, "projection", nn.initializers.normal(x.shape[-1] ** -0.5),
                   (x.shape[-1], projection_dim), ("embed", None))
   return x @ kernel
 
@@ -200,11 +196,11 @@ class VisionTower(nn.Module):
                        f"{(s.image_size, s.image_size, 3)} (see `preprocess`)")
     patches = pixels.reshape(n, grid, p, grid, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(
         n, grid * grid, p * p * 3)  # each patch flattened as (row, column, channel)
-    kernel = _param(self, "patch_kernel", nn.initializers.lecun_normal(), (p * p * 3, v.width),
+    kernel = param(self, "patch_kernel", nn.initializers.lecun_normal(), (p * p * 3, v.width),
                     ("patch", "embed"))
-    cls = _param(self, "class_embedding", nn.initializers.normal(v.width ** -0.5), (v.width,),
+    cls = param(self, "class_embedding", nn.initializers.normal(v.width ** -0.5), (v.width,),
                  ("embed",))
-    positions = _param(self, "position_embedding", nn.initializers.normal(0.02),
+    positions = param(self, "position_embedding", nn.initializers.normal(0.02),
                        (grid * grid + 1, v.width), (None, "embed"))
     x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, v.width)), patches @ kernel], axis=1)
     x = LayerNorm(epsilon=v.layer_norm_eps, name="pre_norm")(x + positions)
@@ -232,9 +228,9 @@ class TextTower(nn.Module):
     s, t = self.spec, self.spec.text
     if tokens.shape[1] > s.max_length:
       raise ValueError(f"{tokens.shape[1]} text tokens; CLIP takes at most {s.max_length}")
-    table = _param(self, "token_embedding", nn.initializers.normal(0.02),
+    table = param(self, "token_embedding", nn.initializers.normal(0.02),
                    (s.vocab_size, t.width), ("vocab", "embed"))
-    positions = _param(self, "position_embedding", nn.initializers.normal(0.01),
+    positions = param(self, "position_embedding", nn.initializers.normal(0.01),
                        (s.max_length, t.width), (None, "embed"))
     x = table[tokens] + positions[:tokens.shape[1]]
     x = _encoder(t, x, causal=True)
@@ -255,7 +251,7 @@ class ClipModel(nn.Module):
   def setup(self):
     self.vision = VisionTower(self.spec)
     self.text = TextTower(self.spec)
-    self.logit_scale = _param(self, "logit_scale", nn.initializers.constant(math.log(1 / 0.07)),
+    self.logit_scale = param(self, "logit_scale", nn.initializers.constant(math.log(1 / 0.07)),
                               (), ())
 
   def encode_image(self, pixels: jax.Array) -> jax.Array:
@@ -400,13 +396,13 @@ def load_clip(folder) -> tuple[ClipSpec, dict]:
   config_path = os.path.join(folder, "config.json")
   if not os.path.isfile(config_path):
     raise _missing(f"no config.json in {folder}", folder)
-  weights = [os.path.join(folder, n) for n in WEIGHT_FILES
-             if os.path.isfile(os.path.join(folder, n))]
-  if not weights:
-    raise _missing(f"{folder} holds none of {', '.join(WEIGHT_FILES)}", folder)
+  try:
+    weights = weights_file(folder, TRANSFORMERS_WEIGHT_FILES)
+  except FileNotFoundError as e:
+    raise _missing(str(e), folder) from None
   with open(config_path) as f:
     spec = spec_from_hf_config(json.load(f))
-  return spec, convert_clip_state_dict(load_state_dict(weights[0]), spec)
+  return spec, convert_clip_state_dict(load_state_dict(weights), spec)
 
 
 def read_mean_std(folder) -> tuple[tuple[float, ...], tuple[float, ...]]:

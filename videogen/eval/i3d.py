@@ -33,6 +33,7 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from videogen.models.layers import param
 from videogen.weights import _listing, load_state_dict, write_safetensors
 
 NUM_CLASSES = 400
@@ -83,10 +84,6 @@ def pooled_features(x_bthwc: jax.Array, window=AVG_POOL) -> jax.Array:
   return pooled.mean(axis=(1, 2, 3))
 
 
-def _param(module, name, init, shape, axes):
-  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
-
-
 # Logical axis names (`i3d_in`, `i3d_out`, `i3d_classes`; kernel windows None) have no rule
 # in `videogen.parallel.mesh.DEFAULT_RULES`, so flax leaves every I3D weight replicated: the
 # network is small (12M parameters) and its batch is what gets sharded.
@@ -104,13 +101,13 @@ class Unit3D(nn.Module):
   def __call__(self, x_bthwc: jax.Array) -> jax.Array:
     c = self.features
     out_axis = "i3d_classes" if self.logits else "i3d_out"
-    w = _param(self, "kernel", nn.initializers.lecun_normal(),
+    w = param(self, "kernel", nn.initializers.lecun_normal(),
                (*self.kernel, x_bthwc.shape[-1], c), (None, None, None, "i3d_in", out_axis))
     y = jax.lax.conv_general_dilated(
         _pad_same(x_bthwc, self.kernel, self.stride), w, self.stride, "VALID",
         dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), precision=jax.lax.Precision.HIGHEST)
     if self.logits:
-      return y + _param(self, "bias", nn.initializers.zeros, (c,), (out_axis,))
+      return y + param(self, "bias", nn.initializers.zeros, (c,), (out_axis,))
     return nn.relu(BatchNorm(self.bn_eps, name="bn")(y))
 
 
@@ -125,8 +122,8 @@ class BatchNorm(nn.Module):
                                                      ("i3d_out",))
     mean = self.variable("batch_stats", "mean", stat(0.0)).value
     var = self.variable("batch_stats", "var", stat(1.0)).value
-    scale = _param(self, "scale", nn.initializers.ones, (c,), ("i3d_out",))
-    bias = _param(self, "bias", nn.initializers.zeros, (c,), ("i3d_out",))
+    scale = param(self, "scale", nn.initializers.ones, (c,), ("i3d_out",))
+    bias = param(self, "bias", nn.initializers.zeros, (c,), ("i3d_out",))
     return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
 
 

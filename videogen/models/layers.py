@@ -16,6 +16,11 @@ Initializer = Callable[..., jax.Array]
 default_kernel_init = nn.initializers.xavier_uniform()
 
 
+def param(module: nn.Module, name: str, init: Initializer, shape, axes, dtype=jnp.float32):
+  """`module.param(name, ...)` whose value carries the logical axis names `axes`."""
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   """Shards an activation by logical axis names (a no-op outside a mesh)."""
   return nn.with_logical_constraint(x, tuple(names))

@@ -7,7 +7,6 @@ bidirectional relative-position bucket added to the logits, and a (gated) feed-f
 `wo(act(wi_0 x) * wi_1 x)`. T5 v1.1 computes the position bias in layer 0 only and shares
 it; UMT5 gives every layer its own (`per_layer_position_bias`).
 """
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from videogen.models.layers import RMSNorm, constrain
+from videogen.models.layers import RMSNorm, constrain, param
 
 ACTIVATIONS = {
     "gelu_new": lambda x: nn.gelu(x, approximate=True),
@@ -107,10 +106,6 @@ def relative_position_bucket(relative_position: jax.Array, num_buckets: int,
   return buckets + jnp.where(is_small, n, large)
 
 
-def _param(module, name, init, shape, axes):
-  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
-
-
 class RelativePositionBias(nn.Module):
   spec: T5Spec
 
@@ -118,7 +113,7 @@ class RelativePositionBias(nn.Module):
   def __call__(self, q_len: int, k_len: int) -> jax.Array:
     """→ `(1, heads, q_len, k_len)` f32."""
     s = self.spec
-    table = _param(self, "embedding", nn.initializers.normal(1.0),
+    table = param(self, "embedding", nn.initializers.normal(1.0),
                    (s.relative_attention_num_buckets, s.num_heads), ("relpos_buckets", "heads"))
     rel = jnp.arange(k_len)[None, :] - jnp.arange(q_len)[:, None]
     buckets = relative_position_bucket(rel, s.relative_attention_num_buckets,
@@ -136,7 +131,7 @@ class T5Attention(nn.Module):
     init = nn.initializers.normal((s.d_model * s.d_kv) ** -0.5)
 
     def heads(name):
-      kernel = _param(self, name, init, (s.d_model, s.num_heads, s.d_kv),
+      kernel = param(self, name, init, (s.d_model, s.num_heads, s.d_kv),
                       ("embed", "heads", "kv"))
       y = jnp.einsum("bld,dhk->blhk", x.astype(dtype), kernel.astype(dtype))
       return constrain(y, ("batch", "text_length", "heads", "kv"))
@@ -146,7 +141,7 @@ class T5Attention(nn.Module):
     weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
     out = constrain(jnp.einsum("bhqk,bkhd->bqhd", weights, v),
                     ("batch", "text_length", "heads", "kv"))
-    o = _param(self, "o_kernel", nn.initializers.normal((s.num_heads * s.d_kv) ** -0.5),
+    o = param(self, "o_kernel", nn.initializers.normal((s.num_heads * s.d_kv) ** -0.5),
                (s.num_heads, s.d_kv, s.d_model), ("heads", "kv", "embed"))
     return jnp.einsum("blhk,hkd->bld", out, o.astype(dtype))
 
@@ -162,7 +157,7 @@ class T5FeedForward(nn.Module):
     x = x.astype(dtype)
 
     def dense(name, shape, axes, h):
-      kernel = _param(self, name, nn.initializers.normal(shape[0] ** -0.5), shape, axes)
+      kernel = param(self, name, nn.initializers.normal(shape[0] ** -0.5), shape, axes)
       return jnp.einsum("...i,io->...o", h, kernel.astype(dtype))
 
     if s.is_gated:
@@ -197,7 +192,7 @@ class T5Encoder(nn.Module):
   def __call__(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
     s = self.spec
     dtype = jnp.dtype(s.dtype)
-    table = _param(self, "embedding", nn.initializers.normal(1.0), (s.vocab_size, s.d_model),
+    table = param(self, "embedding", nn.initializers.normal(1.0), (s.vocab_size, s.d_model),
                    ("vocab", "embed"))
     x = constrain(table.astype(dtype)[tokens], ("batch", "text_length", "embed"))
     length = tokens.shape[1]
@@ -225,5 +220,3 @@ def param_count(spec: T5Spec) -> int:
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nn.unbox(abstract_params(spec))))
 
 
-def with_dtype(spec: T5Spec, dtype: str) -> T5Spec:
-  return dataclasses.replace(spec, dtype=dtype)
