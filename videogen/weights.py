@@ -13,8 +13,13 @@ import re
 import ml_dtypes
 import numpy as np
 
-WEIGHT_FILES = ("diffusion_pytorch_model.safetensors",
-                "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin")
+# The weights files a model folder may hold, in the order they are looked for: a diffusers
+# model's (VAE, transformer) and a transformers model's (T5, CLIP).
+DIFFUSERS_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors",
+                          "diffusion_pytorch_model.safetensors.index.json",
+                          "diffusion_pytorch_model.bin")
+TRANSFORMERS_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                             "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def _listing(keys, limit: int = 4) -> str:
@@ -233,22 +238,34 @@ def read_torch(path: str) -> dict[str, np.ndarray]:
           for k, v in state.items()}
 
 
-def weights_file(path: str) -> str:
-  """A weights file, or the diffusers weights file inside a folder."""
+def weights_file(path: str, names: tuple[str, ...] = DIFFUSERS_WEIGHT_FILES) -> str:
+  """A weights file, or the first of `names` inside a folder."""
   if not os.path.isdir(path):
     if not os.path.isfile(path):
       raise FileNotFoundError(f"no weights at {path}")
     return path
-  for name in WEIGHT_FILES:
+  for name in names:
     if os.path.isfile(os.path.join(path, name)):
       return os.path.join(path, name)
-  raise FileNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
+  raise FileNotFoundError(f"{path} holds none of {', '.join(names)}")
 
 
-def load_state_dict(path) -> dict[str, np.ndarray]:
-  """`.safetensors`, sharded `*.safetensors.index.json`, torch `.bin/.pt/.pth`, or a folder
-  holding diffusers' `diffusion_pytorch_model.*` → {key: numpy array}."""
-  path = weights_file(os.fspath(path))
+def _read_torch_index(index_path: str) -> dict[str, np.ndarray]:
+  shards = sorted(set(read_weight_map(index_path).values()))
+  folder, tensors = os.path.dirname(index_path), {}
+  for shard in shards:
+    tensors.update(load_state_dict(os.path.join(folder, shard)))
+  return tensors
+
+
+def load_state_dict(path, names: tuple[str, ...] = DIFFUSERS_WEIGHT_FILES
+                    ) -> dict[str, np.ndarray]:
+  """`.safetensors`, sharded `*.safetensors.index.json`, torch `.bin/.pt/.pth`, sharded
+  `*.bin.index.json`, or a folder holding one of `names` (by default diffusers'
+  `diffusion_pytorch_model.*`) → {key: numpy array}."""
+  path = weights_file(os.fspath(path), names)
+  if path.endswith(".bin.index.json"):
+    return _read_torch_index(path)
   if path.endswith(".safetensors.index.json"):
     return read_sharded_safetensors(path)
   if path.endswith(".safetensors"):

@@ -11,11 +11,9 @@ import os
 import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
-from videogen.weights import (_listing, load_state_dict, model_folder, parse_json,
-                              read_weight_map)
+from videogen.weights import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
+                              model_folder, parse_json)
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
 _EMBEDDING_KEYS = ("shared.weight", "encoder.embed_tokens.weight")
 # Keys a full (encoder-decoder) checkpoint carries that an encoder does not use.
 _IGNORED_PREFIXES = ("decoder.", "lm_head.")
@@ -90,30 +88,9 @@ def _check_tree(params: dict, spec: T5Spec) -> None:
     raise AssertionError(f"converted tree does not match T5Encoder({spec})")
 
 
-def _weights_path(folder: str) -> str:
-  for name in WEIGHT_FILES:
-    path = os.path.join(folder, name)
-    if os.path.isfile(path):
-      return path
-  raise FileNotFoundError(f"{folder} holds none of {', '.join(WEIGHT_FILES)}")
-
-
-def _read_torch_index(index_path: str) -> dict[str, np.ndarray]:
-  shards = sorted(set(read_weight_map(index_path).values()))
-  folder, tensors = os.path.dirname(index_path), {}
-  for shard in shards:
-    tensors.update(load_state_dict(os.path.join(folder, shard)))
-  return tensors
-
-
 def load_t5_state_dict(path) -> dict[str, np.ndarray]:
   """A weights file, or an HF folder's `model.safetensors[.index.json]` / `pytorch_model.bin`."""
-  path = os.fspath(path)
-  if os.path.isdir(path):
-    path = _weights_path(path)
-  if path.endswith(".bin.index.json"):
-    return _read_torch_index(path)
-  return load_state_dict(path)
+  return load_state_dict(path, TRANSFORMERS_WEIGHT_FILES)
 
 
 def read_hf_config(path) -> tuple[str, dict]:
