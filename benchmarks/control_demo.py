@@ -19,8 +19,10 @@ import numpy as np
 
 
 def horizontal_shift(video: np.ndarray, colour: str) -> float:
-  from videogen.eval.synthetic_judge import colour_track
-  track = colour_track(video, colour)
+  from videogen.eval import synthetic_judge
+  labels = synthetic_judge.colour_labels(video)
+  mask = synthetic_judge.blobs(labels == list(synthetic_judge.COLOURS).index(colour))
+  track = synthetic_judge.blob_moments(mask)[1]  # (T, 2) centroids (row, col); NaN where absent
   present = track[~np.isnan(track[:, 1])]
   return float(present[-1, 1] - present[0, 1]) if len(present) >= 2 else float("nan")
 

@@ -58,7 +58,7 @@ def tracked_warping_error(video_thwc: np.ndarray) -> float:
   """Warping error of a synthetic-world video under the rigid flow of its own palette-coloured
   objects (masks and centroids from the judge's colour segmentation)."""
   from videogen.eval import synthetic_judge, temporal
-  labels = synthetic_judge.palette_labels(video_thwc)
+  labels = synthetic_judge.colour_labels(video_thwc)
   seen = synthetic_judge.observe_video(video_thwc, labels)
   colour_index = {name: k for k, name in enumerate(synthetic_judge.COLOURS)}
   # With no object seen, one empty mask (its centre unknown) leaves only static background.

@@ -57,8 +57,7 @@ shaded, 6 px to half the frame, textured noisy background) through H.264 yuv420p
 26, it is right on ≥ 97% of true captions and ≤ 3% of one-property-wrong ones per property
 (tests/test_judge_foreign_clips.py; the misses are 6-9 px blue triangles, whose shape lives in
 subsampled chroma). `calibration` counts, per property, what it saw against
-what a clip is known to show. `colour_track`, `observed_direction` and `synthetic_prompts` are
-the earlier single-object helpers (palette distance).
+what a clip is known to show; `synthetic_prompts` draws prompts from the synthetic grammar.
 """
 import itertools
 import math
@@ -115,9 +114,6 @@ def colour_labels(video_thwc: np.ndarray) -> np.ndarray:
   return labels
 
 
-palette_labels = colour_labels  # the earlier name (report.tracked_warping_error uses it)
-
-
 def blob_moments(mask_thw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Per frame of a pixel mask: its pixel count `(T,)`, centroid `(T, 2)` (row, col) and the
   standard deviation of its coordinates `(T, 2)`, in pixels; NaN in empty frames."""
@@ -130,39 +126,6 @@ def blob_moments(mask_thw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         [(mask_thw * (rows - centre[:, 0, None, None]) ** 2).sum((1, 2)),
          (mask_thw * (cols - centre[:, 1, None, None]) ** 2).sum((1, 2))], -1) / area[:, None])
   return area, centre, spread
-
-
-def colour_track(video_thwc: np.ndarray, colour: str, tolerance: float = 60.0,
-                 min_pixels: int = 3, max_spread: float = 0.15) -> np.ndarray:
-  """Per-frame centroid `(T, 2)` (row, col) of pixels within `tolerance` (RGB distance) of the
-  synthetic world's `colour`; NaN where absent.
-
-  A frame counts as showing the object only if such pixels form one compact blob: their
-  spread (std of coordinates) is under `max_spread` of the frame. Scattered noise is not."""
-  target = np.array(COLOURS[colour], np.float32)
-  mask = np.linalg.norm(video_thwc.astype(np.float32) - target, axis=-1) < tolerance
-  counts, centroid, spread = blob_moments(mask)
-  spread = spread / np.array(mask.shape[1:])
-  centroid[(counts < min_pixels) | ~(spread.max(-1) < max_spread)] = np.nan
-  return centroid
-
-
-def observed_direction(video_thwc: np.ndarray, colour: str, min_shift: float = 0.1) -> str:
-  """"left"/"right"/"up"/"down", "static", or "absent" for the object of `colour`.
-
-  `min_shift` is the net displacement, as a fraction of the frame, that counts as moving."""
-  track = colour_track(video_thwc, colour)
-  present = ~np.isnan(track[:, 0])
-  if present.sum() < max(2, len(track) // 2):
-    return "absent"
-  first, last = track[present][0], track[present][-1]
-  shift = (last - first) / np.array(video_thwc.shape[1:3], np.float32)
-  if np.abs(shift).max() < min_shift:
-    return "static"
-  axis = int(np.argmax(np.abs(shift)))
-  step = [0.0, 0.0]
-  step[axis] = float(np.sign(shift[axis]))
-  return next(name for name, d in DIRECTIONS.items() if list(d) == step)
 
 
 def blobs(mask_thw: np.ndarray) -> np.ndarray:
