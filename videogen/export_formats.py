@@ -63,7 +63,8 @@ def export_diffusers(output: str, params, config, dtype: str = "float32") -> Non
   from videogen import checkpoints
   from videogen.models.convert_dit import diffusers_config, to_diffusers
   from videogen.weights import write_safetensors
-  kind, transformer_config = diffusers_config(config.model.to_dict(), config.text.max_length)
+  kind, transformer_config = diffusers_config(config.model.to_dict(), config.text.max_length,
+                                              config.diffusion.get("prediction", "velocity"))
   if set(params) != {"dit"}:
     raise ValueError(f"params {sorted(set(params) - {'dit'})} have no diffusers counterpart")
   dit = checkpoints.on_host(params["dit"])

@@ -325,13 +325,19 @@ class _Probe(_Tensors):
     return _Symbol(key, self.free_shapes[key] if shape is None else shape)
 
 
-def diffusers_config(model: dict, text_length: int) -> tuple[str, dict]:
+def diffusers_config(model: dict, text_length: int, prediction: str = "velocity"
+                     ) -> tuple[str, dict]:
   """Our `model.*` settings → (kind, the diffusers transformer config.json) such that the
   importer reads it back to the same settings; one ValueError names every setting that has
-  no counterpart, with the value it needs. Layout expert → CogVideoX, joint → Wan."""
+  no counterpart, with the value it needs. Layout expert → CogVideoX, joint → Wan.
+  `prediction` is `diffusion.prediction`: diffusers' flow pipelines read the output as a
+  velocity."""
   m = dict(model, patch_size=tuple(model["patch_size"]))
   kind = {"expert": "cogvideox", "joint": "wan"}.get(m["layout"])
   problems = []  # every setting without a counterpart, reported at once
+  if prediction != "velocity":
+    problems.append(f"diffusion.prediction={prediction!r} (needs 'velocity': diffusers "
+                    f"pipelines read the output as one)")
   if kind is None:
     problems.append(f"model.layout={m['layout']!r} has no diffusers counterpart (expert → "
                     f"CogVideoX, joint → Wan)")
