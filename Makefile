@@ -36,7 +36,7 @@ install: $(VENV)/.installed-test
 demo: $(VENV)/.installed-base
 	$(PY) -m videogen.train --config configs/tiny.py --workdir $(WORKDIR)
 	$(PY) -m videogen.sample --workdir $(WORKDIR) --prompt "$(PROMPT)" --output $(WORKDIR)/sample.mp4 --upscale 8
-	$(PY) -m videogen.evaluate --workdir $(WORKDIR) --metrics synthetic,flicker,warping --num_prompts 24 --prompt_set plain
+	$(PY) -m videogen.evaluate --workdir $(WORKDIR) --metrics synthetic,flicker,warping --num_prompts 48 --prompt_set plain
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n 2 --dist loadfile -q --durations=15 tests

@@ -10,6 +10,7 @@
     python -m videogen.train --config configs/tiny.py:i2v ...    # trained frame conditioning
     python -m videogen.train --config configs/tiny.py:camera ... # camera control (Plücker)
     python -m videogen.train --config configs/tiny.py:wan ...    # exports to diffusers (Wan)
+    python -m videogen.bench --configs tiny:patch4,tiny           # the first recipe vs this one
 
 `:t5` conditions on a frozen T5 encoder (the `tiny` preset, randomly initialised: no download)
 through a sentencepiece tokenizer trained on the synthetic captions in the workdir, with a
@@ -61,6 +62,12 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=4, batch_size=8, warmup_steps=1, log_every=1)
     c.checkpoint.update(every_steps=2, keep=5)
     c.sample.update(steps=4, guidance=4.0)
+  elif arg == "patch4":  # the first demo recipe: the study's baseline and the bench's "before"
+    c.model.update(patch_size=(2, 4, 4))
+    c.diffusion.update(prediction="velocity")
+    c.data.synthetic.update(radius=0.14, speed=(0.06, 0.09))
+    c.train.update(num_steps=1200, ema_decay=0.999)
+    c.checkpoint.update(every_steps=400)
   elif arg == "expert":  # text tokens in the sequence; expert AdaLN for text and video
     c.model.update(layout="expert", pooled_text=False)
   elif arg == "factorized":  # 2 (spatial, temporal) pairs ≈ the joint model's parameters
@@ -86,6 +93,6 @@ def get_config(arg: str | None = None):
                    text_projection="mlp", pooled_text=False, text_dim=32)  # = the T5's width
     c.text.update(tokenizer="sentencepiece", encoder="t5", null="empty")
   elif arg:
-    raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '', 'test', 't5', "
-                     f"'expert', 'factorized', 'lora', 'i2v', 'camera' or 'wan')")
+    raise ValueError(f"configs/tiny.py has no variant {arg!r} (choose '', 'test', 'patch4', "
+                     f"'t5', 'expert', 'factorized', 'lora', 'i2v', 'camera' or 'wan')")
   return c
