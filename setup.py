@@ -22,7 +22,7 @@ setup(
         "tqdm>=4.66",
         "tensorboardX>=2.6",
         "flatbuffers>=24",  # jax.export serialization (export --format stablehlo)
-        "safetensors>=0.4",  # LoRA adapters (videogen/models/lora.py)
+        "safetensors>=0.4",  # LoRA adapters (videogen/checkpoints.py)
         "etils[epath]>=1.7",  # run directories on local disks and buckets (videogen/workdir.py)
     ],
     extras_require={

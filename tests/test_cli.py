@@ -212,6 +212,7 @@ def test_sample_cli_keyframes_masked_edit_and_lora(trained, tmp_path):
   saved nonzero adapter changes what the model samples."""
   import flax.linen as nn
   import jax
+  from videogen import checkpoints
   from videogen.generate import Generator
   from videogen.models import lora
   from videogen.models.text_to_video import build_model, example_inputs
@@ -221,11 +222,11 @@ def test_sample_cli_keyframes_masked_edit_and_lora(trained, tmp_path):
   model = build_model(config, 128, config.model.text_dim)
   params = nn.unbox(model.init(jax.random.PRNGKey(0), *example_inputs(config, model))["params"])
   adapter = jax.tree.map(lambda a: a + 0.5, lora.split_adapter(params)[1])  # B ≠ 0: it acts
-  lora.save_adapter(str(tmp_path / "adapter"), adapter, lora.adapter_meta(model.spec))
+  checkpoints.save_adapter(str(tmp_path / "adapter"), adapter, lora.adapter_meta(model.spec))
   prompt = ["a red circle moving right"]
   base = generator(prompt, seed=2)
-  generator.params = lora.apply_adapter(generator.params, str(tmp_path / "adapter"),
-                                        generator.model.spec)
+  generator.params = checkpoints.apply_adapter(generator.params, str(tmp_path / "adapter"),
+                                               generator.model.spec)
   assert np.abs(generator(prompt, seed=2).astype(int) - base).mean() > 1
 
   common = [f"--workdir={trained}", "--prompt=a red circle moving right", "--seed=2"]

@@ -120,22 +120,21 @@ def test_adapter_round_trips_through_disk_and_apply_adapter_reproduces_the_lora_
   lora_spec, base_spec = _spec(lora_rank=RANK, lora_alpha=ALPHA), _spec()
   params = _random(lora_spec)
   base, adapter = lora.split_adapter(params)
-  lora.save_adapter(str(tmp_path / "a"), adapter, lora.adapter_meta(lora_spec))
-  loaded, meta = lora.load_adapter(str(tmp_path / "a"), base)
+  checkpoints.save_adapter(str(tmp_path / "a"), adapter, lora.adapter_meta(lora_spec))
+  loaded, meta = checkpoints.load_adapter(str(tmp_path / "a"), base)
   _assert_trees_equal(loaded, jax.device_get(adapter))
   assert meta == {"rank": RANK, "alpha": ALPHA, "base": lora.fingerprint(base_spec)}
-  np.testing.assert_allclose(_apply(base_spec, lora.apply_adapter(base, str(tmp_path / "a"),
-                                                                  base_spec)),
-                             _apply(lora_spec, params), atol=1e-5)
+  applied = checkpoints.apply_adapter(base, str(tmp_path / "a"), base_spec)
+  np.testing.assert_allclose(_apply(base_spec, applied), _apply(lora_spec, params), atol=1e-5)
 
   other = _spec(width=64)  # no kernel shape fits
   with pytest.raises(ValueError, match=r"_attn/\w+_kernel has A .* do not fit its kernel") as error:
-    lora.load_adapter(str(tmp_path / "a"), jax.eval_shape(lambda: _init(other)))
+    checkpoints.load_adapter(str(tmp_path / "a"), jax.eval_shape(lambda: _init(other)))
   assert "\n" not in str(error.value)
   with pytest.raises(ValueError, match=r"different base model: width=32 \(this model: 64\)"):
-    lora.apply_adapter(_random(other), str(tmp_path / "a"), other)
+    checkpoints.apply_adapter(_random(other), str(tmp_path / "a"), other)
   with pytest.raises(FileNotFoundError, match="no LoRA adapter"):
-    lora.load_adapter(str(tmp_path / "missing"))
+    checkpoints.load_adapter(str(tmp_path / "missing"))
 
 
 def test_lora_needs_adapters_and_init_from_a_base_of_the_same_model(tmp_path):
@@ -184,7 +183,7 @@ def test_lora_fine_tune_from_a_base_trains_only_adapters_and_exports_them(tmp_pa
   result = run_cli("videogen.export", "--workdir", str(tmp_path / "run"), "--output",
                    str(tmp_path / "adapter"), "--adapter_only", check=True)
   assert result.stdout.strip() == str(tmp_path / "adapter")
-  exported, meta = lora.load_adapter(str(tmp_path / "adapter"), base)
+  exported, meta = checkpoints.load_adapter(str(tmp_path / "adapter"), base)
   _assert_trees_equal(exported, lora.split_adapter(final.ema)[1])
   assert meta["rank"] == RANK and meta["base"]["width"] == config.model.width
   refused = run_cli("videogen.export", "--workdir", str(tmp_path / "base"), "--output",

@@ -12,7 +12,6 @@ from conftest import one_line_error, run_cli, tiny_config
 from videogen import checkpoints, export_formats, weights
 from videogen.data import manifest
 from videogen.eval import i3d
-from videogen.models import lora
 
 GOOD = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
 
@@ -48,13 +47,13 @@ def _adapter_dir(folder, weights_bytes: bytes | None = None, meta=None, tensors=
   """An adapter folder: valid weights and adapter.json unless replaced."""
   folder.mkdir()
   if weights_bytes is None:
-    weights.write_safetensors(str(folder / lora.WEIGHTS_FILE),
+    weights.write_safetensors(str(folder / checkpoints.ADAPTER_WEIGHTS_FILE),
                               {"x/a": np.zeros((2, 1), np.float32)} if tensors is None
                               else tensors)
   else:
-    (folder / lora.WEIGHTS_FILE).write_bytes(weights_bytes)
+    (folder / checkpoints.ADAPTER_WEIGHTS_FILE).write_bytes(weights_bytes)
   meta = {"rank": 1, "alpha": 2.0, "base": {}} if meta is None else meta
-  (folder / lora.META_FILE).write_bytes(meta if isinstance(meta, bytes) else
+  (folder / checkpoints.ADAPTER_META_FILE).write_bytes(meta if isinstance(meta, bytes) else
                                         json.dumps(meta).encode())
   return folder
 
@@ -82,8 +81,8 @@ def test_every_safetensors_reader_refuses_it_in_one_line(tmp_path, case):
     _one_line(error, export / checkpoints.EXPORT_SAFETENSORS_FILE)
   adapter = _adapter_dir(tmp_path / "adapter", MALFORMED[case])
   with pytest.raises(ValueError, match="is not a valid safetensors file") as error:
-    lora.load_adapter(str(adapter))
-  _one_line(error, adapter / lora.WEIGHTS_FILE)
+    checkpoints.load_adapter(str(adapter))
+  _one_line(error, adapter / checkpoints.ADAPTER_WEIGHTS_FILE)
 
 
 def test_the_strict_reader_reads_what_the_package_reads(tmp_path):
@@ -116,8 +115,8 @@ def test_the_strict_reader_reads_what_the_package_reads(tmp_path):
 def test_adapter_json_is_checked(tmp_path, meta, message):
   adapter = _adapter_dir(tmp_path / "adapter", meta=meta)
   with pytest.raises(ValueError, match=message) as error:
-    lora.load_adapter(str(adapter))
-  _one_line(error, adapter / lora.META_FILE)
+    checkpoints.load_adapter(str(adapter))
+  _one_line(error, adapter / checkpoints.ADAPTER_META_FILE)
 
 
 @pytest.mark.parametrize("tensors,message", [
@@ -127,8 +126,8 @@ def test_adapter_json_is_checked(tmp_path, meta, message):
 def test_adapter_tensors_must_form_a_tree(tmp_path, tensors, message):
   adapter = _adapter_dir(tmp_path / "adapter", tensors=tensors)
   with pytest.raises(ValueError, match=message) as error:
-    lora.load_adapter(str(adapter))
-  _one_line(error, adapter / lora.WEIGHTS_FILE)
+    checkpoints.load_adapter(str(adapter))
+  _one_line(error, adapter / checkpoints.ADAPTER_WEIGHTS_FILE)
 
 
 def test_manifest_rows_must_be_bounded_objects(tmp_path):

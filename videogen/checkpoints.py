@@ -11,15 +11,23 @@ EMA params are their own item so sampling and export restore them without knowin
 optimizer. An export `OUT/` holds `params/` (EMA, StandardCheckpointer) or `model.safetensors`
 (the same tree, leaves named by `/`-joined paths), `config.json` and `metadata.json`.
 Restores take an abstract tree with target shardings, so any checkpoint loads onto any mesh.
+A LoRA adapter kept alone is `DIR/adapter.safetensors` plus `DIR/adapter.json`
+(`save_adapter`, `load_adapter`, `apply_adapter`).
 """
+import json
+import os
 from typing import Any
 
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+import safetensors.numpy
+from flax import traverse_util
 
 from videogen import workdir as workdir_lib
+from videogen.models import lora
+from videogen.weights import parse_json, read_safetensors
 
 EXPORT_PARAMS_SUBDIR = "params"
 EXPORT_SAFETENSORS_FILE = "model.safetensors"
@@ -311,3 +319,52 @@ def make_export_dir(output: str):
   root = workdir_lib.path(output)
   root.mkdir(parents=True, exist_ok=True)
   return root
+
+
+# LoRA adapters, kept alone: `DIR/adapter.safetensors` (leaves named by their `/`-joined
+# paths) and `DIR/adapter.json` (rank, alpha and the base model's fingerprint).
+ADAPTER_WEIGHTS_FILE = "adapter.safetensors"
+ADAPTER_META_FILE = "adapter.json"
+
+
+def save_adapter(directory: str, adapter, meta: dict) -> None:
+  """Writes `adapter` to `directory/adapter.safetensors` and `meta` (`lora.adapter_meta`) to
+  `directory/adapter.json`."""
+  tensors = traverse_util.flatten_dict(on_host(adapter), sep="/")
+  if jax.process_index() != 0:
+    return
+  os.makedirs(directory, exist_ok=True)
+  safetensors.numpy.save_file(tensors, os.path.join(directory, ADAPTER_WEIGHTS_FILE))
+  with open(os.path.join(directory, ADAPTER_META_FILE), "w") as f:
+    json.dump(meta, f, indent=2)
+
+
+def load_adapter(directory: str, params=None) -> tuple[dict, dict]:
+  """(adapter, meta) saved by `save_adapter`. With `params` (base or LoRA params, arrays or
+  shape structs), every adapter is checked against the kernel it adapts: a mismatch is a
+  one-line ValueError naming it."""
+  paths = [os.path.join(directory, name) for name in (ADAPTER_WEIGHTS_FILE, ADAPTER_META_FILE)]
+  for path in paths:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"no LoRA adapter at {directory!r}: {path} is missing (write "
+                              f"one with `python -m videogen.export --adapter_only`)")
+  flat_adapter = {tuple(k.split("/")): v for k, v in read_safetensors(paths[0]).items()}
+  clash = next((k for k in flat_adapter if any(k[:n] in flat_adapter for n in range(1, len(k)))),
+               None)
+  if not flat_adapter or clash:
+    raise ValueError(f"{paths[0]} holds " + (f"both a tensor and a scope at {'/'.join(clash)}"
+                                             if clash else "no tensors"))
+  adapter = traverse_util.unflatten_dict(flat_adapter)
+  with open(paths[1], "rb") as f:
+    meta = lora.check_meta(parse_json(f.read(), paths[1]), paths[1])
+  if params is not None:
+    lora.check_adapter(adapter, params, meta["rank"], f"adapter {directory!r}")
+  return adapter, meta
+
+
+def apply_adapter(params, adapter_dir: str, model_spec) -> dict:
+  """`params` (same tree) with the adapter saved in `adapter_dir` folded into the kernels it
+  adapts: a base model samples with it as it is. `model_spec` (a `DiTSpec`) must be the base
+  the adapter was trained on (a mismatch is a one-line ValueError)."""
+  adapter, meta = load_adapter(adapter_dir)
+  return lora.fold_adapter(params, adapter, meta, model_spec, f"adapter {adapter_dir!r}")

@@ -17,7 +17,7 @@ be an export (to convert between formats).
                (videogen/serving.py) + config.json
 
 `--adapter_only` (a run with `model.lora_rank > 0`) writes just its LoRA adapters (EMA) as
-`adapter.safetensors` + `adapter.json` (videogen/models/lora.py), for any copy of the base.
+`adapter.safetensors` + `adapter.json` (videogen/checkpoints.py), for any copy of the base.
 """
 import sys
 

@@ -81,8 +81,10 @@ def export_diffusers(output: str, params, config, dtype: str = "float32") -> Non
 
 def export_adapter(workdir: str, output: str) -> None:
   """The LoRA adapters of the EMA params of `workdir`'s latest checkpoint, alone."""
+  from videogen import checkpoints
   from videogen.models import lora
   from videogen.models.text_to_video import spec_from_config
   generator = load_generator_or_exit(workdir)
   _, adapter = lora.split_adapter(generator.params)
-  lora.save_adapter(output, adapter, lora.adapter_meta(spec_from_config(generator.config.model)))
+  checkpoints.save_adapter(output, adapter,
+                           lora.adapter_meta(spec_from_config(generator.config.model)))

@@ -233,8 +233,7 @@ def load_generator(workdir: str | None, checkpoint: str | None = None,
     raise ValueError("pass exactly one of --workdir DIR or --checkpoint EXPORT_DIR")
   generator = Generator.load(workdir or checkpoint)
   if lora:
-    from videogen.models.lora import apply_adapter
-    generator.params = apply_adapter(generator.params, lora, generator.model.spec)
+    generator.params = checkpoints.apply_adapter(generator.params, lora, generator.model.spec)
   return generator
 
 

@@ -9,12 +9,11 @@ params `a` and `b`; under `nn.scan` every leaf gains the leading layer axis, as 
 
 Params trees without `*_lora` scopes are base params. `split_adapter`/`with_adapter` separate
 and rejoin the two; `merge`/`unmerge` fold `scale·A·B` into the kernels and back;
-`save_adapter`/`load_adapter` keep an adapter alone (safetensors + JSON); `apply_adapter` is
-what sampling calls to run a base model with a saved adapter.
+`check_adapter`/`fold_adapter` check and fold in an adapter kept alone. Its files (safetensors +
+JSON) are read and written by `videogen.checkpoints` (`save_adapter`, `load_adapter`,
+`apply_adapter`).
 """
-import json
 import math
-import os
 
 import flax.linen as nn
 import jax
@@ -24,8 +23,6 @@ from flax import traverse_util
 SCOPE_SUFFIX = "_lora"     # `query_lora` adapts `query_kernel`
 KERNEL_SUFFIX = "_kernel"
 RANK_AXIS = "lora_rank"    # logical axis of the rank dimension (replicated: see mesh rules)
-WEIGHTS_FILE = "adapter.safetensors"
-META_FILE = "adapter.json"
 # DiTSpec fields that fix the adapted kernels' paths and shapes.
 FINGERPRINT_FIELDS = ("layout", "width", "depth", "num_heads", "scan_layers")
 MAX_RANK = 1 << 16
@@ -157,20 +154,6 @@ def adapter_meta(spec) -> dict:
   return {"rank": spec.lora_rank, "alpha": spec.lora_alpha, "base": fingerprint(spec)}
 
 
-def save_adapter(directory: str, adapter, meta: dict) -> None:
-  """Writes `adapter` (leaves named by their `/`-joined paths) to
-  `directory/adapter.safetensors` and `meta` to `directory/adapter.json`."""
-  from safetensors.numpy import save_file
-  from videogen.checkpoints import on_host
-  tensors = traverse_util.flatten_dict(on_host(adapter), sep="/")
-  if jax.process_index() != 0:
-    return
-  os.makedirs(directory, exist_ok=True)
-  save_file(tensors, os.path.join(directory, WEIGHTS_FILE))
-  with open(os.path.join(directory, META_FILE), "w") as f:
-    json.dump(meta, f, indent=2)
-
-
 def check_meta(meta, path: str) -> dict:
   """An adapter.json read from disk, checked: an object with a whole `rank` in [1, MAX_RANK],
   a finite `alpha` >= 0 (0: alpha = rank) and an object `base`; else a one-line ValueError."""
@@ -187,44 +170,22 @@ def check_meta(meta, path: str) -> dict:
   return {**meta, "alpha": alpha}
 
 
-def load_adapter(directory: str, params=None) -> tuple[dict, dict]:
-  """(adapter, meta) saved by `save_adapter`. With `params` (base or LoRA params, arrays or
-  shape structs), every adapter is checked against the kernel it adapts: a mismatch is a
-  one-line ValueError naming it."""
-  from videogen.weights import parse_json, read_safetensors
-  paths = [os.path.join(directory, name) for name in (WEIGHTS_FILE, META_FILE)]
-  for path in paths:
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"no LoRA adapter at {directory!r}: {path} is missing (write "
-                              f"one with `python -m videogen.export --adapter_only`)")
-  flat_adapter = {tuple(k.split("/")): v for k, v in read_safetensors(paths[0]).items()}
-  clash = next((k for k in flat_adapter if any(k[:n] in flat_adapter for n in range(1, len(k)))),
-               None)
-  if not flat_adapter or clash:
-    raise ValueError(f"{paths[0]} holds " + (f"both a tensor and a scope at {'/'.join(clash)}"
-                                             if clash else "no tensors"))
-  adapter = traverse_util.unflatten_dict(flat_adapter)
-  with open(paths[1], "rb") as f:
-    meta = check_meta(parse_json(f.read(), paths[1]), paths[1])
-  if params is not None:
-    flat = traverse_util.flatten_dict(params)
-    for kernel_path, (a, b) in _pairs(adapter).items():
-      kernel = flat.get(kernel_path)
-      _check_pair(f"adapter {directory!r}", kernel_path, a, b,
-                  None if kernel is None else kernel.shape, meta["rank"])
-  return adapter, meta
+def check_adapter(adapter, params, rank: int, where: str) -> None:
+  """Every adapter in `adapter` fits the kernel it adapts in `params` (base or LoRA params,
+  arrays or shape structs) at `rank`; else a one-line ValueError starting with `where`."""
+  flat = traverse_util.flatten_dict(params)
+  for kernel_path, (a, b) in _pairs(adapter).items():
+    kernel = flat.get(kernel_path)
+    _check_pair(where, kernel_path, a, b, None if kernel is None else kernel.shape, rank)
 
 
-def apply_adapter(params, adapter_dir: str, model_spec) -> dict:
-  """`params` (same tree) with the adapter saved in `adapter_dir` folded into the kernels it
-  adapts: a base model samples with it as it is. `model_spec` (a `DiTSpec`) must be the base
-  the adapter was trained on (a mismatch is a one-line ValueError)."""
-  adapter, meta = load_adapter(adapter_dir)
+def fold_adapter(params, adapter, meta: dict, model_spec, where: str) -> dict:
+  """`params` (same tree) with `adapter` (rank and alpha in `meta`, as `adapter_meta` wrote
+  it) folded into the kernels it adapts: a base model samples with it as it is. `model_spec`
+  (a `DiTSpec`) must be the base `meta` names (a mismatch is a one-line ValueError)."""
   trained_on, model = meta.get("base", {}), fingerprint(model_spec)
   differ = [f"{k}={trained_on[k]!r} (this model: {model[k]!r})" for k in FINGERPRINT_FIELDS
             if k in trained_on and trained_on[k] != model[k]]
   if differ:
-    raise ValueError(f"adapter {adapter_dir!r} was trained on a different base model: "
-                     f"{', '.join(differ)}")
-  return _fold(params, adapter, meta["rank"], scale(meta["rank"], meta["alpha"]),
-               f"adapter {adapter_dir!r}")
+    raise ValueError(f"{where} was trained on a different base model: {', '.join(differ)}")
+  return _fold(params, adapter, meta["rank"], scale(meta["rank"], meta["alpha"]), where)
