@@ -16,7 +16,8 @@ import os
 
 import numpy as np
 
-from videogen.records import decode_record, read_info, shard_paths, write_info, write_shard
+from videogen.records import decode_record, shard_paths, write_info, write_shard
+from videogen.records import read_info as read_records_info
 
 INDEX_FILE = "index.npz"
 DTYPES = ("float32", "float16")
@@ -63,7 +64,7 @@ def write_cache(conditioning, captions, output: str, batch_size: int = 64,
 
 
 def read_info(path: str) -> dict:
-  return read_info(path, "text.embeddings_path", "videogen.encode_text")
+  return read_records_info(path, "text.embeddings_path", "videogen.encode_text")
 
 
 def check_fingerprint(path: str, expected: dict) -> None:
