@@ -263,8 +263,9 @@ def test_data_benchmark_reports_input_and_train_rates():
                    "--batch_size=8", "--train_config=configs/tiny.py:test", "--train_steps=1",
                    check=True)
   row = json.loads(result.stdout.strip().splitlines()[-1])
-  assert row["bucket"] == "128x5" and row["input_clips_per_s"] > 0
-  assert row["train_clips_per_s"] > 0 and row["bottleneck"] in ("input", "compute")
+  assert row["bucket"] == "128x5"
+  slower = "input" if row["input_clips_per_s"] < row["train_clips_per_s"] else "compute"
+  assert row["bottleneck"] == slower
 
 
 def test_tfds_dataset_built_from_the_manifest_feeds_the_same_frames(manifest, tmp_path):
