@@ -12,10 +12,10 @@ def test_bench_vae_rows_and_flat_chunked_peak():
                                  repeats=1)
   by_key = {(r["frames"], r["mode"]): r for r in rows}
   assert set(by_key) == {(n, m) for n in (5, 9) for m in bench_vae.MODES}
-  for r in rows:
-    assert r["encode_fps"] > 0 and r["decode_fps"] > 0
   for side in ("encode", "decode"):
     key = f"{side}_peak_mib"
+    # One-shot memory grows with the clip; chunked memory does not.
+    assert by_key[9, "one-shot"][key] > by_key[5, "one-shot"][key]
     chunked_5, chunked_9 = by_key[5, "chunked"][key], by_key[9, "chunked"][key]
     assert chunked_9 <= by_key[9, "one-shot"][key]
     assert abs(chunked_9 - chunked_5) <= 0.1 * chunked_5

@@ -145,9 +145,21 @@ def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
                    "--frames=4,8", check=True)
   rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
   assert [row["shape"] for row in rows] == ["4x16x16", "8x16x16"]
+  four, eight = rows
+  assert four["params_M"] == eight["params_M"]
   for row in rows:
-    assert row["compile_s"] > 0 and row["peak_memory_GB"] > 0
+    # The rates are the step's work over its measured time, and MFU is against the peak.
+    assert row["clips_per_s"] * row["step_s"] == pytest.approx(row["batch"])
+    assert row["achieved_TFLOP_s"] * row["step_s"] == pytest.approx(row["model_TFLOP_per_step"])
+    assert row["MFU_vs_measured_matmul"] * row["matmul_peak_TFLOP_s"] == pytest.approx(
+        row["achieved_TFLOP_s"])
     assert 0 < row["MFU_vs_measured_matmul"] < 1
+    # A device holds params, EMA and Adam's two moments (f32, replicated in tiny:test).
+    assert row["peak_memory_GB"] * 1e9 >= 4 * 4 * row["params_M"] * 1e6
+  # Twice the frames: twice the video tokens; under twice the FLOPs (the text side is fixed).
+  tokens = lambda row: row["tokens_per_s"] * row["step_s"]  # noqa: E731
+  assert tokens(eight) == pytest.approx(2 * tokens(four))
+  assert 1.5 < eight["model_TFLOP_per_step"] / four["model_TFLOP_per_step"] < 2
 
 
 def test_control_modes_keep_their_conditions_through_the_real_model(trained):
