@@ -25,5 +25,6 @@ def test_analytic_flops_match_xla_cost_analysis(layout, adaln, text_projection):
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   analytic = dit_forward_flops(spec_from_config(config.model), 4, 32, 32,
                                config.text.max_length, config.model.text_dim, batch=2)
-  # XLA also counts elementwise work (norms, softmax, GELU); matmuls dominate at this width.
-  assert 0.85 < analytic / cost["flops"] <= 1.0, (analytic, cost["flops"])
+  # XLA also counts elementwise work (norms, softmax, GELU); matmuls dominate at this width:
+  # the analytic count is 1-2% under (docs/models.md; measured 0.984-0.987).
+  assert 0.98 <= analytic / cost["flops"] <= 0.99, (analytic, cost["flops"])

@@ -59,11 +59,12 @@ def test_chunked_encode_and_decode_equal_one_shot(vae, chunk_frames):
   model, params = vae
   video = _video(17, seed=1)
   one_shot = np.asarray(chunked.encode(model, params, video))
+  # docs/vae.md's figure; measured 7e-7-1.6e-6 (moments up to ~1.8).
   np.testing.assert_allclose(chunked.encode(model, params, video, chunk_frames, on_host=True),
-                             one_shot, atol=1e-5)
+                             one_shot, atol=5e-6)
   latents = one_shot[..., :4]
   np.testing.assert_allclose(chunked.decode(model, params, latents, chunk_frames // 4),
-                             chunked.decode(model, params, latents), atol=1e-5)
+                             chunked.decode(model, params, latents), atol=5e-6)
 
 
 def test_tiling_blends_to_the_exact_answer_for_pointwise_maps_and_covers_every_pixel(vae):
