@@ -62,7 +62,7 @@ def _cogvideox_reference(model, frames):
   return x, t, context, want
 
 
-# The README's figure for both transformers; measured 6e-7–1.4e-6 (outputs up to ~4.4).
+# docs/formats.md's figure for both transformers; measured 6e-7–1.4e-6 (outputs up to ~4.4).
 TOLERANCE = 5e-6
 
 

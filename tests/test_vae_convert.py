@@ -64,7 +64,7 @@ def _diffusers_reference(vae, seed, video_shape, latent_shape):
     return video, latents, vae.encode(video).latent_dist, vae.decode(latents).sample.numpy()
 
 
-TOLERANCE = 2e-5  # the README's figure; measured 8e-7–6.7e-6 (moments up to ~1.5, videos ~7)
+TOLERANCE = 2e-5  # docs/vae.md's figure; measured 8e-7–6.7e-6 (moments up to ~1.5, videos ~7)
 
 
 def _check(got, want, what):
