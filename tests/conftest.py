@@ -31,9 +31,10 @@ def tiny_config(**overrides):
 
 def word_features(config):
   """The data pipeline's caption → `tokens`/`token_mask` map for a words-tokenizer config."""
+  from videogen.data.synthetic import VOCABULARY
   from videogen.text.conditioning import tokenizer_from_config
   from videogen.text.tokenizer import TokenFeatures
-  return TokenFeatures(tokenizer_from_config(config))
+  return TokenFeatures(tokenizer_from_config(config, vocabulary=VOCABULARY))
 
 
 @pytest.fixture

@@ -13,12 +13,13 @@ from conftest import run_cli, tiny_config
 from videogen.config import ConfigError
 from videogen.data import pipeline
 from videogen.data.recaption import RecaptionError, Recaptioner
+from videogen.data.synthetic import VOCABULARY
 from videogen.diffusion.samplers import guided
 from videogen.generate import Generator
 from videogen.models.text_to_video import build_model, example_inputs
 from videogen.parallel import mesh as mesh_lib
 from videogen.text import embedding_cache
-from videogen.text.conditioning import TextConditioning
+from videogen.text.conditioning import TOKENIZER_TRAINING_CAPTIONS, TextConditioning
 from videogen.training import loop
 from videogen.training.tasks import build_task
 from videogen.training.metrics import read_metrics
@@ -33,8 +34,9 @@ def t5_config(**overrides):
 
 def _conditioning(config, run_dir):
   mesh = mesh_lib.create_mesh(config.mesh)
-  return TextConditioning.create(config, run_dir, mesh, mesh_lib.rules_from_config(config.mesh),
-                                 train_tokenizer=True)
+  return TextConditioning.create(
+      config, run_dir, mesh, mesh_lib.rules_from_config(config.mesh), vocabulary=VOCABULARY,
+      training_captions=lambda: pipeline.source_captions(config, TOKENIZER_TRAINING_CAPTIONS))
 
 
 @pytest.fixture(scope="module")

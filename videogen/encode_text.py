@@ -57,14 +57,16 @@ def main(argv: list[str]) -> None:
   from videogen.data.recaption import RecaptionError
   from videogen.parallel import mesh as mesh_lib
   from videogen.text import embedding_cache
-  from videogen.text.conditioning import TextConditioning
+  from videogen.data.synthetic import VOCABULARY
+  from videogen.text.conditioning import TOKENIZER_TRAINING_CAPTIONS, TextConditioning
   try:
     captions = (read_captions(_CAPTIONS.value) if _CAPTIONS.value
                 else pipeline.source_captions(config, _NUM_CLIPS.value))
     mesh = mesh_lib.create_mesh(config.mesh)
-    conditioning = TextConditioning.create(config, _WORKDIR.value, mesh,
-                                           mesh_lib.rules_from_config(config.mesh),
-                                           train_tokenizer=True)
+    conditioning = TextConditioning.create(
+        config, _WORKDIR.value, mesh, mesh_lib.rules_from_config(config.mesh),
+        vocabulary=VOCABULARY,
+        training_captions=lambda: pipeline.source_captions(config, TOKENIZER_TRAINING_CAPTIONS))
     count = embedding_cache.write_cache(conditioning, captions, _OUTPUT.value, _BATCH.value,
                                         dtype=_DTYPE.value)
   except (FileNotFoundError, RecaptionError, ValueError) as e:

@@ -14,6 +14,7 @@ import numpy as np
 
 from videogen import checkpoints
 from videogen.data import frames as frames_lib
+from videogen.data.synthetic import VOCABULARY
 from videogen.models import camera
 from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
@@ -62,7 +63,7 @@ class Generator:
     """Around params already in memory (training's EMA, for evaluation during training);
     the tokenizer and frozen encoders come from `run_dir` and the config."""
     rules = mesh_lib.rules_from_config(config.mesh)
-    text = TextConditioning.create(config, run_dir, mesh, rules)
+    text = TextConditioning.create(config, run_dir, mesh, rules, vocabulary=VOCABULARY)
     model = build_model(config, text.model_vocab_size, text.dim)
     vae = FrozenVae.load(config.vae.checkpoint, mesh, rules) if config.vae.checkpoint else None
     return cls(config, model, params, mesh, text, vae)

@@ -97,6 +97,7 @@ def sample_export(directory: str, prompts: list[str], seed: int = 0,
   from videogen.data.frames import to_uint8
   from videogen.generate import unknown_words_warning
   from videogen.parallel import mesh as mesh_lib
+  from videogen.data.synthetic import VOCABULARY
   from videogen.text.conditioning import TextConditioning
   import ml_collections
   from videogen.config import base_config
@@ -105,7 +106,7 @@ def sample_export(directory: str, prompts: list[str], seed: int = 0,
   config = ml_collections.ConfigDict(checkpoints._with_new_keys(saved, base_config().to_dict()))
   mesh = mesh_lib.create_mesh(config.mesh, jax.devices()[:1])
   rules = mesh_lib.rules_from_config(config.mesh)
-  text = TextConditioning.create(config, directory, mesh, rules)
+  text = TextConditioning.create(config, directory, mesh, rules, vocabulary=VOCABULARY)
   unknown = text.tokenizer.unknown([*prompts, negative_prompt])
   if unknown:
     print(unknown_words_warning(config, text.tokenizer, unknown), file=sys.stderr)

@@ -19,6 +19,7 @@ the frozen VAE's), in the encoder's compute dtype.
 """
 import dataclasses
 import os
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -37,27 +38,32 @@ from videogen.text.tokenizer import WordTokenizer
 TOKENIZERS = ("words", "sentencepiece")
 ENCODERS = ("embedding", "t5")
 NULLS = ("empty", "zero", "learned")
-# Captions the in-process sentencepiece model is trained on.
+# Captions of the source's that training trains the in-process sentencepiece model on.
 TOKENIZER_TRAINING_CAPTIONS = 2000
 
 
 def tokenizer_from_config(config: ml_collections.ConfigDict, run_dir: str | None = None,
-                          train_if_missing: bool = False):
-  """The configured tokenizer. A workdir-cached sentencepiece model is trained (once) only
-  when `train_if_missing`; otherwise its absence is a FileNotFoundError naming the path."""
+                          vocabulary: tuple[str, ...] | None = None,
+                          training_captions: Callable[[], list[str]] | None = None):
+  """The configured tokenizer. What it learns from the data comes from the caller (text
+  imports no data): `vocabulary`, the "words" tokenizer's word list (the synthetic world's,
+  `data.synthetic.VOCABULARY`), and `training_captions`, which returns the captions a
+  workdir-cached sentencepiece model is trained on (once; `TOKENIZER_TRAINING_CAPTIONS` of the
+  source's, in training) when it is missing. Without it, that model's absence is a
+  FileNotFoundError naming the path."""
   text = config.text
   if text.tokenizer == "words":
-    from videogen.data.synthetic import VOCABULARY
-    return WordTokenizer(VOCABULARY, text.max_length)
+    if vocabulary is None:
+      raise ValueError("text.tokenizer='words' needs the synthetic world's word list: pass "
+                       "vocabulary=videogen.data.synthetic.VOCABULARY")
+    return WordTokenizer(vocabulary, text.max_length)
   if text.tokenizer_path:
     return SentencePieceTokenizer(text.tokenizer_path, text.max_length)
   if run_dir is None:
     raise FileNotFoundError("text.tokenizer='sentencepiece' with no text.tokenizer_path needs "
                             "the run directory that holds spiece.model")
-  if train_if_missing:
-    from videogen.data.pipeline import source_captions
-    return cached_tokenizer(run_dir, lambda: source_captions(config, TOKENIZER_TRAINING_CAPTIONS),
-                            text.max_length)
+  if training_captions is not None:
+    return cached_tokenizer(run_dir, training_captions, text.max_length)
   path = workdir_lib.tokenizer_file(run_dir)
   if not path.is_file():
     raise FileNotFoundError(f"{run_dir} has no {MODEL_FILENAME} (the run's tokenizer); set "
@@ -157,8 +163,10 @@ class TextConditioning:
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict, run_dir: str | None, mesh, rules,
-             train_tokenizer: bool = False) -> "TextConditioning":
-    tokenizer = tokenizer_from_config(config, run_dir, train_if_missing=train_tokenizer)
+             vocabulary: tuple[str, ...] | None = None,
+             training_captions: Callable[[], list[str]] | None = None) -> "TextConditioning":
+    """`vocabulary` and `training_captions` as `tokenizer_from_config` takes them."""
+    tokenizer = tokenizer_from_config(config, run_dir, vocabulary, training_captions)
     encoder = None
     if config.text.encoder == "t5":
       encoder = FrozenTextEncoder.load(config.text, tokenizer.vocab_size, mesh, rules)

@@ -7,10 +7,12 @@ import ml_collections
 import optax
 
 from videogen.config import ConfigError
+from videogen.data.pipeline import source_captions
+from videogen.data.synthetic import VOCABULARY
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, example_inputs
 from videogen.text import embedding_cache
-from videogen.text.conditioning import TextConditioning
+from videogen.text.conditioning import TOKENIZER_TRAINING_CAPTIONS, TextConditioning
 from videogen.text.tokenizer import TokenFeatures
 from videogen.training import state as state_lib
 from videogen.training.step import jit_train_step
@@ -33,7 +35,9 @@ def text_features(config, conditioning):
 
 
 def dit_task(config: ml_collections.ConfigDict, mesh, rules, workdir: str | None = None) -> Task:
-  conditioning = TextConditioning.create(config, workdir, mesh, rules, train_tokenizer=True)
+  conditioning = TextConditioning.create(
+      config, workdir, mesh, rules, vocabulary=VOCABULARY,
+      training_captions=lambda: source_captions(config, TOKENIZER_TRAINING_CAPTIONS))
   model = build_model(config, conditioning.model_vocab_size, conditioning.dim)
   tx = state_lib.make_optimizer(config.train, config.model.lora_rank)
   diffusion = diffusion_from_config(config.diffusion)
