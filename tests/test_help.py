@@ -37,8 +37,8 @@ def test_every_entry_point_answers_help_quickly_and_before_jax():
       assert "jax" not in imported, f"videogen.{module} {flag} imported jax"
 
 
-def test_sample_flag_choices_match_the_modules_that_own_them():
-  # videogen/sample.py spells these out so that --help need not import jax.
+def test_sample_and_evaluate_flag_choices_match_the_modules_that_own_them():
+  # videogen/sample.py and evaluate.py spell these out so that --help need not import jax.
   def tuples(path):
     tree = ast.parse(open(os.path.join(REPO, path)).read())
     return {node.targets[0].id: node.value for node in tree.body
@@ -49,3 +49,5 @@ def test_sample_flag_choices_match_the_modules_that_own_them():
   for name, owned in (("SAMPLERS", SAMPLERS), ("CACHE_POLICIES", CACHE_POLICIES),
                       ("PATHS", PATHS)):
     assert set(ast.literal_eval(sample[name])) == set(owned), name
+  from videogen.eval.report import METRICS
+  assert ast.literal_eval(tuples("videogen/evaluate.py")["METRICS"]) == METRICS

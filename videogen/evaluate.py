@@ -20,7 +20,9 @@ import sys
 from absl import flags
 
 from videogen.cli import exit_with_error, load_generator_or_exit, parse_flags_or_exit
-from videogen.eval.report import METRICS
+
+# eval.report.METRICS, spelled out so that --help need not import jax (tests/test_help.py).
+METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory (uses its latest EMA).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Export directory from videogen.export.")

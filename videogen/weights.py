@@ -12,6 +12,7 @@ import re
 
 import ml_dtypes
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 # The weights files a model folder may hold, in the order they are looked for: a diffusers
 # model's (VAE, transformer) and a transformers model's (T5, CLIP).
@@ -73,7 +74,6 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
   validates the header (size bounds, field types, offsets inside the file, exact coverage)
   and maps the file. A safetensors too old to give numpy bf16 falls back to
   `read_safetensors_checked`, which validates as strictly."""
-  from safetensors import SafetensorError, safe_open
   path = os.fspath(path)
   try:
     with safe_open(path, framework="numpy") as f:

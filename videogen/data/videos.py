@@ -24,8 +24,10 @@ import ml_collections
 import numpy as np
 
 from videogen import video_io
+from videogen.config import ConfigError
 from videogen.data import buckets as buckets_lib, frames as frames_lib
 from videogen.data.manifest import Clip, ManifestError, passes, read_manifest
+from videogen.data import tfds_source
 from videogen.data.recaption import Recaptioner
 
 # Warn for the first few unreadable clips, then for every 1000th: never a flood.
@@ -49,7 +51,6 @@ def clips_and_reader(data: ml_collections.ConfigDict) -> tuple[list[Clip], objec
   reader), the frame reader, and the number of malformed rows skipped; no usable clip is a
   ManifestError."""
   if data.source == "tfds":
-    from videogen.data import tfds_source
     clips, reader = tfds_source.load_clips(data.tfds), tfds_source.TfdsReader(data.tfds)
     bad_rows, where = 0, f"data.tfds.name={data.tfds.name!r}"
   else:
@@ -74,7 +75,6 @@ class _Subset:
 def bucket_stages(config: ml_collections.ConfigDict) -> tuple:
   """`((start_step, BucketSpec), …)` from `train.stages`, or one stage of `data.buckets`:
   `spec` (flag form or JSON/YAML file), else `sizes`, else the config's own clip shape."""
-  from videogen.config import ConfigError
   b, data = config.data.buckets, config.data
 
   def spec(sizes, key):

@@ -13,8 +13,16 @@ import dataclasses
 import os
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
+from videogen import video_io
+from videogen import workdir as workdir_lib
 from videogen.config import ConfigError
+from videogen.data import synthetic
+from videogen.data.pipeline import world_from_config
+from videogen.eval import clip, frechet, i3d, synthetic_judge, temporal
+from videogen.eval.clip import ClipScorer
+from videogen.eval.synthetic_judge import synthetic_prompts
 
 METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
 PROMPT_SETS = ("suite", "plain")  # `suite_prompts`
@@ -42,7 +50,6 @@ def check_config(eval_config) -> None:
 
 def check(settings: Settings) -> None:
   """Fails before any sampling on unknown metrics and missing weights (one-line errors)."""
-  from videogen.eval import clip, i3d
   unknown = sorted(set(settings.metrics) - set(METRICS))
   if unknown:
     raise ValueError(f"metrics {unknown} unknown; choose from {METRICS}")
@@ -57,7 +64,6 @@ def check(settings: Settings) -> None:
 def tracked_warping_error(video_thwc: np.ndarray) -> float:
   """Warping error of a synthetic-world video under the rigid flow of its own palette-coloured
   objects (masks and centroids from the judge's colour segmentation)."""
-  from videogen.eval import synthetic_judge, temporal
   labels = synthetic_judge.colour_labels(video_thwc)
   seen = synthetic_judge.observe_video(video_thwc, labels)
   colour_index = {name: k for k, name in enumerate(synthetic_judge.COLOURS)}
@@ -78,7 +84,6 @@ def _same_shape(videos: list[np.ndarray], what: str) -> np.ndarray:
 
 
 def frechet_video_distance(videos, reference, settings: Settings) -> float:
-  from videogen.eval import frechet, i3d
   features = i3d.I3DFeatures(settings.i3d_weights, size=settings.i3d_size,
                              bn_eps=settings.i3d_bn_eps)
   stats = []
@@ -92,7 +97,6 @@ def frechet_video_distance(videos, reference, settings: Settings) -> float:
 def evaluate_videos(videos, prompts: list[str], settings: Settings, reference=None) -> dict:
   """The report (JSON-ready) for uint8 videos `(T, H, W, 3)` each, with their prompts.
   `reference`: the real videos FVD compares against."""
-  from videogen.eval import synthetic_judge, temporal
   check(settings)
   videos = [np.asarray(v) for v in videos]
   for prompt, video in zip(prompts, videos):
@@ -114,7 +118,6 @@ def evaluate_videos(videos, prompts: list[str], settings: Settings, reference=No
     report["fvd"] = frechet_video_distance(videos, reference, settings)
     report["fvd_reference_videos"] = len(reference)
   if "clip" in metrics:
-    from videogen.eval.clip import ClipScorer
     scores = ClipScorer.load(settings.clip_model).score(_same_shape(videos, "clip"), prompts)
     report["clip_score"] = float(np.mean(scores))
   return report
@@ -131,9 +134,6 @@ def scalars(report: dict, prefix: str = "eval/") -> dict[str, float]:
 def suite_prompts(data_config, n: int, prompt_set: str = "suite") -> list[str]:
   """`n` prompts of a synthetic-world model's own world: the benchmark suite (colour, shape,
   direction, speed, count, bounces) or `plain`, the "a <colour> <shape> moving <dir>" form."""
-  from videogen.data import synthetic
-  from videogen.data.pipeline import world_from_config
-  from videogen.eval.synthetic_judge import synthetic_prompts
   if prompt_set == "plain":
     return synthetic_prompts(data_config.synthetic, n)
   return synthetic.prompt_suite(world_from_config(data_config), n)
@@ -142,8 +142,6 @@ def suite_prompts(data_config, n: int, prompt_set: str = "suite") -> list[str]:
 def ground_truth(prompts: list[str], data_config) -> list[np.ndarray]:
   """Rendered clips that satisfy each prompt exactly, at the model's clip shape: FVD's
   reference for a synthetic-world model."""
-  from videogen.data import synthetic
-  from videogen.data.pipeline import world_from_config
   world = world_from_config(data_config)
   return [synthetic.render_prompt(p, world, seed=i).video for i, p in enumerate(prompts)]
 
@@ -163,8 +161,6 @@ def write(report: dict, videos, output_dir: str, prompts: list[str] | None = Non
           ) -> list[str]:
   """`report.json` and `contact_sheet.png` (`contact_sheet`) in `output_dir`, local or a
   bucket path; returns the two paths."""
-  from PIL import Image
-  from videogen import workdir as workdir_lib
   folder = workdir_lib.path(output_dir)
   folder.mkdir(parents=True, exist_ok=True)
   workdir_lib.write_json(folder / "report.json", report)
@@ -177,8 +173,6 @@ def write_videos(videos, output_dir, fps: int = 8) -> list[str]:
   """Each video as `output_dir/videos/NN.webm` (VP9, upscaled so that tiny samples stay
   visible: `video_io.display_upscale`), local or a bucket path, for the report page
   (`videogen.report`); returns the paths."""
-  from videogen import video_io
-  from videogen import workdir as workdir_lib
   folder = workdir_lib.path(output_dir) / VIDEOS
   folder.mkdir(parents=True, exist_ok=True)
   written = []
@@ -196,7 +190,6 @@ def contact_sheet(report: dict, videos, prompts: list[str] | None = None, upscal
   """uint8 `(H, W, 3)`: one row per video of the first video's shape, its frames left to
   right (upscaled), then its prompt and the judge's verdict: "pass" (green) or "fail:" and
   the failed checks (red). Prompts default to the report's `per_video` ones."""
-  from PIL import Image, ImageDraw, ImageFont
   per_video = report.get("per_video") or [None] * len(videos)
   prompts = prompts or [v["prompt"] if v else "" for v in per_video]
   keep = [i for i, v in enumerate(videos) if v.shape == videos[0].shape]

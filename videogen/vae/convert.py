@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from videogen import checkpoints
+from videogen.config import base_config
 from videogen.vae.model import Autoencoder, CodecSpec, VaeSpec
 from videogen.weights import _listing, load_diffusers_config, load_state_dict, model_folder
 
@@ -185,9 +187,6 @@ def load_cogvideox_vae(path) -> tuple[VaeSpec, dict]:
 
 def export_cogvideox_vae(source: str, output: str) -> None:
   """A diffusers CogVideoX VAE → an export a DiT can name as its `vae.checkpoint`."""
-  from videogen import checkpoints
-  from videogen.config import base_config
-
   spec, params = load_cogvideox_vae(source)
   diffusers_config = load_diffusers_config(source)
   codec = spec.codecs[0]
