@@ -16,18 +16,23 @@ A LoRA adapter kept alone is `DIR/adapter.safetensors` plus `DIR/adapter.json`
 """
 import json
 import os
+import sys
 from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 import safetensors.numpy
 from flax import traverse_util
+from jax.experimental import multihost_utils
 
 from videogen import workdir as workdir_lib
+from videogen.config import base_config
 from videogen.models import lora
-from videogen.weights import parse_json, read_safetensors
+from videogen.weights import _listing, parse_json, read_safetensors, write_safetensors
 
 EXPORT_PARAMS_SUBDIR = "params"
 EXPORT_SAFETENSORS_FILE = "model.safetensors"
@@ -74,7 +79,6 @@ def save(manager: ocp.CheckpointManager, state, data_iterator,
 def _leaf_digest(x: jax.Array) -> jax.Array:
   """A position-weighted wrapping sum of the bits of `x` (uint32): any single changed bit, and
   any swap of two different values, changes it."""
-  import jax.numpy as jnp
   if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
     x = jax.random.key_data(x)
   unsigned = jnp.dtype(f"uint{x.dtype.itemsize * 8}")
@@ -141,8 +145,6 @@ def restore_train_state(manager, abstract_state, shardings, data_iterator, workd
 
 def _set_aside(manager, workdir: str, step: int, error: Exception) -> None:
   """Moves checkpoint `step` out of the manager's sight, to set_aside/step_N.unrestorable."""
-  import sys
-  from jax.experimental import multihost_utils
   reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
   target = workdir_lib.set_aside(workdir) / f"step_{step}.unrestorable"
   if jax.process_index() == 0:
@@ -198,7 +200,6 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   config = _load_json(path, EXPORT_CONFIG_FILE, "config")
   if not config:
     raise CheckpointNotFoundError(f"no config saved in {path!r}")
-  from videogen.config import base_config
   return ml_collections.ConfigDict(_with_new_keys(config, base_config().to_dict()))
 
 
@@ -248,8 +249,6 @@ def load_safetensors_params(directory: str, abstract_params):
   """The params tree of `directory/model.safetensors` (written by `export_safetensors`), cast
   to `abstract_params`' dtypes and placed on their shardings (`jax.ShapeDtypeStruct`s; without
   a sharding, numpy arrays). A missing, extra or misshapen tensor is a one-line ValueError."""
-  from flax import traverse_util
-  from videogen.weights import _listing, read_safetensors
   path = workdir_lib.path(directory) / EXPORT_SAFETENSORS_FILE
   with workdir_lib.local_copy(path) as local:
     tensors = read_safetensors(local)
@@ -274,8 +273,6 @@ def load_safetensors_params(directory: str, abstract_params):
 def on_host(params):
   """`params` as numpy arrays, whole on every process (gathered across hosts): what the
   file exporters write."""
-  import numpy as np
-  from jax.experimental import multihost_utils
   return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)),
                       params)
 
@@ -284,9 +281,6 @@ def export_safetensors(output: str, params, config: ml_collections.ConfigDict,
                        metadata: dict | None = None, dtype: str = "float32") -> None:
   """Writes `params` as one `model.safetensors` (leaves named by their `/`-joined paths, as
   LoRA adapters are, cast to `dtype`) plus config and metadata, loadable like `export_params`."""
-  import numpy as np
-  from flax import traverse_util
-  from videogen.weights import write_safetensors
   to = np.dtype(jax.numpy.dtype(dtype))
   tensors = {name: leaf.astype(to)
              for name, leaf in traverse_util.flatten_dict(on_host(params), sep="/").items()}

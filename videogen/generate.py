@@ -11,10 +11,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 
 from videogen import checkpoints
 from videogen.data import frames as frames_lib
-from videogen.data.synthetic import VOCABULARY
+from videogen.data.synthetic import CAPTION_FORMS, VOCABULARY
 from videogen.models import camera
 from videogen.models.text_to_video import TextToVideo
 from videogen.diffusion import samplers
@@ -148,7 +149,6 @@ class Generator:
 
   def _step_finished(self, _: int) -> None:
     if self._bar and "bar" not in self._bar:
-      import tqdm
       self._bar["bar"] = tqdm.tqdm(**self._bar)
     if self._bar:
       self._bar["bar"].update(1)
@@ -204,7 +204,6 @@ def unknown_words_warning(config: ml_collections.ConfigDict, tokenizer, unknown:
     line = (f"warning: the model's sentencepiece tokenizer ({model}, {tokenizer.vocab_size} "
             f"pieces) has no piece for: {'; '.join(unknown)}; {effect}")
   if config.data.source == "synthetic":
-    from videogen.data.synthetic import CAPTION_FORMS
     world = config.data.synthetic
     forms = " or ".join(repr(CAPTION_FORMS[f]) for f in world.caption_forms)
     line += (f". Its training captions read {forms} with colour {'|'.join(world.colours)}, "

@@ -17,14 +17,22 @@ latents; decoding is not included). Traced on one device, so it runs on any one 
 Params are constants (one self-contained file): a model needs a re-export for new weights, and
 flatbuffers cap a file at 2 GB, so this suits models up to a few hundred million params.
 """
-
 import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from videogen import checkpoints
 from videogen import workdir as workdir_lib
+from videogen.config import base_config
+from videogen.data.frames import to_uint8
+from videogen.data.synthetic import VOCABULARY
+from videogen.generate import _compiled_sampler, unknown_words_warning
+from videogen.parallel import mesh as mesh_lib
+from videogen.text.conditioning import TextConditioning
+from videogen.vae.latents import FrozenVae
 
 SAMPLER_FILE = "sampler.stablehlo"
 SIGNATURE_FILE = "sampler.json"
@@ -39,9 +47,6 @@ def _spec(shape, dtype) -> dict:
 def export_sampler(generator, output: str) -> dict:
   """Writes `OUT/sampler.stablehlo` + `OUT/sampler.json` for `generator` (a loaded
   `videogen.generate.Generator`) at its training clip shape; returns the signature."""
-  from videogen.generate import _compiled_sampler
-  from videogen import checkpoints
-  from videogen.parallel import mesh as mesh_lib
   mesh = mesh_lib.create_mesh(generator.config.mesh, jax.devices()[:1])
   shape = generator.sample_shape(1)
   options = generator.options(shape)
@@ -93,14 +98,6 @@ def sample_export(directory: str, prompts: list[str], seed: int = 0,
   """uint8 `(N, T, H, W, 3)` videos from a stablehlo export (its steps, guidance, sampler and
   clip shape are baked in), and its config. Tokenising (and a frozen T5) run here, as
   `Generator` runs them; a latent model's VAE (`vae.checkpoint`) decodes."""
-  from videogen import checkpoints
-  from videogen.data.frames import to_uint8
-  from videogen.generate import unknown_words_warning
-  from videogen.parallel import mesh as mesh_lib
-  from videogen.data.synthetic import VOCABULARY
-  from videogen.text.conditioning import TextConditioning
-  import ml_collections
-  from videogen.config import base_config
   # Not checkpoints.load_config: that tells exports by their params, which this has none of.
   saved = workdir_lib.read_json(workdir_lib.path(directory) / checkpoints.EXPORT_CONFIG_FILE)
   config = ml_collections.ConfigDict(checkpoints._with_new_keys(saved, base_config().to_dict()))
@@ -115,7 +112,6 @@ def sample_export(directory: str, prompts: list[str], seed: int = 0,
                     *text.unconditional(len(prompts), negative_prompt),
                     jax.random.PRNGKey(seed))
   if config.vae.checkpoint:
-    from videogen.vae.latents import FrozenVae
     with jax.set_mesh(mesh):
       x = FrozenVae.load(config.vae.checkpoint, mesh, rules).decode(x)
   return to_uint8(x), config

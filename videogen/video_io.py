@@ -8,6 +8,7 @@ before any frame is decoded, and the decoder refuses larger frames too. Every re
 `VideoReadError` with a short `reason` (`REASONS`).
 """
 import dataclasses
+import io
 import os
 import struct
 
@@ -177,7 +178,6 @@ def display_upscale(height: int, width: int, shortest: int = 128) -> int:
 
 def gif_bytes(frames_thwc: np.ndarray, fps: int = 8, upscale: int = 1) -> bytes:
   """uint8 frames `(T, H, W, 3)` as an endlessly looping animated GIF."""
-  import io
   images = [Image.fromarray(f) for f in _upscale(np.asarray(frames_thwc, np.uint8), upscale)]
   buffer = io.BytesIO()
   images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],

@@ -25,6 +25,8 @@ import re
 
 import numpy as np
 
+from videogen.data.manifest import ManifestError
+
 SPEC_GRAMMAR = """\
 data.buckets.spec = ENTRY[,ENTRY...]  or  a .json/.yaml/.yml file of {resolution: {frames:
 [keep, batch]}}. ENTRY = RESxFRAMES[:KEEP[:BATCH]]: RES is the side in pixels of a square of
@@ -73,7 +75,7 @@ def _read_file(path: str, key: str) -> dict:
       if path.lower().endswith(".json"):
         sizes = json.load(f)
       else:
-        import yaml
+        import yaml  # pyyaml is not a dependency: only a .yaml bucket file needs it
         sizes = yaml.safe_load(f)
   except (OSError, ValueError, UnicodeDecodeError) as e:
     raise BucketSpecError(f"{key}={path!r} cannot be read: {str(e).splitlines()[0]}") from None
@@ -242,7 +244,6 @@ class BucketedBatches:
       plan = epoch_plan(self.clip_shapes, self.stages[stage][1], self.seed + 7919 * stage,
                         epoch)
       if not plan:
-        from videogen.data.manifest import ManifestError
         raise ManifestError(f"epoch {epoch} has no batch: no bucket kept enough clips for one "
                             f"(raise the keep probabilities or lower the batch sizes in "
                             f"data.buckets, or add clips)")

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from videogen.config import ConfigError, check_choice
-from videogen.data import frames as frames_lib, latent_records, synthetic
+from videogen.data import frames as frames_lib, latent_records, synthetic, videos
 from videogen.models.camera_paths import synthetic_cameras
 from videogen.data.recaption import MODES as RECAPTION_MODES, Recaptioner
 
@@ -156,7 +156,6 @@ def make_dataset(config: ml_collections.ConfigDict, text_features=None,
 def _video_dataset(config, text_features, process_index, process_count, read_options):
   """Bucketed batches of real video (files or TFDS): global batch k → its plan → this
   process's rows."""
-  from videogen.data import videos
   for size in videos.batch_sizes(config):  # also checks the bucket spec (one line)
     if size % process_count:
       raise ValueError(f"bucket batch size {size} must divide evenly over {process_count} "

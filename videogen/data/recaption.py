@@ -23,6 +23,8 @@ import os
 import ml_collections
 import numpy as np
 
+from videogen.data.manifest import ManifestError, read_rows
+
 MODES = ("replace", "augment")
 KEY_COLUMNS = ("index", "path", "key")
 
@@ -33,7 +35,6 @@ class RecaptionError(ValueError):
 
 def read_sidecar(path: str) -> dict[str, str]:
   """A JSONL or CSV sidecar → {key: caption}."""
-  from videogen.data.manifest import ManifestError, read_rows
   if not os.path.isfile(path):
     raise RecaptionError(f"data.recaption.path={path!r} does not exist")
   try:

@@ -11,6 +11,7 @@ Any TFDS dataset with a `Video` feature works (`data.tfds.name`, `split`, `video
 only the sampled window's frames are decoded.
 """
 import io
+import warnings
 
 import ml_collections
 import numpy as np
@@ -139,7 +140,6 @@ def _register_builder(tfds) -> None:
         try:
           frames = video_io.read_frames(clip.path, 0, clip.num_frames)
         except video_io.VideoReadError as e:
-          import warnings
           warnings.warn(f"not in the TFDS dataset: {e}")
           continue
         yield index, {"video": frames, "caption": clip.text, "path": clip.path,

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from videogen.diffusion import schedules
 from videogen.diffusion.conditions import FrameCondition
 from videogen.diffusion.objectives import Diffusion
 
@@ -96,7 +97,6 @@ def log_snr_timesteps(diffusion: Diffusion, steps: int) -> np.ndarray:
   DPM-Solver++ is derived on: an even-in-t grid puts one step of several times the others' λ
   width at the clean end (ᾱ climbs steeply near t = 0), and the multistep extrapolation
   across such unequal steps overshoots."""
-  from videogen.diffusion import schedules
   ab = schedules.alphas_cumprod(diffusion.schedule, diffusion.num_timesteps)
   lam = 0.5 * np.log(ab / (1 - ab))  # increasing as t decreases
   targets = np.linspace(lam[-1], lam[0], steps)

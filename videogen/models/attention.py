@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
+from jax.sharding import PartitionSpec as P
 
 from videogen.models.layers import LayerNorm, RMSNorm, constrain
 from videogen.models.lora import LoRA
@@ -58,7 +59,6 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
 def _per_shard(attend, q, k, v, key_mask):
   """`attend` on each device's (batch, heads) shard under `shard_map`: a Mosaic kernel is
   not partitioned by XLA. Tokens are whole on every shard (gathered if sharded)."""
-  from jax.sharding import PartitionSpec as P
   if jax.sharding.get_abstract_mesh().empty:
     return attend(q, k, v, key_mask)
   batch, _, heads, _ = nn.logical_to_mesh_axes(("batch", "length", "heads", "kv"))
@@ -74,6 +74,7 @@ def splash_attention(q, k, v, key_mask=None, block: int = SPLASH_BLOCK,
   True) the Pallas interpreter runs it, slowly (tests).
   Sequences are padded to whole blocks; padded and masked keys get their own segment id,
   so no query attends to them, and padded queries are dropped."""
+  # Pallas's TPU kernels load only when chosen: about 0.6 s added to every model import.
   from jax.experimental.pallas.ops.tpu.splash_attention import (
       splash_attention_kernel as splash, splash_attention_mask as masks)
   b, lq, heads, dim = q.shape
@@ -164,7 +165,6 @@ def _flash_finish(carry, dtype):
 def ring_attention(q, k, v, key_mask, batch_spec, heads_spec, axis: str = "sequence"):
   """Self-attention with q, k, v sharded along tokens over mesh axis `axis` (of the mesh
   set by `jax.set_mesh`). `batch_spec`/`heads_spec`: the mesh axes of those dimensions."""
-  from jax.sharding import PartitionSpec as P
   mask = jnp.ones(k.shape[:2], bool) if key_mask is None else key_mask
   mesh = jax.sharding.get_abstract_mesh()
   batch_axes = (batch_spec,) if isinstance(batch_spec, str) else tuple(batch_spec or ())

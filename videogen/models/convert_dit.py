@@ -17,9 +17,11 @@ reversed. There is one name table: the importer.
 """
 import os
 
+import jax
 import numpy as np
+from flax import traverse_util
 
-from videogen.weights import _listing
+from videogen.weights import _listing, load_diffusers_config, load_state_dict, model_folder
 
 COGVIDEOX_DEFAULTS = dict(
     num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16,
@@ -259,7 +261,6 @@ def _wan(t: "_Tensors", m: dict) -> dict:
 
 def stack_blocks(params: dict, depth: int) -> dict:
   """Unrolled `block_i` params → the `blocks` tree `nn.scan` keeps (leading layer axis)."""
-  import jax
   params = dict(params)
   layers = [params.pop(f"block_{i}") for i in range(depth)]
   params["blocks"] = jax.tree.map(lambda *xs: np.stack(xs), *layers)
@@ -270,7 +271,6 @@ def unstack_blocks(params: dict) -> dict:
   """The inverse of `stack_blocks`: a `blocks` tree (leading layer axis) → `block_i`."""
   params = dict(params)
   blocks = params.pop("blocks")
-  from flax import traverse_util
   flat = traverse_util.flatten_dict(blocks)
   depth = len(next(iter(flat.values())))
   for i in range(depth):
@@ -381,7 +381,6 @@ def diffusers_config(model: dict, text_length: int, prediction: str = "velocity"
 def to_diffusers(params: dict, m: dict, kind: str) -> dict[str, np.ndarray]:
   """Our DiT params (`blocks` stacked or `block_i` unrolled) for settings `m` → the diffusers
   state dict that `convert_<kind>` reads back to exactly these params."""
-  from flax import traverse_util
   if "blocks" in params:
     params = unstack_blocks(params)
   width, patch, c = m["width"], tuple(m["patch_size"]), m["channels"]
@@ -411,7 +410,6 @@ def to_diffusers(params: dict, m: dict, kind: str) -> dict[str, np.ndarray]:
 def load_diffusers_dit(path: str, kind: str) -> tuple[dict, dict]:
   """A diffusers transformer folder (or a pipeline with `transformer/`) → (model settings,
   unrolled params)."""
-  from videogen.weights import load_diffusers_config, load_state_dict, model_folder
   if kind not in KINDS:
     raise ValueError(f"unknown transformer kind {kind!r}; expected one of {KINDS}")
   config_json = load_diffusers_config(path, "transformer")

@@ -8,6 +8,8 @@ non-unpickling readers.
 """
 import os
 
+import flax.linen as nn
+import jax
 import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
@@ -80,8 +82,6 @@ def convert_t5_state_dict(state_dict: dict[str, np.ndarray], spec: T5Spec) -> di
 
 
 def _check_tree(params: dict, spec: T5Spec) -> None:
-  import jax
-  import flax.linen as nn
   expected = jax.tree.map(lambda x: x.shape, nn.unbox(abstract_params(spec)))
   got = jax.tree.map(lambda x: x.shape, params)
   if expected != got:

@@ -14,6 +14,7 @@ silently condition the model on the wrong text.
 import hashlib
 import os
 
+import grain
 import numpy as np
 
 from videogen.records import decode_record, shard_paths, write_info, write_shard
@@ -105,7 +106,6 @@ class TextEmbeddingCache:
 
   def __call__(self, captions) -> dict[str, np.ndarray]:
     if self._source is None:
-      import grain
       self._source = grain.sources.ArrayRecordDataSource(self.paths)
     embedding = np.zeros((len(captions), self.max_length, self.dim), np.float32)
     mask = np.zeros((len(captions), self.max_length), bool)

@@ -11,6 +11,11 @@ import jax
 import ml_collections
 import numpy as np
 
+from videogen.diffusion.objectives import from_config as diffusion_from_config
+from videogen.models.text_to_video import build_model, example_inputs
+from videogen.training import state as state_lib
+from videogen.training.step import jit_train_step
+
 # The 4×8×8 causal VAE: 1 + (T − 1)/4 latent frames, 8× fewer pixels per side.
 VAE_TIME, VAE_SPACE = 4, 8
 
@@ -33,10 +38,6 @@ def input_grid(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
 
 
 def encoded_step(config: ml_collections.ConfigDict, rules) -> EncodedStep:
-  from videogen.diffusion.objectives import from_config as diffusion_from_config
-  from videogen.models.text_to_video import build_model, example_inputs
-  from videogen.training import state as state_lib
-  from videogen.training.step import jit_train_step
   grid = input_grid(config)
   model = build_model(config, 0, config.model.text_dim)
   inputs = example_inputs(config, model, latent_shape=(*grid, config.model.channels))

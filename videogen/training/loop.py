@@ -17,6 +17,8 @@ from videogen import checkpoints
 from videogen import workdir as workdir_lib
 from videogen.config import ConfigError
 from videogen.data import pipeline
+from videogen.data.videos import batch_sizes
+from videogen.eval import report as report_lib
 from videogen.generate import Generator
 from videogen.models import lora
 from videogen.parallel import mesh as mesh_lib
@@ -127,7 +129,6 @@ def _batch_sizes(config) -> list[tuple[int, str]]:
   """Every global batch size the data source can produce, with the config key that sets it."""
   if config.data.source not in pipeline.BUCKETED_SOURCES:
     return [(config.train.batch_size, "train.batch_size")]
-  from videogen.data.videos import batch_sizes
   return [(size, "data.buckets batch size") for size in batch_sizes(config)]
 
 
@@ -183,7 +184,6 @@ def evaluate_during_training(generator, config: ml_collections.ConfigDict, workd
   the report, contact sheet and sample videos (`videos/NN.webm`) go to WORKDIR/eval/step_N,
   and the sheet and videos to TensorBoard through `writer` (process 0). Returns the figures
   to log."""
-  from videogen.eval import report as report_lib
   settings = report_lib.Settings(tuple(config.eval.metrics), config.eval.i3d_weights,
                                  clip_model=config.eval.clip_model)
   prompts = report_lib.suite_prompts(config.data, config.eval.num_prompts,

@@ -5,6 +5,7 @@ Pillow: tensorboardX's own `add_video` needs moviepy)."""
 import jax
 import numpy as np
 
+from videogen import video_io
 from videogen import workdir as workdir_lib
 
 
@@ -17,6 +18,7 @@ class MetricsWriter:
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
+    # tensorboardX imports torch when it is installed (~1.5 s): only the writing process loads it.
     from tensorboardX import SummaryWriter
     self._jsonl = workdir_lib.JsonLines(workdir_lib.metrics_file(workdir))
     self._jsonl.truncate_after(resumed_step)
@@ -36,8 +38,7 @@ class MetricsWriter:
     GIF) and `eval/prompts` (what each NN was asked for), beside the step's scalars."""
     if not self.enabled:
       return
-    from tensorboardX.proto.summary_pb2 import Summary
-    from videogen import video_io
+    from tensorboardX.proto.summary_pb2 import Summary  # as SummaryWriter above
     self._tensorboard.add_image("eval/contact_sheet", np.asarray(sheet_hwc), step,
                                 dataformats="HWC")
     values = []

@@ -13,6 +13,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from videogen.config import ConfigError
 from videogen.models import lora
 
 
@@ -40,7 +41,6 @@ def make_optimizer(train: ml_collections.ConfigDict,
 
   `train.trainable="lora"`: that chain sees only the LoRA adapters (`model.lora_rank` of
   them); every other param gets a zero update and no optimizer state."""
-  from videogen.config import ConfigError
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   tx = optax.chain(
       optax.clip_by_global_norm(train.grad_clip_norm),
