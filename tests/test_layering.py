@@ -106,3 +106,28 @@ def test_the_data_pipeline_loads_no_flax():
   with_flax = sorted(name for name in seen
                      if re.search(r"^\s*(import|from) flax", MODULES[name].read_text(), re.M))
   assert with_flax == [], with_flax
+
+
+# Imports a library module may keep inside a function, each for the reason its comment gives:
+# optional or heavy dependencies, and the CLI helper's path past --help.
+DELIBERATELY_LATE = {"yaml", "tensorflow_datasets", "torch", "tensorboardX",
+                     "tensorboardX.proto.summary_pb2",
+                     "jax.experimental.pallas.ops.tpu.splash_attention",
+                     "videogen.validate", "videogen.generate"}
+
+
+def test_library_modules_import_at_the_top():
+  """Function-body imports hide the graph: outside the entry points (whose `main` keeps
+  `--help` before jax), only the deliberate ones above."""
+  late = set()
+  for name, path in MODULES.items():
+    if name in ENTRY_POINTS:
+      continue
+    for function in ast.walk(ast.parse(path.read_text())):
+      if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        for node in ast.walk(function):
+          if isinstance(node, ast.Import):
+            late |= {(name, alias.name) for alias in node.names}
+          elif isinstance(node, ast.ImportFrom):
+            late.add((name, node.module))
+  assert {(name, module) for name, module in late if module not in DELIBERATELY_LATE} == set()

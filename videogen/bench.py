@@ -21,6 +21,8 @@ from absl import flags
 
 from videogen.cli import parse_flags_or_exit
 from videogen.config import load_config_file
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _CONFIGS = flags.DEFINE_list("configs", ["tiny", "dit_100m"],
                              "Config names in configs/, optionally NAME:VARIANT.")

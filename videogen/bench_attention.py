@@ -17,6 +17,8 @@ import time
 from absl import flags
 
 from videogen.cli import parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _LENGTHS = flags.DEFINE_list("lengths", ["4096"], "Sequence lengths (queries = keys).")
 _HEADS = flags.DEFINE_integer("heads", 12, "Attention heads.")

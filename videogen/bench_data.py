@@ -19,6 +19,8 @@ import warnings
 from absl import flags
 
 from videogen.cli import parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _BUCKETS = flags.DEFINE_list("buckets", ["256x17", "512x49"], "SIDExFRAMES buckets.")
 _CLIPS = flags.DEFINE_integer("clips", 16, "Files written per bucket.")

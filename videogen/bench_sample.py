@@ -9,6 +9,7 @@ distance from a many-step reference (the quality proxy: same prompts, seeds and 
 the reference sampler (heun for flow, dpm_solver++ otherwise) at `--reference_steps`. Read a
 row's cost at equal quality by comparing rows of equal drift.
 """
+import dataclasses
 import json
 import sys
 import time
@@ -16,6 +17,8 @@ import time
 from absl import flags
 
 from videogen.cli import load_generator_or_exit, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir or export.", required=True)
 _STEPS = flags.DEFINE_list("steps", ["5", "10", "20", "40"], "Step counts to time.")
@@ -53,8 +56,6 @@ def timed(draw, repeats: int):
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
-  import dataclasses
-
   import jax.numpy as jnp
   from videogen.diffusion import samplers
   from videogen.diffusion.objectives import from_config

@@ -27,6 +27,8 @@ from absl import flags
 
 from videogen.cli import exit_with_error, parse_flags_or_exit
 from videogen.config import load_config_file
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _CONFIG = flags.DEFINE_string("config", "configs/vae_tiny.py", "VAE config file[:variant].")
 _FRAMES = flags.DEFINE_list("frames", ["17", "33", "65", "129"], "Clip lengths (1 + 4k).")

@@ -21,6 +21,8 @@ import sys
 from absl import flags
 
 from videogen.cli import exit_with_error, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 SOURCES = ("diffusers-cogvideox", "diffusers-wan", "diffusers-cogvideox-vae", "pytorch-i3d")
 _FROM = flags.DEFINE_enum("from", None, SOURCES, "What SRC holds.")

@@ -19,6 +19,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from videogen.cli import exit_with_error, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "DiT config (its text section).",
                                           lock_config=True)

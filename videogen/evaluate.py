@@ -20,6 +20,8 @@ import sys
 from absl import flags
 
 from videogen.cli import exit_with_error, load_generator_or_exit, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 # eval.report.METRICS, spelled out so that --help need not import jax (tests/test_help.py).
 METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")

@@ -16,6 +16,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from videogen.cli import parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "DiT config.", lock_config=True)
 _FRAMES = flags.DEFINE_integer("frames", None, "Pixel frames (default: data.num_frames).")

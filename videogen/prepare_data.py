@@ -19,6 +19,8 @@ import sys
 from absl import flags
 
 from videogen.cli import exit_with_error, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _INPUT = flags.DEFINE_string("input", None, "A folder of videos or a manifest (.csv/.jsonl).")
 _OUTPUT = flags.DEFINE_string("output", None, "Manifest to write (.csv or .jsonl).")

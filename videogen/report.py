@@ -18,6 +18,8 @@ import sys
 from absl import flags
 
 from videogen.cli import exit_with_error, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training directory to report on.")
 _OUTPUT = flags.DEFINE_string("output", None, "The HTML file to write (default: "

@@ -19,6 +19,8 @@ import numpy as np
 from absl import flags
 
 from videogen.cli import exit_with_error, load_generator_or_exit, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 # The names of videogen.diffusion.samplers.SAMPLERS / CACHE_POLICIES and
 # videogen.models.camera.PATHS, written out so that `--help` answers before jax is imported

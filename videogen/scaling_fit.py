@@ -13,6 +13,8 @@ import sys
 from absl import flags
 
 from videogen.cli import exit_with_error, parse_flags_or_exit
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _RUNS = flags.DEFINE_list("runs", None, "Training directories of the sweep.")
 _OUTPUT = flags.DEFINE_string("output", "scaling.png", "PNG to write.")

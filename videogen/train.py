@@ -9,7 +9,10 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from videogen.cli import parse_flags_or_exit
+from videogen.cli import exit_with_error, parse_flags_or_exit
+from videogen.config import ConfigError
+# jax and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:variant]).",
                                           lock_config=True)
@@ -26,8 +29,6 @@ def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv)
   from videogen.parallel.distributed import initialize_from_env
   initialize_from_env()
-  from videogen.cli import exit_with_error
-  from videogen.config import ConfigError
   from videogen.data.manifest import ManifestError
   from videogen.data.recaption import RecaptionError
   from videogen.text.embedding_cache import MissingCaptionError
