@@ -16,8 +16,6 @@ from conftest import REPO
 
 PAGES = ["README.md"] + sorted(os.path.relpath(p, REPO)
                                for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
-# Pages the README may link before they are written (removed from here once they exist).
-PENDING = {"docs/experiments.md"}
 
 _MODULE = re.compile(r"python -m (videogen(?:\.\w+)+)")
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
@@ -68,8 +66,6 @@ def test_every_relative_link_resolves():
         continue
       path, _, anchor = target.partition("#")
       linked = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
-      if linked in PENDING and not os.path.exists(os.path.join(REPO, linked)):
-        continue
       if not os.path.exists(os.path.join(REPO, linked)):
         broken.append((page, target))
       elif anchor and linked.endswith(".md") and anchor not in _anchors(linked):
