@@ -242,7 +242,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       state = checkpoints.restore_train_state(manager, abstract_state, shardings,
                                               data_iterator, workdir)
   else:
-    state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
+    state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules,
+                                            task.init_compiler_options)
     if config.train.init_from:
       state = initialise_from(config.train.init_from, state, abstract_state, shardings, mesh)
       if jax.process_index() == 0:

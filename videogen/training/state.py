@@ -104,10 +104,15 @@ def state_shardings(init_params, tx, mesh, rules):
   return nn.meta.unbox(abstract), shardings
 
 
-def create_train_state(init_params, tx, seed: int, mesh, rules) -> tuple[TrainState, Any]:
-  """Initialises the state sharded over `mesh`; same seed → same values on any mesh."""
+def create_train_state(init_params, tx, seed: int, mesh, rules,
+                       compiler_options: dict | None = None) -> tuple[TrainState, Any]:
+  """Initialises the state sharded over `mesh`; same seed → same values on any mesh.
+  `compiler_options`: XLA options for compiling the init (e.g. a lower optimisation level)."""
   _, shardings = state_shardings(init_params, tx, mesh, rules)
   init = jax.jit(lambda k: nn.meta.unbox(_init_boxed(init_params, tx, k)),
                  out_shardings=shardings)
+  key = jax.random.PRNGKey(seed)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    return init(jax.random.PRNGKey(seed)), shardings
+    if compiler_options:
+      init = init.lower(key).compile(compiler_options)
+    return init(key), shardings

@@ -14,3 +14,4 @@ class Task:
   evaluate: Callable | None = None              # state → {metric: float}, at each checkpoint
   metadata: Callable | None = None              # state → JSON saved with each checkpoint
   text_features: Callable | None = None         # captions → batch arrays (the data pipeline)
+  init_compiler_options: dict | None = None     # XLA options for compiling the one-off init

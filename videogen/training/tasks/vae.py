@@ -155,5 +155,8 @@ def vae_task(config: ml_collections.ConfigDict) -> Task:
     return {"latent_stats": measure_latent_stats(model, vae_params(state.ema), stats_clips,
                                                  config.vae.chunk_frames)}
 
+  # The init runs once; unoptimised it compiles ~5x faster on CPU, to the same values (checked
+  # bit for bit on the test VAEs; the DiT's init would differ in the last bits, so it keeps O2).
+  fast_init = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
   return Task(init_params=init_params, tx=tx, build_step=build_step, evaluate=evaluate,
-              metadata=metadata)
+              metadata=metadata, init_compiler_options=fast_init)
