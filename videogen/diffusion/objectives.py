@@ -75,6 +75,10 @@ class Diffusion:
   def network_time(self, t: jax.Array) -> jax.Array:
     return t * 1000.0 if self.is_flow else t.astype(jnp.float32) * (1000.0 / self.num_timesteps)
 
+  def flow_time(self, t_net: jax.Array) -> jax.Array:
+    """The flow time t of a network time (`network_time`'s inverse, flow only)."""
+    return t_net / 1000.0
+
   def velocity(self, output: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
     """A flow network's output as the velocity ε − x0 at flow time t: itself, or from an x0
     prediction, v = (x_t − x̂0) / t."""

@@ -174,7 +174,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   def predict(x, level_index, t_net, state):
     def velocity_network(x, t, text):  # flow samplers step along velocities
       out, new_state = network(x, t, text, state, level_index)
-      return (diffusion.velocity(out, x, t / 1000.0) if diffusion.is_flow else out), new_state
+      return (diffusion.velocity(out, x, diffusion.flow_time(t)) if diffusion.is_flow else out), new_state
 
     def model(x):
       return guided(velocity_network, x,
@@ -227,7 +227,7 @@ def _reporting(step, on_step):
 def _reconstruction_guided(diffusion, model, x, t_net, condition, weight):
   """The prediction re-expressed for x0 estimate x̂0 − (w·α_t/2)·∇ₓ‖m·(x̂0(x) − known)‖²."""
   if diffusion.is_flow:
-    t = t_net / 1000.0
+    t = diffusion.flow_time(t_net)
     signal, to_x0 = 1.0 - t, lambda out, x: x - t * out
     from_x0_shift = lambda out, d: out - d / t  # v = (x − x0)/t  # noqa: E731
   else:
