@@ -68,6 +68,10 @@ def test_parametric_world_multiple_objects_and_camera():
 def test_unknown_world_values_are_named():
   with pytest.raises(ValueError, match="data.synthetic.colours"):
     synthetic.World(colours=("mauve",))
+  with pytest.raises(ValueError, match="data.synthetic.scenes='prompts'"):
+    synthetic.World(scenes="prompts")
+  with pytest.raises(ValueError, match="static camera"):
+    synthetic.World(scenes="suite", camera="pan")
 
 
 def _first_batches(config, n, **kwargs):

@@ -33,6 +33,10 @@ BACKGROUNDS = ("plain", "checker")
 # "mixed": each clip draws static, pan or zoom, and its caption does not say which (camera
 # control learns the motion from the camera input alone).
 CAMERAS = ("static", "pan", "zoom", "mixed")
+# "random": objects drawn from the world's ranges, captioned by a caption form; "suite": each
+# clip is a prompt drawn as the benchmark suite draws them (1–3 objects, speed words, bounce
+# counts; `suite_objects`) and rendered exactly, captioned with that prompt (static camera).
+SCENES = ("random", "suite")
 CAPTION_FORMS = {
     "plain": "a {colour} {shape} moving {direction}",
     "verbose": "a {colour} {shape} moves to the {direction}",
@@ -68,6 +72,7 @@ class World:
   camera: str = "static"
   camera_speed: float = 0.03               # pan: frame widths per frame; zoom: scale per frame
   caption_forms: tuple[str, ...] = ("plain",)
+  scenes: str = "random"
 
   def __post_init__(self):
     for name, values, allowed in (("colours", self.colours, COLOURS), ("shapes", self.shapes, SHAPES),
@@ -81,6 +86,11 @@ class World:
       raise ValueError(f"data.synthetic.background={self.background!r}; choose from {BACKGROUNDS}")
     if self.camera not in CAMERAS:
       raise ValueError(f"data.synthetic.camera={self.camera!r}; choose from {CAMERAS}")
+    if self.scenes not in SCENES:
+      raise ValueError(f"data.synthetic.scenes={self.scenes!r}; choose from {SCENES}")
+    if self.scenes == "suite" and self.camera != "static":
+      raise ValueError("data.synthetic.scenes='suite' renders prompts exactly, with a static "
+                       f"camera; data.synthetic.camera={self.camera!r} needs scenes='random'")
 
 
 @dataclasses.dataclass
@@ -154,6 +164,8 @@ def _coverage(shape: str, dy: np.ndarray, dx: np.ndarray, radius_px: np.ndarray)
 
 def render_clip(world: World, seed: int, index: int) -> Clip:
   rng = np.random.default_rng([seed, index])
+  if world.scenes == "suite":
+    return _suite_clip(world, rng)
   camera = _camera_path(world, rng)
   objects, paths = [], []
   for _ in range(world.num_objects):
@@ -347,31 +359,53 @@ def render_objects(world: World, objects: list[dict], seed: int) -> Clip:
                              objects=[clip.objects[k] for k in back])
 
 
+def _suite_clip(world: World, rng: np.random.Generator) -> Clip:
+  """A clip of `suite_objects`, redrawn while its objects cannot be placed apart (a few
+  three-object draws, such as three fast objects on one line)."""
+  counts = object_counts(world)
+  for _ in range(100):
+    objects = suite_objects(world, rng, counts[rng.integers(len(counts))])
+    try:
+      return render_objects(world, objects, seed=int(rng.integers(2 ** 32)))
+    except ValueError:
+      continue
+  raise ValueError(f"suite prompts keep overlapping at radius {world.radius} in "
+                   f"{world.num_frames} frames; lower data.synthetic.radius")
+
+
 def render_prompt(prompt: str, world: World, seed: int) -> Clip:
   """A ground-truth clip of `prompt` (see `parse_prompt`) at the world's size and background."""
   return dataclasses.replace(render_objects(world, parse_prompt(prompt), seed), caption=prompt)
 
 
-def prompt_suite(world: World, n: int) -> list[str]:
-  """`n` prompts the world can render exactly, the same on every call. Colours, shapes and
-  directions come from the world; prompts cycle through 1, 1, 2, … `max_objects` objects; each
-  clause states a speed class in two cases of three (among the classes that fit the world's
-  frames) and a bounce count (one of `feasible_bounces`) in at least half."""
-  rng = np.random.default_rng(0)
-  counts = [1, 1, *range(2, max_objects(world) + 1)]
+def object_counts(world: World) -> list[int]:
+  """Objects per prompt that the suite cycles through: 1, 1, 2, … `max_objects` (single
+  objects weigh double: they carry most of the grammar)."""
+  return [1, 1, *range(2, max_objects(world) + 1)]
+
+
+def suite_objects(world: World, rng: np.random.Generator, count: int) -> list[dict]:
+  """`count` object specs of distinct colours the world can render exactly: colour, shape and
+  direction from the world's; a speed class (or none: `world.speed`) among those that fit its
+  frames, each as likely; and one of its `feasible_bounces` or none, each as likely."""
   bounces = {s: [None, *feasible_bounces(world, s)] for s in (None, *SPEEDS)}
   speeds = [s for s, options in bounces.items() if len(options) > 1]
   if not speeds:
     raise ValueError(f"no speed fits {world.num_frames} frames (an object would hit the walls "
                      "more than nine times); lower data.num_frames or data.synthetic.speed")
-  prompts = []
-  for i in range(n):
-    colours = rng.choice(world.colours, counts[i % len(counts)], replace=False)
-    objects = []
-    for colour in colours:
-      speed = speeds[rng.integers(len(speeds))]
-      objects.append(dict(colour=str(colour), shape=str(rng.choice(world.shapes)),
-                          direction=str(rng.choice(world.directions)), speed=speed,
-                          bounces=bounces[speed][rng.integers(len(bounces[speed]))]))
-    prompts.append(format_prompt(objects))
-  return prompts
+  objects = []
+  for colour in rng.choice(world.colours, count, replace=False):
+    speed = speeds[rng.integers(len(speeds))]
+    objects.append(dict(colour=str(colour), shape=str(rng.choice(world.shapes)),
+                        direction=str(rng.choice(world.directions)), speed=speed,
+                        bounces=bounces[speed][rng.integers(len(bounces[speed]))]))
+  return objects
+
+
+def prompt_suite(world: World, n: int) -> list[str]:
+  """`n` prompts the world can render exactly, the same on every call: `suite_objects` for 1,
+  1, 2, … `max_objects` objects in turn. A clause states a speed class in two cases of three
+  (among the classes that fit the world's frames) and a bounce count in at least half."""
+  rng = np.random.default_rng(0)
+  counts = object_counts(world)
+  return [format_prompt(suite_objects(world, rng, counts[i % len(counts)])) for i in range(n)]
