@@ -17,6 +17,22 @@ whatever the method; they live in host memory); one-shot holds both on the devic
 Params are a random init (batch 1): throughput and memory do not depend on the weights.
 Frames/s counts video frames (decode: the frames the latents decode to); each figure is the best
 of `--repeats` timed calls after a warm-up, since the machine may be shared.
+
+Against PyTorch, side by side in one invocation:
+
+    python -m videogen.bench_vae --vs-pytorch [--frames 17,33] [--height 64 --width 64] \\
+        [--config FILE] [--vs_mode chunked|one-shot] [--repeats 2]
+
+runs our VAE (the `vae` section of `--config`; without it `base_config()`'s, the released
+CogVideoX widths, 215.6 M params) and diffusers' `AutoencoderKLCogVideoX` built with the same
+widths, each side in its own subprocess (so its peak RSS is its own), on the same random clip
+shape: one warm-up, then `--repeats` timed encode and decode calls (best of). It prints one
+JSON line per side and clip length, frames/s for encode, decode and both (frames over encode +
+decode seconds) and the process's peak RSS (ours also XLA's memory analysis of the programs
+that ran, measured after the RSS was read), then a ratio line (ours / theirs). Each side runs
+its own library's long-clip path: ours `videogen.vae.chunked` with `--chunk_frames` /
+`--chunk_latents` (`--vs_mode chunked`, the default) or one pass; diffusers its frame batching
+(8 frames per encoder call, 2 latent frames per decoder call, with its conv cache).
 """
 import functools
 import json
@@ -38,6 +54,14 @@ _CHUNK_FRAMES = flags.DEFINE_integer("chunk_frames", 16, "Encode chunk (video fr
 _CHUNK_LATENTS = flags.DEFINE_integer("chunk_latents", 4, "Decode chunk (latent frames).")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed calls per figure (after one warm-up).")
 _OUTPUT = flags.DEFINE_string("output", None, "Optional path for the results as JSON.")
+_VS_PYTORCH = flags.DEFINE_bool(
+    "vs-pytorch", False, "Compare with diffusers' AutoencoderKLCogVideoX at the same widths "
+    "(default config: base_config's vae section; default frames: 17).")
+_VS_MODE = flags.DEFINE_enum("vs_mode", "chunked", ["chunked", "one-shot"],
+                             "Our path in --vs-pytorch: chunked (--chunk_frames/--chunk_latents) "
+                             "or one pass.")
+_VS_SIDE = flags.DEFINE_enum("vs_side", None, ["videogen", "pytorch"],
+                             "Internal: run one side of --vs-pytorch in this process.")
 
 MIB = 2 ** 20
 MODES = ("one-shot", "chunked")
@@ -173,6 +197,138 @@ def format_table(rows: list[dict]) -> str:
                  f"{_fmt(ratios[f'{mode} decode'], '.2f')}x")
   return "\n".join(lines)
 
+# --- Side by side with diffusers' AutoencoderKLCogVideoX (--vs-pytorch) ---------------------
+
+
+def peak_rss_mib() -> float:
+  """This process's peak resident set size so far (Linux reports KiB)."""
+  import resource
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def diffusers_kwargs(vae) -> dict:
+  """Our `vae` config section → `AutoencoderKLCogVideoX(**kwargs)` with the same widths."""
+  levels = len(vae.block_channels) - 1
+  if vae.variant != "causal3d" or vae.spatial_levels != levels:
+    raise ValueError(f"--vs-pytorch needs vae.variant='causal3d' with spatial_levels = "
+                     f"len(block_channels) - 1 = {levels} (diffusers' layout); got "
+                     f"{vae.variant!r}, {vae.spatial_levels}")
+  return dict(in_channels=3, out_channels=3, block_out_channels=tuple(vae.block_channels),
+              latent_channels=vae.latent_channels, layers_per_block=vae.layers_per_block,
+              norm_num_groups=vae.norm_groups,
+              temporal_compression_ratio=2 ** vae.temporal_levels,
+              use_quant_conv=vae.use_quant_conv, use_post_quant_conv=vae.use_quant_conv)
+
+
+def _rates(frames: int, encode_s: float, decode_s: float) -> dict:
+  return {"encode_s": encode_s, "decode_s": decode_s, "encode_fps": frames / encode_s,
+          "decode_fps": frames / decode_s, "both_fps": frames / (encode_s + decode_s)}
+
+
+def _best_wall(fn, repeats: int) -> float:
+  fn()  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def pytorch_side(config, frames: int, height: int, width: int, repeats: int) -> dict:
+  """diffusers' CogVideoX VAE (random init, eval, no grad) on a random clip: rates and RSS."""
+  import numpy as np
+  import torch
+  from diffusers import AutoencoderKLCogVideoX
+  torch.manual_seed(0)
+  vae = AutoencoderKLCogVideoX(**diffusers_kwargs(config.vae)).eval()
+  video = torch.from_numpy(np.random.default_rng(frames).uniform(
+      -1, 1, (1, 3, frames, height, width)).astype(np.float32))
+  with torch.inference_mode():
+    latents = vae.encode(video).latent_dist.mean
+    encode_s = _best_wall(lambda: vae.encode(video).latent_dist.mean, repeats)
+    decode_s = _best_wall(lambda: vae.decode(latents).sample, repeats)
+    decoded = vae.decode(latents).sample.shape[2]
+  assert decoded == frames, (decoded, frames)
+  return {"side": "pytorch", "params_M": sum(p.numel() for p in vae.parameters()) / 1e6,
+          "frames": frames, "height": height, "width": width, "threads": torch.get_num_threads(),
+          "path": f"frame batches of {vae.num_sample_frames_batch_size} / "
+                  f"{vae.num_latent_frames_batch_size} latents",
+          **_rates(frames, encode_s, decode_s), "peak_rss_mib": peak_rss_mib()}
+
+
+def videogen_side(config, frames: int, height: int, width: int, repeats: int, mode: str,
+                  chunk_frames: int, chunk_latents: int) -> dict:
+  """Our VAE (random init) on a random clip: rates, the process's peak RSS, then XLA's
+  memory analysis of the programs that ran (compiled after the RSS was read)."""
+  import jax
+  import numpy as np
+  from videogen.vae import chunked
+  model, params = build(config)
+  params = jax.block_until_ready(params)
+  video = np.random.default_rng(frames).uniform(
+      -1, 1, (1, frames, height, width, model.spec.codecs[0].in_channels)).astype(np.float32)
+  one_shot = mode == "one-shot"
+  enc_chunk, dec_chunk = (None, None) if one_shot else (chunk_frames, chunk_latents)
+  encode = lambda: chunked.encode(model, params, video, enc_chunk, on_host=True)
+  latents = np.asarray(encode())[..., :model.spec.latent_channels]
+  decode = lambda: chunked.decode(model, params, latents, dec_chunk, on_host=True)
+  encode_s = _best_wall(encode, repeats)
+  decode_s = _best_wall(decode, repeats)
+  assert np.asarray(decode()).shape[1] == frames
+  rss = peak_rss_mib()
+  enc_peak = peak_bytes(model, "encode_moments", params, video.shape, enc_chunk)
+  dec_peak = peak_bytes(model, "decode", params, latents.shape, dec_chunk)
+  return {"side": "videogen",
+          "params_M": sum(x.size for x in jax.tree.leaves(params)) / 1e6,
+          "frames": frames, "height": height, "width": width,
+          "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+          "path": "one pass" if one_shot else
+                  f"chunks of {chunk_frames} frames / {chunk_latents} latents",
+          **_rates(frames, encode_s, decode_s), "peak_rss_mib": rss,
+          "xla_encode_peak_mib": None if enc_peak is None else enc_peak / MIB,
+          "xla_decode_peak_mib": None if dec_peak is None else dec_peak / MIB}
+
+
+def vs_ratios(ours: dict, theirs: dict) -> dict:
+  """Ours / theirs: frames/s (above 1 = we are faster) and peak RSS (below 1 = we use less)."""
+  return {"ratio": "videogen/pytorch", "frames": ours["frames"],
+          **{k: ours[k] / theirs[k] for k in ("encode_fps", "decode_fps", "both_fps",
+                                               "peak_rss_mib")}}
+
+
+def _rounded(row: dict) -> dict:
+  return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def run_vs_pytorch(argv_flags: list[str], frames: list[int]) -> list[dict]:
+  """Both sides for every clip length, each in a fresh subprocess; prints the JSON lines."""
+  import subprocess
+  rows = []
+  for n in frames:
+    pair = {}
+    for side in ("pytorch", "videogen"):
+      result = subprocess.run(
+          [sys.executable, "-m", "videogen.bench_vae", f"--vs_side={side}", f"--frames={n}",
+           *argv_flags], capture_output=True, text=True)
+      if result.returncode:
+        exit_with_error(f"the {side} side failed at {n} frames: "
+                        f"{result.stderr.strip().splitlines()[-1:]}")
+      pair[side] = json.loads(result.stdout.strip().splitlines()[-1])
+      print(json.dumps(pair[side]), flush=True)
+    ratio = _rounded(vs_ratios(pair["videogen"], pair["pytorch"]))
+    print(json.dumps(ratio), flush=True)
+    rows += [pair["pytorch"], pair["videogen"], ratio]
+  return rows
+
+
+def _vs_config():
+  """`--config` when given, else base_config() (the released CogVideoX widths)."""
+  if flags.FLAGS["config"].present:
+    return _CONFIG.value, load_config_file(_CONFIG.value)
+  from videogen.config import base_config
+  return "base_config", base_config()
+
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
@@ -180,6 +336,31 @@ def main(argv: list[str]) -> None:
     frames = [int(n) for n in _FRAMES.value]
   except ValueError:
     exit_with_error(f"--frames: expected integers, got {','.join(_FRAMES.value)!r}")
+  if _VS_SIDE.value or _VS_PYTORCH.value:
+    if not flags.FLAGS["frames"].present:
+      frames = [17]
+    try:
+      name, config = _vs_config()
+      diffusers_kwargs(config.vae)
+    except OSError as e:
+      exit_with_error(f"--config: {e}")
+    except ValueError as e:
+      exit_with_error(str(e))
+    if _VS_SIDE.value:  # one side, one clip length, in this process: one JSON line
+      args = (config, frames[0], _HEIGHT.value, _WIDTH.value, _REPEATS.value)
+      row = (pytorch_side(*args) if _VS_SIDE.value == "pytorch" else videogen_side(
+          *args, _VS_MODE.value, _CHUNK_FRAMES.value, _CHUNK_LATENTS.value))
+      print(json.dumps(_rounded({"config": name, **row})))
+      return
+    passed = [f"--{k}={flags.FLAGS[k].value}" for k in
+              ("height", "width", "repeats", "vs_mode", "chunk_frames", "chunk_latents")]
+    if flags.FLAGS["config"].present:
+      passed.append(f"--config={_CONFIG.value}")
+    rows = run_vs_pytorch(passed, frames)
+    if _OUTPUT.value:
+      with open(_OUTPUT.value, "w") as f:
+        json.dump(rows, f, indent=2)
+    return
   try:
     config = load_config_file(_CONFIG.value)
   except OSError as e:
