@@ -10,8 +10,12 @@ from videogen.models.convert_dit import (cogvideox_model_config, convert_cogvide
                                          stack_blocks, wan_model_config)
 from videogen.models.dit import DiT, DiTSpec
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+
+def _diffusers():
+  """(torch, diffusers): the tests that compare with diffusers skip where the test extra is
+  not installed; the others run."""
+  return pytest.importorskip("torch"), pytest.importorskip("diffusers")
+
 
 COGVIDEOX = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
                  time_embed_dim=24, text_embed_dim=12, num_layers=2, sample_width=8,
@@ -24,6 +28,7 @@ WAN = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, i
 
 def _random(model):
   """diffusers' init leaves many weights zero; draw all of them so every path shows."""
+  torch, _ = _diffusers()
   torch.manual_seed(1)
   with torch.no_grad():
     for p in model.parameters():
@@ -44,12 +49,14 @@ def _ours(settings, params, x_bcthw_or_btchw, t, context, channels_axis):
 
 
 def _cogvideox(patch_size_t=None, patch_bias=True):
+  torch, diffusers = _diffusers()
   torch.manual_seed(0)
   return _random(diffusers.CogVideoXTransformer3DModel(**COGVIDEOX, patch_size_t=patch_size_t,
                                                        patch_bias=patch_bias))
 
 
 def _cogvideox_reference(model, frames):
+  torch, _ = _diffusers()
   from diffusers.models.embeddings import get_3d_rotary_pos_embed
   torch.manual_seed(2)
   x, context = torch.randn(2, frames, 4, 8, 8), torch.randn(2, 6, 12)
@@ -87,6 +94,7 @@ def test_cogvideox_matches_diffusers(patch_size_t, frames, patch_bias):
 
 
 def test_wan_matches_diffusers():
+  torch, diffusers = _diffusers()
   torch.manual_seed(0)
   model = _random(diffusers.WanTransformer3DModel(**WAN))
   torch.manual_seed(2)
@@ -99,7 +107,7 @@ def test_wan_matches_diffusers():
   _check(got, want, "Wan")
 
 
-def test_unsupported_variants_and_bad_state_dicts_are_refused():
+def test_unsupported_variants_are_refused():
   with pytest.raises(ValueError, match="2B-style 3D sin-cos positions"):
     cogvideox_model_config({**COGVIDEOX, "use_rotary_positional_embeddings": False})
   with pytest.raises(ValueError, match="patch_bias=False: only a biased patch embedding"):
@@ -113,6 +121,9 @@ def test_unsupported_variants_and_bad_state_dicts_are_refused():
     wan_model_config({**WAN, "patch_size": [1, 2]})
   with pytest.raises(ValueError, match="image-to-video"):
     wan_model_config({**WAN, "image_dim": 32})
+
+
+def test_bad_state_dicts_are_refused():
   model = _cogvideox()
   settings = cogvideox_model_config(dict(model.config))
   state = _state(model)
@@ -152,18 +163,19 @@ def test_convert_cli_export_reproduces_diffusers(tmp_path):
 
 
 @pytest.mark.parametrize("preset,reference", [
-    ("wan_1_3b", lambda: diffusers.WanTransformer3DModel(
+    ("wan_1_3b", lambda diffusers: diffusers.WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
         out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30)),
-    ("cogvideox_5b", lambda: diffusers.CogVideoXTransformer3DModel(
+    ("cogvideox_5b", lambda diffusers: diffusers.CogVideoXTransformer3DModel(
         num_attention_heads=48, attention_head_dim=64, num_layers=42,
         use_rotary_positional_embeddings=True))])
 def test_preset_param_counts_equal_the_diffusers_models(preset, reference):
   """model_info's eval_shape count of a look-alike preset equals the real architecture's
   (diffusers on torch's meta device: nothing allocated on either side)."""
   import json
+  torch, diffusers = _diffusers()
   result = run_cli("videogen.model_info", f"--config=configs/dit_family.py:{preset}",
                    check=True)
   with torch.device("meta"):
-    want = sum(p.numel() for p in reference().parameters())
+    want = sum(p.numel() for p in reference(diffusers).parameters())
   assert json.loads(result.stdout)["params"] == want
