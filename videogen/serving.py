@@ -82,13 +82,6 @@ def export_sampler(generator, output: str) -> dict:
   return signature
 
 
-def load_sampler(directory: str) -> tuple[jax.export.Exported, dict]:
-  """(the deserialized sampler, its signature); call it as `exported.call(*inputs)`."""
-  folder = workdir_lib.path(directory)
-  exported = jax.export.deserialize(bytearray((folder / SAMPLER_FILE).read_bytes()))
-  return exported, workdir_lib.read_json(folder / SIGNATURE_FILE)
-
-
 def is_sampler_export(directory: str | None) -> bool:
   return bool(directory) and (workdir_lib.path(directory) / SAMPLER_FILE).is_file()
 
@@ -107,7 +100,8 @@ def sample_export(directory: str, prompts: list[str], seed: int = 0,
   unknown = text.tokenizer.unknown([*prompts, negative_prompt])
   if unknown:
     print(unknown_words_warning(config, text.tokenizer, unknown), file=sys.stderr)
-  exported, _ = load_sampler(directory)
+  exported = jax.export.deserialize(
+      bytearray((workdir_lib.path(directory) / SAMPLER_FILE).read_bytes()))
   x = exported.call(*text.conditional(prompts),
                     *text.unconditional(len(prompts), negative_prompt),
                     jax.random.PRNGKey(seed))
