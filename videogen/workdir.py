@@ -1,22 +1,30 @@
 """Every path in a run directory, on a local disk or in a bucket (`gs://`).
 
     WORKDIR/
-      checkpoints/<step>/     Orbax training checkpoints (videogen/checkpoints.py)
+      checkpoints/<step>/<item>/   Orbax training checkpoints (videogen/checkpoints.py), one
+                              folder per item of `CHECKPOINT_ITEMS`
       set_aside/step_<N>.unrestorable/   a checkpoint that failed to restore, kept for a look
       metrics.jsonl           one JSON object per logged step
       tensorboard/            TensorBoard events
       jax_cache/              the persistent compilation cache (unless `--compile_cache` or
                               JAX_COMPILATION_CACHE_DIR names another folder, e.g. a local one
                               for a bucket workdir)
-      eval/step_<N>/          the reports and contact sheets of evaluations during training
-      eval/                   `videogen.evaluate`'s report when no --output_dir is given
-      spiece.model            a tokenizer trained for this run
+      eval/step_<N>/          the evaluation during training at step N: an evaluation folder
+      eval/                   `videogen.evaluate`'s evaluation folder when no --output_dir is
+                              given
+      spiece.model            a tokenizer trained for this run (a run file: exports carry it)
+      report.html             `videogen.report`'s page
+
+    an evaluation folder (the two above, or `videogen.evaluate --output_dir`):
+      report.json             the judge's and the metrics' figures
+      contact_sheet.png       every video's frames with its prompt and verdict
+      videos/NN.webm          the sample videos (evaluations during training)
 
 Paths are `etils.epath.Path`s, so local folders and `gs://bucket/run` work alike: Orbax and
 TensorStore write checkpoint arrays to the bucket directly, the small files go through
 `epath` (gcsfs on a bucket; `EPATH_USE_TF=true` selects TensorFlow's gfile instead).
 A local path is made absolute here, once; nothing else in videogen joins paths under a
-workdir or opens its files with `open()`.
+workdir or opens its files with `open()` (tests/test_layering.py checks the joins).
 
 Tests and emulators: TensorStore reads `TENSORSTORE_GCS_HTTP_URL`, gcsfs and
 google-cloud-storage read `STORAGE_EMULATOR_HOST` (tests/gcs_emulator.py).
@@ -42,6 +50,18 @@ TENSORBOARD = "tensorboard"
 COMPILE_CACHE = "jax_cache"
 EVAL = "eval"
 TOKENIZER_FILE = "spiece.model"
+REPORT_PAGE_FILE = "report.html"
+# Items of a training checkpoint, each a folder of checkpoints/<step>/ (videogen/checkpoints.py
+# says what each holds); a JSON item (Orbax's JsonSave) is one file, `JSON_ITEM_FILE`, in it.
+CHECKPOINT_ITEMS = ("state", "ema", "data", "config", "metadata", "digests")
+JSON_ITEM_FILE = "metadata"
+UNRESTORABLE_SUFFIX = ".unrestorable"
+STEP_PREFIX = "step_"  # eval/step_N, set_aside/step_N.unrestorable
+# An evaluation folder's files.
+EVAL_REPORT_FILE = "report.json"
+CONTACT_SHEET_FILE = "contact_sheet.png"
+EVAL_VIDEOS = "videos"
+EVAL_VIDEO_SUFFIX = ".webm"
 # How long start-up waits for a workdir to answer (VIDEOGEN_REACH_TIMEOUT_S overrides).
 REACH_TIMEOUT_S = float(os.environ.get("VIDEOGEN_REACH_TIMEOUT_S", 30.0))
 
@@ -66,9 +86,31 @@ def checkpoints(workdir) -> epath.Path:
   return path(workdir) / CHECKPOINTS
 
 
+def checkpoint(workdir, step: int) -> epath.Path:
+  """WORKDIR/checkpoints/<step>: one training checkpoint."""
+  return checkpoints(workdir) / str(step)
+
+
+def checkpoint_item(workdir, step: int, item: str) -> epath.Path:
+  """WORKDIR/checkpoints/<step>/<item>, `item` one of `CHECKPOINT_ITEMS`."""
+  if item not in CHECKPOINT_ITEMS:
+    raise ValueError(f"{item!r} is not a checkpoint item (one of {CHECKPOINT_ITEMS})")
+  return checkpoint(workdir, step) / item
+
+
+def checkpoint_json(workdir, step: int, item: str) -> epath.Path:
+  """The one file of a JSON item (config, metadata, digests) of checkpoint `step`."""
+  return checkpoint_item(workdir, step, item) / JSON_ITEM_FILE
+
+
 def set_aside(workdir) -> epath.Path:
   """Where checkpoints that failed to restore are moved (never deleted): WORKDIR/set_aside."""
   return path(workdir) / SET_ASIDE
+
+
+def unrestorable(workdir, step: int) -> epath.Path:
+  """Where checkpoint `step` goes when it fails to restore: set_aside/step_<N>.unrestorable."""
+  return set_aside(workdir) / f"{STEP_PREFIX}{step}{UNRESTORABLE_SUFFIX}"
 
 
 def metrics_file(workdir) -> epath.Path:
@@ -90,11 +132,61 @@ def compile_cache(workdir, override: str | None = None) -> epath.Path:
 def eval_dir(workdir, step: int | None = None) -> epath.Path:
   """WORKDIR/eval, or WORKDIR/eval/step_N for the evaluation at training step N."""
   base = path(workdir) / EVAL
-  return base if step is None else base / f"step_{step}"
+  return base if step is None else base / f"{STEP_PREFIX}{step}"
+
+
+def eval_steps(workdir) -> list[tuple[int, epath.Path]]:
+  """(step, WORKDIR/eval/step_N) of each evaluation during training, in step order; [] when
+  there is none."""
+  root = eval_dir(workdir)
+  found = []
+  if root.is_dir():
+    for folder in root.iterdir():
+      number = folder.name.removeprefix(STEP_PREFIX)
+      if folder.name.startswith(STEP_PREFIX) and number.isdigit() and folder.is_dir():
+        found.append((int(number), folder))
+  return sorted(found)
+
+
+def eval_report_file(folder) -> epath.Path:
+  """An evaluation folder's report.json."""
+  return path(folder) / EVAL_REPORT_FILE
+
+
+def contact_sheet_file(folder) -> epath.Path:
+  """An evaluation folder's contact_sheet.png."""
+  return path(folder) / CONTACT_SHEET_FILE
+
+
+def eval_videos(folder) -> epath.Path:
+  """An evaluation folder's videos/ (its sample videos)."""
+  return path(folder) / EVAL_VIDEOS
+
+
+def eval_video(folder, number: int) -> epath.Path:
+  """An evaluation folder's videos/NN.webm, video `number`."""
+  return eval_videos(folder) / f"{number:02d}{EVAL_VIDEO_SUFFIX}"
+
+
+def eval_video_files(folder) -> list[epath.Path]:
+  """An evaluation folder's saved videos (`eval_video`), in number order; [] when none."""
+  videos = eval_videos(folder)
+  return sorted(videos.glob(f"*{EVAL_VIDEO_SUFFIX}")) if videos.is_dir() else []
 
 
 def tokenizer_file(workdir) -> epath.Path:
   return path(workdir) / TOKENIZER_FILE
+
+
+def run_file(directory, name: str) -> epath.Path:
+  """DIRECTORY/name: a file the run keeps at the top of its workdir, which an export carries
+  at the top of its own (`videogen.text.conditioning.run_files`, e.g. `TOKENIZER_FILE`)."""
+  return path(directory) / name
+
+
+def report_page(workdir) -> epath.Path:
+  """WORKDIR/report.html, `videogen.report`'s default page."""
+  return path(workdir) / REPORT_PAGE_FILE
 
 
 def ensure_reachable(workdir) -> epath.Path:
