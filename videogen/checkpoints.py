@@ -38,7 +38,6 @@ EXPORT_PARAMS_SUBDIR = "params"
 EXPORT_SAFETENSORS_FILE = "model.safetensors"
 EXPORT_CONFIG_FILE = "config.json"
 EXPORT_METADATA_FILE = "metadata.json"
-ITEMS = ("state", "ema", "data", "config", "metadata", "digests")
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -53,7 +52,7 @@ def make_manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.Ch
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                          enable_async_checkpointing=async_save)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                               item_names=ITEMS)
+                               item_names=workdir_lib.CHECKPOINT_ITEMS)
 
 
 def _train_items(state) -> dict[str, Any]:
@@ -99,10 +98,10 @@ class DigestMismatchError(ValueError):
   pass
 
 
-def _verify(manager, step: int, restored_state, restored_ema) -> None:
+def _verify(manager, workdir: str, step: int, restored_state, restored_ema) -> None:
   """Compares the restored arrays with the digests saved beside them (checkpoints written
   before digests existed are not checked)."""
-  if not (workdir_lib.path(manager.directory) / str(step) / "digests").is_dir():
+  if not workdir_lib.checkpoint_item(workdir, step, "digests").is_dir():
     return
   saved = manager.restore(step, args=ocp.args.Composite(digests=ocp.args.JsonRestore())).digests
   for item, tree in (("state", restored_state), ("ema", restored_ema)):
@@ -130,7 +129,7 @@ def restore_train_state(manager, abstract_state, shardings, data_iterator, workd
                                                    _train_items(shardings))),
           ema=ocp.args.StandardRestore(_abstract(abstract_state.ema, shardings.ema)),
           data=grain.checkpoint.CheckpointRestore(data_iterator)))
-      _verify(manager, step, restored.state, restored.ema)
+      _verify(manager, workdir, step, restored.state, restored.ema)
     except Exception as e:  # noqa: BLE001 (TensorStore, JSON, Orbax and OS errors alike)
       _set_aside(manager, workdir, step, e)
       continue
@@ -146,12 +145,12 @@ def restore_train_state(manager, abstract_state, shardings, data_iterator, workd
 def _set_aside(manager, workdir: str, step: int, error: Exception) -> None:
   """Moves checkpoint `step` out of the manager's sight, to set_aside/step_N.unrestorable."""
   reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-  target = workdir_lib.set_aside(workdir) / f"step_{step}.unrestorable"
+  target = workdir_lib.unrestorable(workdir, step)
   if jax.process_index() == 0:
     print(f"warning: checkpoint {step} does not restore ({type(error).__name__}: {reason}); "
           f"moved to {target}, trying the next older one", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
-    (workdir_lib.checkpoints(workdir) / str(step)).rename(target)
+    workdir_lib.checkpoint(workdir, step).rename(target)
   multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
   manager.reload()
 
@@ -191,8 +190,8 @@ def _load_json(path: str, export_file: str, item: str) -> dict:
   if is_export(path):
     exported = workdir_lib.path(path) / export_file
     return workdir_lib.read_json(exported) if exported.is_file() else {}
-  saved = workdir_lib.checkpoints(path) / str(_latest_step(path)) / item / "metadata"
-  return workdir_lib.read_json(saved) if saved.is_file() else {}  # JsonSave's one file
+  saved = workdir_lib.checkpoint_json(path, _latest_step(path), item)
+  return workdir_lib.read_json(saved) if saved.is_file() else {}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -241,7 +240,7 @@ def _restore_ema_params(path: str, target):
   if (workdir_lib.path(path) / EXPORT_SAFETENSORS_FILE).is_file():
     return load_safetensors_params(path, target)
   with ocp.StandardCheckpointer() as checkpointer:  # the item folder, as StandardSave wrote it
-    return checkpointer.restore(workdir_lib.checkpoints(path) / str(_latest_step(path)) / "ema",
+    return checkpointer.restore(workdir_lib.checkpoint_item(path, _latest_step(path), "ema"),
                                 target)
 
 
