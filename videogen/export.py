@@ -101,7 +101,7 @@ def main(argv: list[str]) -> None:
       _write_params(fmt, output, generator.params, generator.config, metadata)
     from videogen.text.conditioning import run_files
     for name in run_files(generator.config):  # e.g. a tokenizer trained in the workdir
-      (workdir_lib.path(workdir) / name).copy(workdir_lib.path(output) / name, overwrite=True)
+      workdir_lib.run_file(workdir, name).copy(workdir_lib.run_file(output, name), overwrite=True)
   print(output)
 
 

@@ -45,19 +45,11 @@ def _evaluations(workdir) -> list[dict]:
   """Each `eval/step_N` folder, in step order: its step, report, contact sheet and videos
   (bytes; None/[] where absent)."""
   from videogen import workdir as workdir_lib
-  from videogen.eval.report import VIDEOS
-  root = workdir_lib.eval_dir(workdir)
-  folders = []
-  if root.is_dir():
-    for folder in root.iterdir():
-      number = folder.name.removeprefix("step_")
-      if folder.name.startswith("step_") and number.isdigit() and folder.is_dir():
-        folders.append((int(number), folder))
   evaluations = []
-  for step, folder in sorted(folders):
-    report = folder / "report.json"
-    sheet = folder / "contact_sheet.png"
-    videos = sorted((folder / VIDEOS).glob("*.webm")) if (folder / VIDEOS).is_dir() else []
+  for step, folder in workdir_lib.eval_steps(workdir):
+    report = workdir_lib.eval_report_file(folder)
+    sheet = workdir_lib.contact_sheet_file(folder)
+    videos = workdir_lib.eval_video_files(folder)
     evaluations.append({
         "step": step,
         "report": workdir_lib.read_json(report) if report.is_file() else {},
@@ -189,7 +181,7 @@ def write_report(workdir: str, output: str | None = None) -> tuple[str, int, int
   if not (rows or evaluations or config):
     raise FileNotFoundError(f"workdir {workdir} holds no run (no metrics.jsonl, checkpoint or "
                             f"eval/step_N): train into it first")
-  target = workdir_lib.path(output) if output else root / "report.html"
+  target = workdir_lib.path(output) if output else workdir_lib.report_page(workdir)
   target.parent.mkdir(parents=True, exist_ok=True)
   with workdir_lib.local_target(target) as file:
     with open(file, "w", encoding="utf-8") as f:

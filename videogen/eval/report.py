@@ -26,7 +26,6 @@ from videogen.eval.synthetic_judge import synthetic_prompts
 
 METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
 PROMPT_SETS = ("suite", "plain")  # `suite_prompts`
-VIDEOS = "videos"  # the sample videos' folder beside report.json (`write_videos`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,27 +160,28 @@ def write(report: dict, videos, output_dir: str, prompts: list[str] | None = Non
           ) -> list[str]:
   """`report.json` and `contact_sheet.png` (`contact_sheet`) in `output_dir`, local or a
   bucket path; returns the two paths."""
-  folder = workdir_lib.path(output_dir)
-  folder.mkdir(parents=True, exist_ok=True)
-  workdir_lib.write_json(folder / "report.json", report)
-  with workdir_lib.local_target(folder / "contact_sheet.png") as sheet:
+  report_file = workdir_lib.eval_report_file(output_dir)
+  sheet_file = workdir_lib.contact_sheet_file(output_dir)
+  report_file.parent.mkdir(parents=True, exist_ok=True)
+  workdir_lib.write_json(report_file, report)
+  with workdir_lib.local_target(sheet_file) as sheet:
     Image.fromarray(contact_sheet(report, videos, prompts)).save(sheet)
-  return [str(folder / "report.json"), str(folder / "contact_sheet.png")]
+  return [str(report_file), str(sheet_file)]
 
 
 def write_videos(videos, output_dir, fps: int = 8) -> list[str]:
   """Each video as `output_dir/videos/NN.webm` (VP9, upscaled so that tiny samples stay
   visible: `video_io.display_upscale`), local or a bucket path, for the report page
   (`videogen.report`); returns the paths."""
-  folder = workdir_lib.path(output_dir) / VIDEOS
-  folder.mkdir(parents=True, exist_ok=True)
+  workdir_lib.eval_videos(output_dir).mkdir(parents=True, exist_ok=True)
   written = []
   for number, video in enumerate(videos):
     video = np.asarray(video)
-    with workdir_lib.local_target(folder / f"{number:02d}.webm") as file:
+    target = workdir_lib.eval_video(output_dir, number)
+    with workdir_lib.local_target(target) as file:
       video_io.write_video(file, video, fps,
                            upscale=video_io.display_upscale(*video.shape[1:3]))
-    written.append(str(folder / f"{number:02d}.webm"))
+    written.append(str(target))
   return written
 
 
