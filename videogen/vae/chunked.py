@@ -21,10 +21,18 @@ from videogen.vae.model import Autoencoder, check_video_shape
 
 
 @functools.lru_cache(maxsize=None)
-def _chunk_program(model: Autoencoder, method: str, first_chunk: bool):
-  """`(params, cache, x) → (y, new_cache)` for one chunk, compiled once per chunk shape."""
+def _chunk_program(model: Autoencoder, method: str, first_chunk: bool, last_chunk: bool = False):
+  """`(params, cache, x) → (y, new_cache)` for one chunk, compiled once per chunk shape.
+
+  The last chunk (a one-chunk clip's only one) hands no cache on (`new_cache` is `{}`): the
+  cached frames are program outputs, and XLA CPU copies them out at the program's end,
+  keeping every layer's input alive until then (temporaries ×3–5 at the released widths;
+  `jax.lax.optimization_barrier` does not survive XLA CPU's pipeline to prevent it)."""
 
   def run(params, cache, x):
+    if last_chunk:
+      return model.apply({"params": params, "cache": cache}, x, first_chunk=first_chunk,
+                         method=method), {}
     y, variables = model.apply({"params": params, "cache": cache}, x, first_chunk=first_chunk,
                                method=method, mutable=["cache"])
     return y, variables["cache"]
@@ -59,7 +67,8 @@ def batches_like_diffusers(model: Autoencoder, method: str) -> bool:
 def _run_chunked(model, method, params, x, chunk, on_host):
   outputs, cache = [], {}
   for start, stop in chunk_bounds(x.shape[1], chunk, batches_like_diffusers(model, method)):
-    y, cache = _chunk_program(model, method, start == 0)(params, cache, x[:, start:stop])
+    program = _chunk_program(model, method, start == 0, stop == x.shape[1])
+    y, cache = program(params, cache, x[:, start:stop])
     outputs.append(np.asarray(y) if on_host else y)
   return np.concatenate(outputs, axis=1) if on_host else jnp.concatenate(outputs, axis=1)
 

@@ -58,15 +58,17 @@ class CodecSpec:
     return 2 ** self.temporal_levels
 
 
-def _conv_kernel_init():
+def conv_kernel_init():
   return nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 
 
 class Conv(nn.Module):
   """A 3D convolution over `(B, T, H, W, C)` with explicit padding; kernel `(kt, kh, kw, I, O)`.
 
-  Time padding is the caller's business (causal); `spatial_padding` is zeros on (H, W).
-  `out_axis=None` keeps a layer with a handful of outputs (pixels, logits) unsharded."""
+  Time padding is the caller's business (causal): `history`, when given, is the `kt - 1`
+  frames that come before `x` (the output has `x`'s frame count). `spatial_padding` is zeros
+  on (H, W). `out_axis=None` keeps a layer with a handful of outputs (pixels, logits)
+  unsharded."""
 
   features: int
   kernel: tuple[int, int, int]
@@ -76,17 +78,65 @@ class Conv(nn.Module):
   out_axis: str | None = "vae_channels"
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, history: jax.Array | None = None) -> jax.Array:
     kernel = self.param("kernel", nn.with_logical_partitioning(
-        _conv_kernel_init(), (None, None, None, None, self.out_axis)),
+        conv_kernel_init(), (None, None, None, None, self.out_axis)),
         (*self.kernel, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
                                                            (self.out_axis,)),
                       (self.features,), jnp.float32)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype), self.strides,
-        ((0, 0), *self.spatial_padding), dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    if history is not None:
+      history = history.astype(self.dtype)
+    y = conv3d(x.astype(self.dtype), kernel.astype(self.dtype), self.strides,
+               self.spatial_padding, history)
     return constrain(y + bias.astype(self.dtype), ACTIVATION)
+
+
+def conv3d_reference(x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int],
+                     spatial_padding, history: jax.Array | None = None) -> jax.Array:
+  """The plain 3D convolution of `history ++ x` along time (no time padding): what `conv3d`
+  computes, and what this module computed before it."""
+  if history is not None:
+    x = jnp.concatenate([history, x], axis=1)
+  return jax.lax.conv_general_dilated(x, kernel, strides, ((0, 0), *spatial_padding),
+                                      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+
+
+def _conv2d(x: jax.Array, kernel: jax.Array, strides, spatial_padding) -> jax.Array:
+  """(B, T, H, W, C) → frames folded into the batch, one 2D convolution."""
+  b, t = x.shape[:2]
+  y = jax.lax.conv_general_dilated(x.reshape(b * t, *x.shape[2:]), kernel, strides,
+                                   spatial_padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y.reshape(b, t, *y.shape[1:])
+
+
+def conv3d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int],
+           spatial_padding, history: jax.Array | None = None) -> jax.Array:
+  """`conv3d_reference` in the forms XLA CPU runs fastest (equal up to f32 summation order,
+  tests/test_vae_fast_paths.py). Frames fold into the batch and each of the kernel's `kt`
+  temporal taps is a 2D convolution of a window of frames, the taps summed: XLA CPU sends 2D
+  convolutions to its fast library path, and runs 3D ones at about half that speed on the
+  VAE's shapes (docs/benchmarks.md, "Where the VAE's time goes"). The last tap's window is
+  `x` itself and the others start in `history`, so the padded clip `history ++ x` is never
+  built. A 1×1×1 kernel is a matmul over channels."""
+  kt = kernel.shape[0]
+  past = 0 if history is None else history.shape[1]
+  frames = x.shape[1] + past - kt + 1
+  if strides[0] != 1 or frames < 1 or (past and past != kt - 1):
+    return conv3d_reference(x, kernel, strides, spatial_padding, history)
+  if kernel.shape[:3] == (1, 1, 1) and strides == (1, 1, 1):
+    return jnp.einsum("bthwc,co->bthwo", x, kernel[0, 0, 0])
+  y = None
+  for tap in range(kt):
+    if tap < past:  # frames tap .. tap + frames of history ++ x
+      from_history = min(past - tap, frames)
+      window = jnp.concatenate([history[:, tap:tap + from_history],
+                                x[:, :frames - from_history]], axis=1)
+    else:
+      window = x[:, tap - past:tap - past + frames]
+    part = _conv2d(window, kernel[tap], strides[1:], spatial_padding)
+    y = part if y is None else y + part
+  return y
 
 
 class CausalConv3d(nn.Module):
@@ -103,17 +153,21 @@ class CausalConv3d(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     past = self.kernel[0] - 1
+    history = tail = None
     if past:
       if self.has_variable("cache", "past"):
-        history = self.get_variable("cache", "past")
+        history = self.get_variable("cache", "past").astype(x.dtype)
       else:
         history = jnp.repeat(x[:, :1], past, axis=1)
-      x = jnp.concatenate([history.astype(x.dtype), x], axis=1)
       if self.is_mutable_collection("cache"):
-        self.put_variable("cache", "past", x[:, -past:])
+        tail = x[:, -past:] if x.shape[1] >= past else jnp.concatenate(
+            [history, x], axis=1)[:, -past:]
     pad_h, pad_w = (self.kernel[1] - 1) // 2, (self.kernel[2] - 1) // 2
-    return Conv(self.features, self.kernel, spatial_padding=((pad_h, pad_h), (pad_w, pad_w)),
-                dtype=self.dtype, out_axis=self.out_axis, name="conv")(x)
+    y = Conv(self.features, self.kernel, spatial_padding=((pad_h, pad_h), (pad_w, pad_w)),
+             dtype=self.dtype, out_axis=self.out_axis, name="conv")(x, history)
+    if tail is not None:
+      self.put_variable("cache", "past", tail)
+    return y
 
 
 class GroupNorm(nn.Module):
@@ -158,12 +212,15 @@ class SpatialNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, zq: jax.Array, first_chunk: bool) -> jax.Array:
-    zq = resize_like(zq, *x.shape[1:4], first_chunk=first_chunk)
     features = x.shape[-1]
     y = GroupNorm(self.groups, self.stats_over, name="norm_layer")(x)
+    # The 1×1×1 convolutions commute with the nearest-neighbour resize: run them on the
+    # latents and resize their outputs (the same values, a fraction of the work, and no
+    # full-size copies of the latents).
     scale = CausalConv3d(features, (1, 1, 1), self.dtype, name="conv_y")(zq)
     shift = CausalConv3d(features, (1, 1, 1), self.dtype, name="conv_b")(zq)
-    return y * scale + shift
+    size = dict(frames=x.shape[1], height=x.shape[2], width=x.shape[3], first_chunk=first_chunk)
+    return y * resize_like(scale, **size) + resize_like(shift, **size)
 
 
 class ResnetBlock(nn.Module):
