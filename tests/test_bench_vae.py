@@ -21,3 +21,26 @@ def test_bench_vae_rows_and_flat_chunked_peak():
     assert abs(chunked_9 - chunked_5) <= 0.1 * chunked_5
   table = bench_vae.format_table(rows)
   assert table.count("| chunked |") == 2 and "n/a" not in table
+
+
+def test_vs_pytorch_builds_the_same_widths_and_names_the_ratios():
+  """--vs-pytorch compares like with like: diffusers' VAE from our config has our param count."""
+  import pytest
+  pytest.importorskip("diffusers")
+  from diffusers import AutoencoderKLCogVideoX
+  import jax
+  config = load_config_file(os.path.join(REPO, "configs", "vae_tiny.py:test"))
+  theirs = AutoencoderKLCogVideoX(**bench_vae.diffusers_kwargs(config.vae))
+  _, params = bench_vae.build(config)
+  assert (sum(p.numel() for p in theirs.parameters())
+          == sum(x.size for x in jax.tree.leaves(params)))
+  ours = {"frames": 17, "encode_fps": 3.0, "decode_fps": 1.0, "both_fps": 0.75,
+          "peak_rss_mib": 900.0}
+  theirs_row = {"frames": 17, "encode_fps": 2.0, "decode_fps": 0.5, "both_fps": 0.4,
+                "peak_rss_mib": 1000.0}
+  ratio = bench_vae.vs_ratios(ours, theirs_row)
+  assert ratio["encode_fps"] == 1.5 and ratio["decode_fps"] == 2.0
+  assert ratio["peak_rss_mib"] == 0.9
+  config.vae.variant = "factorized"
+  with pytest.raises(ValueError, match="causal3d"):
+    bench_vae.diffusers_kwargs(config.vae)
