@@ -209,3 +209,22 @@ def test_per_device_parameter_bytes_fall_as_one_over_fsdp():
   total = per_device[1]
   for fsdp in (2, 4, 8):  # small vectors (norm scales, biases) may stay whole
     assert per_device[fsdp] < 1.15 * total / fsdp, per_device
+
+
+def test_the_suite_variant_trains_on_suite_captions(tmp_path):
+  """configs/tiny.py:suite's data and text path at the test model's size: the run trains a
+  sentencepiece model on its suite captions (speed words included, nothing unknown) and its
+  steps run with finite losses."""
+  from videogen import workdir as workdir_lib
+  from videogen.data.synthetic import prompt_suite
+  from videogen.text.sentencepiece_tokenizer import SentencePieceTokenizer
+  config = tiny_config(**{"data.num_frames": 16, "data.synthetic.scenes": "suite",
+                          "data.synthetic.radius": 0.16, "text.tokenizer": "sentencepiece",
+                          "text.max_length": 32, "train.num_steps": 2,
+                          "checkpoint.every_steps": 100})
+  loop.train(config, str(tmp_path))
+  tokenizer = SentencePieceTokenizer(workdir_lib.tokenizer_file(str(tmp_path)), 32)
+  prompts = prompt_suite(pipeline.world_from_config(config.data), 48)
+  assert not tokenizer.unknown(prompts)
+  assert all(np.isfinite(m["loss"]) for m in read_metrics(str(tmp_path)))
+  assert len(read_metrics(str(tmp_path))) == 2

@@ -292,7 +292,8 @@ def _spec_path(world: World, rng: np.random.Generator, spec: dict) -> dict:
         f"radius {world.radius} at speed {SPEEDS.get(spec.get('speed'), world.speed)}: exact "
         f"bounce counts there are {feasible_bounces(world, spec.get('speed'))}; change "
         "data.num_frames, the prompt or data.synthetic.speed")
-  speed = float(rng.choice(_speeds(world, spec.get("speed"), bounces)))
+  speeds = _speeds(world, spec.get("speed"), bounces)
+  speed = speeds[rng.integers(len(speeds))]  # = rng.choice(speeds), without its array
   ahead = rng.uniform(*_start_room(world, speed, bounces))
   velocity = np.array(DIRECTIONS[spec["direction"]]) * speed
   axis = int(np.argmax(np.abs(velocity)))
@@ -305,27 +306,26 @@ def _spec_path(world: World, rng: np.random.Generator, spec: dict) -> dict:
   return dict(path=path, bounces=hits, speed=speed, key=key)
 
 
-def _crowded(world: World, drawn: list[dict]) -> bool:
-  """Whether a drawn object is touched by one drawn over it (later) in one of its key frames or
-  in over half of all frames."""
-  paths = np.stack([d["path"] for d in drawn], 1)  # (T, N, 2)
-  near = np.linalg.norm(paths[:, :, None] - paths[:, None], axis=-1) < 2 * world.radius
-  covered = (near & np.triu(np.ones((len(drawn),) * 2, bool), 1)).any(2)  # (T, N)
-  key = np.stack([d["key"] for d in drawn], 1)
-  return bool((covered & key).any() or (covered.sum(0) > len(paths) // 2).any())
+def _hidden(drawn: dict, covered: np.ndarray) -> bool:
+  """Whether an object is covered (`covered` `(T,)`: frames where one drawn over it touches
+  it) in one of its key frames or in over half of all frames."""
+  return bool((covered & drawn["key"]).any() or covered.sum() > len(covered) // 2)
 
 
 def _place(world: World, objects: list[dict], rng: np.random.Generator) -> list[dict] | None:
-  """Paths for `objects` drawn in this order that do not crowd (None when none are found):
-  placed one by one, redrawing one that crowds those before it, starting over when one does
-  not fit."""
+  """Paths for `objects` drawn in this order where none is `_hidden` by those drawn over it
+  (None when none are found): placed one by one, redrawing one that hides one before it,
+  starting over when one does not fit."""
   for _ in range(20):
-    drawn = []
+    drawn, covered = [], []  # covered[i]: frames where an object drawn later touches drawn[i]
     for spec in objects:
       for _ in range(50):
         candidate = _spec_path(world, rng, spec)
-        if not _crowded(world, drawn + [candidate]):
+        touched = [c | (np.linalg.norm(d["path"] - candidate["path"], axis=-1) < 2 * world.radius)
+                   for d, c in zip(drawn, covered)]
+        if not any(map(_hidden, drawn, touched)):
           drawn.append(candidate)
+          covered = touched + [np.zeros(world.num_frames, bool)]
           break
       else:
         break
