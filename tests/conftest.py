@@ -133,7 +133,7 @@ def write_random_i3d(path: str) -> str:
   (jitting InceptionI3d.init would take ~15 s on CPU)."""
   import numpy as np
   from videogen.eval import i3d
-  from videogen.weights import write_safetensors
+  from videogen.formats.weight_files import write_safetensors
   rng = np.random.default_rng(0)
   ones = ("var", "scale")
   write_safetensors(path, {

@@ -11,7 +11,7 @@ import pytest
 from conftest import one_line_error, run_cli
 from videogen import checkpoints
 from videogen.generate import Generator
-from videogen.weights import read_safetensors
+from videogen.formats.weight_files import read_safetensors
 
 TEST_CONFIG = "configs/tiny.py:test"
 PROMPTS = ["a red circle moving right", "a blue square moving up"]
@@ -155,7 +155,7 @@ def test_diffusers_export_gives_back_the_imported_state_dict(kind, dtype, tmp_pa
   from videogen.config import base_config
   from videogen.export_formats import dit_params, export_diffusers
   from videogen.models import convert_dit
-  from videogen.weights import load_state_dict
+  from videogen.formats.weight_files import load_state_dict
   torch.manual_seed(0)
   if kind == "wan":
     model = _random(diffusers.WanTransformer3DModel(**WAN))

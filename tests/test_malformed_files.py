@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error, run_cli, tiny_config
-from videogen import checkpoints, export_formats, weights
+from videogen import checkpoints, export_formats
+from videogen.formats import weight_files as weights
 from videogen.data import manifest
 from videogen.eval import i3d
 

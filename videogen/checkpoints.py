@@ -32,7 +32,7 @@ from jax.experimental import multihost_utils
 from videogen import workdir as workdir_lib
 from videogen.config import base_config
 from videogen.models import lora
-from videogen.weights import _listing, parse_json, read_safetensors, write_safetensors
+from videogen.formats.weight_files import _listing, parse_json, read_safetensors, write_safetensors
 
 EXPORT_PARAMS_SUBDIR = "params"
 EXPORT_SAFETENSORS_FILE = "model.safetensors"

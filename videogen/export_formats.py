@@ -16,7 +16,7 @@ from videogen.models.text_to_video import build_model, param_shardings, spec_fro
 from videogen.parallel import mesh as mesh_lib
 from videogen.text.conditioning import t5_spec
 from videogen.vae.latents import FrozenVae
-from videogen.weights import safetensors_spans, write_safetensors
+from videogen.formats.weight_files import safetensors_spans, write_safetensors
 
 DIFFUSERS_SUBDIR = "transformer"  # diffusers' pipeline folder for the denoiser
 

@@ -14,7 +14,7 @@ import warnings
 
 import ml_collections
 
-from videogen.weights import parse_json
+from videogen.formats.weight_files import parse_json
 
 COLUMNS = ("path", "text", "num_frames", "height", "width", "fps")
 NUMERIC = {"num_frames": int, "height": int, "width": int, "fps": float}
@@ -46,7 +46,7 @@ class Clip:
 
 def read_rows(path: str) -> list[dict]:
   """The raw rows of a CSV or JSONL file (a line that is not a JSON object, or nests deeper
-  than `weights.MAX_JSON_DEPTH`, becomes a `_bad` row)."""
+  than `weight_files.MAX_JSON_DEPTH`, becomes a `_bad` row)."""
   # Bytes that are not UTF-8 become U+FFFD: a path with them names no file and is skipped
   # as unreadable, a caption keeps the rest of its text.
   with open(path, newline="", encoding="utf-8", errors="replace") as f:

@@ -29,7 +29,7 @@ import numpy as np
 
 from videogen.eval.clip_tokenizer import ClipTokenizer
 from videogen.models.layers import Dense, LayerNorm, constrain, param
-from videogen.weights import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
+from videogen.formats.weight_files import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
                               weights_file)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

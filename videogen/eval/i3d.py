@@ -34,7 +34,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from videogen.models.layers import param
-from videogen.weights import _listing, load_state_dict, write_safetensors
+from videogen.formats.weight_files import _listing, load_state_dict, write_safetensors
 
 NUM_CLASSES = 400
 FEATURES_DIM = 1024

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from videogen.weights import _listing, load_diffusers_config, load_state_dict, model_folder
+from videogen.formats.weight_files import _listing, load_diffusers_config, load_state_dict, model_folder
 
 COGVIDEOX_DEFAULTS = dict(
     num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16,

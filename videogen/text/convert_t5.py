@@ -3,7 +3,7 @@
 Conversion walks the expected HF key set for the spec, moves each tensor onto our tree (torch
 Linear weights are `(out, in)`, so transposed; q/k/v split heads as `(d_model, heads, d_kv)`,
 o as `(heads, d_kv, d_model)`) and fails on any missing or leftover key. Decoder / lm_head
-weights of a full T5 checkpoint are ignored. Files are read by `videogen.weights`'
+weights of a full T5 checkpoint are ignored. Files are read by `videogen.formats.weight_files`'
 non-unpickling readers.
 """
 import os
@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
-from videogen.weights import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
+from videogen.formats.weight_files import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
                               model_folder, parse_json)
 
 _EMBEDDING_KEYS = ("shared.weight", "encoder.embed_tokens.weight")

@@ -5,7 +5,7 @@ so conversion walks *our* parameter tree, derives each leaf's diffusers key by r
 moves torch's channels-first kernels to channels-last. Every source key must be used and every
 target leaf filled, so a config/weights mismatch fails loudly instead of loading half a model.
 
-Weights are read without unpickling (`videogen.weights`): safetensors through the
+Weights are read without unpickling (`videogen.formats.weight_files`): safetensors through the
 `safetensors` package (bf16 via ml_dtypes), torch `.bin/.pt` files only through
 `torch.load(..., weights_only=True)`.
 """
@@ -21,7 +21,7 @@ from flax import traverse_util
 from videogen import checkpoints
 from videogen.config import base_config
 from videogen.vae.model import Autoencoder, CodecSpec, VaeSpec
-from videogen.weights import _listing, load_diffusers_config, load_state_dict, model_folder
+from videogen.formats.weight_files import _listing, load_diffusers_config, load_state_dict, model_folder
 
 # diffusers' `AutoencoderKLCogVideoX.__init__` defaults: what a config.json may leave out.
 DIFFUSERS_DEFAULTS = dict(

@@ -1,0 +1,18 @@
+"""Every weight importer and exporter: one module per format, one naming convention.
+
+    weight_files.py   the file readers every importer shares (safetensors, sharded indexes,
+                      torch files through weights_only=True, untrusted JSON) and the
+                      safetensors writer; nothing is unpickled
+
+In a format's module, named after the thing (`<thing>` is the module's name):
+    read_<what>(path)               files -> raw data (a state dict, a config.json)
+    convert_state_dict(sd, spec)    foreign state dict -> our params, pure
+    load_<thing>(path)              foreign files -> (spec or settings, params)
+    import_<thing>(source, output)  foreign files -> a videogen export (`python -m videogen.convert`)
+    to_state_dict(params, ...)      our params -> foreign state dict, pure
+    export_<thing>(output, ...)     our params -> foreign files (`python -m videogen.export`)
+
+Our own checkpoint and export formats (Orbax, safetensors exports) stay in
+`videogen/checkpoints.py`. This package's `__init__` imports nothing, so a numpy-only reader
+such as `data/manifest.py` pulls in `weight_files` alone.
+"""
