@@ -8,14 +8,44 @@ own config by the importer), f32, AdamW, on the same shapes; each prints one JSO
 tokens/s, and a final line gives the ratios and both sides' share of a matmul peak measured
 in the same run (torch and JAX each time a 2048² matmul).
 """
-import argparse
+import dataclasses
 import json
+import sys
 import time
 
 import numpy as np
+from absl import flags
+
+from videogen.cli import exit_with_error, parse_flags_or_exit
+# jax, torch and the library load inside the functions below, once the flags parse: --help
+# answers before jax loads (tests/test_help.py).
+
+_LAYERS = flags.DEFINE_integer("layers", 4, "Transformer blocks.")
+_HEADS = flags.DEFINE_integer("heads", 8, "Attention heads.")
+_HEAD_DIM = flags.DEFINE_integer("head_dim", 64, "Channels per head.")
+_BATCH = flags.DEFINE_integer("batch", 2, "Clips per step.")
+_LATENT = flags.DEFINE_string("latent", "5x32x32", "Latent FRAMESxHEIGHTxWIDTH.")
+_TEXT = flags.DEFINE_integer("text", 32, "Text tokens.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per side (after one warm-up).")
+_COMPILE = flags.DEFINE_bool("compile", False, "Also time torch.compile.")
+_ATTENTION = flags.DEFINE_list("attention", ["xla"],
+                               "Our attention backend(s), comma-separated: xla,reference,blockwise.")
 
 
-def torch_rates(args) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """The shared model and input shape, read from the flags."""
+  layers: int
+  heads: int
+  head_dim: int
+  batch: int
+  latent: tuple[int, int, int]  # latent (frames, height, width)
+  text: int
+  steps: int
+  compile: bool
+
+
+def torch_rates(args: Setup) -> tuple[dict, object]:
   import diffusers
   import torch
   frames, height, width = args.latent
@@ -59,12 +89,12 @@ def torch_rates(args) -> dict:
   return rates, model
 
 
-def jax_rate(args, torch_model, attention: str) -> dict:
+def jax_rate(args: Setup, torch_model, attention: str) -> dict:
   import jax
   import jax.numpy as jnp
   from videogen.config import base_config
   from videogen.diffusion.objectives import from_config as diffusion_from_config
-  from videogen.models.convert_dit import cogvideox_model_config
+  from videogen.formats.diffusers_dit import cogvideox_model_config
   from videogen.models.flops import dit_forward_flops, train_step_flops
   from videogen.models.text_to_video import build_model, example_inputs, spec_from_config
   from videogen.parallel import mesh as mesh_lib
@@ -101,28 +131,22 @@ def jax_rate(args, torch_model, attention: str) -> dict:
           "matmul_flops": peak, "step_s": seconds}
 
 
-def tokens(args) -> int:
+def tokens(args: Setup) -> int:
   frames, height, width = args.latent
   return args.batch * frames * (height // 2) * (width // 2)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--heads", type=int, default=8)
-  parser.add_argument("--head_dim", type=int, default=64)
-  parser.add_argument("--batch", type=int, default=2)
-  parser.add_argument("--latent", type=lambda s: tuple(int(v) for v in s.split("x")),
-                      default=(5, 32, 32))
-  parser.add_argument("--text", type=int, default=32)
-  parser.add_argument("--steps", type=int, default=3)
-  parser.add_argument("--compile", action="store_true", help="also time torch.compile")
-  parser.add_argument("--attention", default="xla",
-                      help="our attention backend(s), comma-separated: xla,reference,blockwise")
-  args = parser.parse_args()
+def main(argv: list[str]) -> None:
+  parse_flags_or_exit(argv, config_flag=None)
+  try:
+    frames, height, width = (int(v) for v in _LATENT.value.split("x"))
+  except ValueError:
+    exit_with_error(f"--latent: expected FRAMESxHEIGHTxWIDTH (5x32x32), got {_LATENT.value!r}")
+  args = Setup(_LAYERS.value, _HEADS.value, _HEAD_DIM.value, _BATCH.value,
+               (frames, height, width), _TEXT.value, _STEPS.value, _COMPILE.value)
   torch_side, model = torch_rates(args)
   print(json.dumps({"side": "pytorch", **{k: round(v, 3) for k, v in torch_side.items()}}))
-  for attention in args.attention.split(","):
+  for attention in _ATTENTION.value:
     ours = jax_rate(args, model, attention)
     print(json.dumps({"side": "videogen", "attention": attention,
                       **{k: round(v, 3) for k, v in ours.items()}}))
@@ -132,5 +156,6 @@ def main():
       summary["ours_vs_compiled"] = ours["tokens_per_s"] / torch_side["compiled"]
     print(json.dumps({"attention": attention, **{k: round(v, 3) for k, v in summary.items()}}))
 
+
 if __name__ == "__main__":
-  main()
+  main(sys.argv)
