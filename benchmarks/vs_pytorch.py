@@ -29,7 +29,7 @@ _TEXT = flags.DEFINE_integer("text", 32, "Text tokens.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per side (after one warm-up).")
 _COMPILE = flags.DEFINE_bool("compile", False, "Also time torch.compile.")
 _ATTENTION = flags.DEFINE_list("attention", ["xla"],
-                               "Our attention backend(s), comma-separated: xla,reference,blockwise.")
+                               "Our attention backend(s): xla,reference,blockwise.")
 
 
 @dataclasses.dataclass(frozen=True)
