@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from videogen.models.convert_dit import (cogvideox_model_config, convert_cogvideox, convert_wan,
-                                         stack_blocks, wan_model_config)
+from videogen.formats.diffusers_dit import (cogvideox_model_config, convert_cogvideox,
+                                            convert_wan, stack_blocks, wan_model_config)
 from videogen.models.dit import DiT, DiTSpec
 
 

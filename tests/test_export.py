@@ -108,7 +108,7 @@ def test_bad_format_and_models_without_a_diffusers_counterpart_are_one_line(trai
     assert setting in line, line
   assert "5 settings with no WanTransformer3DModel counterpart" in line and "tiny.py:wan" in line
   assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "y")
-  from videogen.models.convert_dit import diffusers_config
+  from videogen.formats.diffusers_dit import diffusers_config
   model = checkpoints.load_config(str(trained)).model.to_dict()
   with pytest.raises(ValueError, match="model.layout='factorized' has no diffusers"):
     diffusers_config({**model, "layout": "factorized"}, 16)
@@ -154,22 +154,22 @@ def test_diffusers_export_gives_back_the_imported_state_dict(kind, dtype, tmp_pa
   from test_dit_convert import COGVIDEOX, WAN, _random, _state
   from videogen.config import base_config
   from videogen.export_formats import dit_params, export_diffusers
-  from videogen.models import convert_dit
+  from videogen.formats import diffusers_dit
   from videogen.formats.weight_files import load_state_dict
   torch.manual_seed(0)
   if kind == "wan":
     model = _random(diffusers.WanTransformer3DModel(**WAN))
-    settings = convert_dit.wan_model_config(dict(model.config))
-    params = convert_dit.convert_wan(_state(model), settings)
+    settings = diffusers_dit.wan_model_config(dict(model.config))
+    params = diffusers_dit.convert_wan(_state(model), settings)
   else:
     model = _random(diffusers.CogVideoXTransformer3DModel(
         **COGVIDEOX, patch_size_t=2 if kind == "cogvideox_t" else None))
-    settings = convert_dit.cogvideox_model_config(dict(model.config))
-    params = convert_dit.convert_cogvideox(_state(model), settings)
+    settings = diffusers_dit.cogvideox_model_config(dict(model.config))
+    params = diffusers_dit.convert_cogvideox(_state(model), settings)
   config = base_config()
   config.model.update(**settings)
   config.text.update(encoder="t5", max_length=6)
-  params = {"dit": convert_dit.stack_blocks(params, settings["depth"])}
+  params = {"dit": diffusers_dit.stack_blocks(params, settings["depth"])}
   checkpoints.export_params(str(tmp_path / "ours"), jax.device_put(params, jax.devices()[0]),
                             config)
   export_diffusers(str(tmp_path / "out"), dit_params(str(tmp_path / "ours"), config), config,

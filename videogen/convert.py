@@ -58,7 +58,7 @@ def export_transformer(kind: str, source: str, output: str, vae: str = "",
                        text_encoder: str = "") -> None:
   from videogen import checkpoints
   from videogen.config import base_config
-  from videogen.models.convert_dit import load_diffusers_dit, stack_blocks
+  from videogen.formats.diffusers_dit import load_diffusers_dit, stack_blocks
   settings, params = load_diffusers_dit(source, kind)
   defaults = TRANSFORMER_DEFAULTS[kind]
   config = base_config()

@@ -12,7 +12,7 @@ be an export (to convert between formats).
                bfloat16) + the same JSON and run files; samples like an Orbax export
   diffusers    `transformer/diffusion_pytorch_model.safetensors` + `transformer/config.json`:
                layout expert → CogVideoXTransformer3DModel, joint → WanTransformer3DModel
-               (videogen/models/convert_dit.py); other models are refused by name
+               (videogen/formats/diffusers_dit.py); other models are refused by name
   stablehlo    `sampler.stablehlo` + `sampler.json`: the whole sampler via `jax.export`
                (videogen/serving.py) + config.json
 
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
                          mesh_lib.rules_from_config(config.mesh))
     _write_params(fmt, output, vae.params, vae.config, {"latent_stats": vae.stats})
   elif fmt == "diffusers":
-    from videogen.models.convert_dit import diffusers_config
+    from videogen.formats.diffusers_dit import diffusers_config
     problems = []  # refuse before loading anything, naming every setting at once
     if config.text.encoder != "t5":
       problems.append(f"text.encoder={config.text.encoder!r} (needs 't5': the DiT's own "

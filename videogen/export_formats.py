@@ -11,7 +11,7 @@ from videogen import checkpoints
 from videogen import workdir as workdir_lib
 from videogen.cli import load_generator_or_exit
 from videogen.models import lora
-from videogen.models.convert_dit import diffusers_config, to_diffusers
+from videogen.formats.diffusers_dit import diffusers_config, to_state_dict
 from videogen.models.text_to_video import build_model, param_shardings, spec_from_config
 from videogen.parallel import mesh as mesh_lib
 from videogen.text.conditioning import t5_spec
@@ -56,13 +56,13 @@ def stored_text_width(path: str) -> int | None:
 def export_diffusers(output: str, params, config, dtype: str = "float32") -> None:
   """`output/transformer/` as diffusers lays a transformer out: `config.json` plus
   `diffusion_pytorch_model.safetensors` (a DiT with a diffusers counterpart; see
-  `convert_dit.diffusers_config`, which raises a ValueError naming what has none)."""
+  `diffusers_dit.diffusers_config`, which raises a ValueError naming what has none)."""
   kind, transformer_config = diffusers_config(config.model.to_dict(), config.text.max_length,
                                               config.diffusion.get("prediction", "velocity"))
   if set(params) != {"dit"}:
     raise ValueError(f"params {sorted(set(params) - {'dit'})} have no diffusers counterpart")
   dit = checkpoints.on_host(params["dit"])
-  state = to_diffusers(dit, config.model.to_dict(), kind)
+  state = to_state_dict(dit, config.model.to_dict(), kind)
   to = np.dtype(jax.numpy.dtype(dtype))
   if jax.process_index() == 0:
     folder = workdir_lib.path(output) / DIFFUSERS_SUBDIR

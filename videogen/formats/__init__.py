@@ -3,6 +3,7 @@
     weight_files.py   the file readers every importer shares (safetensors, sharded indexes,
                       torch files through weights_only=True, untrusted JSON) and the
                       safetensors writer; nothing is unpickled
+    diffusers_dit.py  diffusers' CogVideoX and Wan transformers, both directions
 
 In a format's module, named after the thing (`<thing>` is the module's name):
     read_<what>(path)               files -> raw data (a state dict, a config.json)
@@ -11,6 +12,8 @@ In a format's module, named after the thing (`<thing>` is the module's name):
     import_<thing>(source, output)  foreign files -> a videogen export (`python -m videogen.convert`)
     to_state_dict(params, ...)      our params -> foreign state dict, pure
     export_<thing>(output, ...)     our params -> foreign files (`python -m videogen.export`)
+A module that holds several architectures names each in its pure maps (`convert_cogvideox`,
+`convert_wan`).
 
 Our own checkpoint and export formats (Orbax, safetensors exports) stay in
 `videogen/checkpoints.py`. This package's `__init__` imports nothing, so a numpy-only reader

@@ -10,7 +10,7 @@ tensor it expects by name, checks its shape, moves it onto our tree (torch Linea
 over our `(pt, ph, pw, C)` patch order) and fails on a missing, misshapen or leftover tensor.
 Variants whose maths we do not implement are refused by name rather than loaded wrongly.
 
-The export direction (`to_diffusers`, `diffusers_config`) is derived from the same code: the
+The export direction (`to_state_dict`, `diffusers_config`) is derived from the same code: the
 converter runs once on symbolic tensors (`_Probe`) that record each name, shape and the
 transposes/reshapes applied, and each of our params is sent back through those steps
 reversed. There is one name table: the importer.
@@ -378,7 +378,7 @@ def diffusers_config(model: dict, text_length: int, prediction: str = "velocity"
   return kind, config
 
 
-def to_diffusers(params: dict, m: dict, kind: str) -> dict[str, np.ndarray]:
+def to_state_dict(params: dict, m: dict, kind: str) -> dict[str, np.ndarray]:
   """Our DiT params (`blocks` stacked or `block_i` unrolled) for settings `m` → the diffusers
   state dict that `convert_<kind>` reads back to exactly these params."""
   if "blocks" in params:
