@@ -153,7 +153,7 @@ def test_diffusers_export_gives_back_the_imported_state_dict(kind, dtype, tmp_pa
   diffusers = pytest.importorskip("diffusers")
   from test_dit_convert import COGVIDEOX, WAN, _random, _state
   from videogen.config import base_config
-  from videogen.export_formats import dit_params, export_diffusers
+  from videogen.formats.diffusers_dit import dit_params, export_diffusers_dit
   from videogen.formats import diffusers_dit
   from videogen.formats.weight_files import load_state_dict
   torch.manual_seed(0)
@@ -172,8 +172,8 @@ def test_diffusers_export_gives_back_the_imported_state_dict(kind, dtype, tmp_pa
   params = {"dit": diffusers_dit.stack_blocks(params, settings["depth"])}
   checkpoints.export_params(str(tmp_path / "ours"), jax.device_put(params, jax.devices()[0]),
                             config)
-  export_diffusers(str(tmp_path / "out"), dit_params(str(tmp_path / "ours"), config), config,
-                   dtype)
+  export_diffusers_dit(str(tmp_path / "out"), dit_params(str(tmp_path / "ours"), config),
+                       config, dtype)
   folder = tmp_path / "out" / "transformer"
   assert sorted(os.listdir(folder)) == ["config.json", "diffusion_pytorch_model.safetensors"]
   want = _state(model)

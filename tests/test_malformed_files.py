@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error, run_cli, tiny_config
-from videogen import checkpoints, export_formats
+from videogen import checkpoints
+from videogen.formats import diffusers_dit
 from videogen.formats import weight_files as weights
 from videogen.data import manifest
 from videogen.eval import i3d
@@ -76,7 +77,7 @@ def test_every_safetensors_reader_refuses_it_in_one_line(tmp_path, case):
   (export / checkpoints.EXPORT_SAFETENSORS_FILE).write_bytes(MALFORMED[case])
   for read in (lambda: checkpoints.load_safetensors_params(
       str(export), {"x": jax.ShapeDtypeStruct((2,), "float32")}),
-               lambda: export_formats.stored_text_width(str(export))):  # export --format
+               lambda: diffusers_dit.stored_text_width(str(export))):  # export --format
     with pytest.raises(ValueError, match="is not a valid safetensors file") as error:
       read()
     _one_line(error, export / checkpoints.EXPORT_SAFETENSORS_FILE)
@@ -221,7 +222,7 @@ def test_clis_print_one_error_line(tmp_path):
     rows.append({"path": f"v{k}.mp4", "text": "a red circle"})
   manifest.write_manifest(str(tmp_path / "videos.jsonl"), rows)
   export = _zero_export(tmp_path / "export")
-  assert export_formats.stored_text_width(str(export)) == tiny_config().model.text_dim
+  assert diffusers_dit.stored_text_width(str(export)) == tiny_config().model.text_dim
   bad_export = tmp_path / "bad_export"
   bad_export.mkdir()
   for name in (checkpoints.EXPORT_CONFIG_FILE, checkpoints.EXPORT_METADATA_FILE):

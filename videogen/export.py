@@ -17,7 +17,8 @@ be an export (to convert between formats).
                (videogen/serving.py) + config.json
 
 `--adapter_only` (a run with `model.lora_rank > 0`) writes just its LoRA adapters (EMA) as
-`adapter.safetensors` + `adapter.json` (videogen/checkpoints.py), for any copy of the base.
+`adapter.safetensors` + `adapter.json` (videogen/formats/lora_adapter.py), for any copy of
+the base.
 """
 import sys
 
@@ -60,8 +61,8 @@ def main(argv: list[str]) -> None:
                       f"(model.lora_rank is 0); export without the flag")
     if _FORMAT.present:
       exit_with_error("--adapter_only always writes safetensors adapters; drop --format")
-    from videogen.export_formats import export_adapter
-    export_adapter(workdir, output)
+    from videogen.formats.lora_adapter import export_lora_adapter
+    export_lora_adapter(workdir, output)
   elif task == "vae":
     if fmt not in ("orbax", "safetensors"):
       exit_with_error(f"--format {fmt}: a VAE exports as orbax or safetensors only")
@@ -86,8 +87,8 @@ def main(argv: list[str]) -> None:
       exit_with_error(f"--format diffusers: {'; '.join(problems)} (configs/tiny.py:wan "
                       "trains a model that exports)")
     try:
-      from videogen.export_formats import dit_params, export_diffusers
-      export_diffusers(output, dit_params(workdir, config), config, _DTYPE.value)
+      from videogen.formats.diffusers_dit import dit_params, export_diffusers_dit
+      export_diffusers_dit(output, dit_params(workdir, config), config, _DTYPE.value)
     except (FileNotFoundError, ValueError) as e:
       exit_with_error(f"--format diffusers: {str(e).splitlines()[0]}")
   else:

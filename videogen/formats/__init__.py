@@ -4,12 +4,14 @@
                       torch files through weights_only=True, untrusted JSON) and the
                       safetensors writer; nothing is unpickled
     diffusers_dit.py  diffusers' CogVideoX and Wan transformers, both directions
+    lora_adapter.py   a run's LoRA adapters alone
 
 In a format's module, named after the thing (`<thing>` is the module's name):
     read_<what>(path)               files -> raw data (a state dict, a config.json)
     convert_state_dict(sd, spec)    foreign state dict -> our params, pure
     load_<thing>(path)              foreign files -> (spec or settings, params)
-    import_<thing>(source, output)  foreign files -> a videogen export (`python -m videogen.convert`)
+    import_<thing>(source, output)  foreign files -> a videogen export
+                                    (`python -m videogen.convert`)
     to_state_dict(params, ...)      our params -> foreign state dict, pure
     export_<thing>(output, ...)     our params -> foreign files (`python -m videogen.export`)
 A module that holds several architectures names each in its pure maps (`convert_cogvideox`,

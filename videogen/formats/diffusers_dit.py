@@ -10,18 +10,26 @@ tensor it expects by name, checks its shape, moves it onto our tree (torch Linea
 over our `(pt, ph, pw, C)` patch order) and fails on a missing, misshapen or leftover tensor.
 Variants whose maths we do not implement are refused by name rather than loaded wrongly.
 
-The export direction (`to_state_dict`, `diffusers_config`) is derived from the same code: the
-converter runs once on symbolic tensors (`_Probe`) that record each name, shape and the
-transposes/reshapes applied, and each of our params is sent back through those steps
-reversed. There is one name table: the importer.
+The export direction (`to_state_dict`, `diffusers_config`; `export_diffusers_dit` writes the
+folder) is derived from the same code: the converter runs once on symbolic tensors (`_Probe`)
+that record each name, shape and the transposes/reshapes applied, and each of our params is
+sent back through those steps reversed. There is one name table: the importer.
 """
 import os
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from videogen.formats.weight_files import _listing, load_diffusers_config, load_state_dict, model_folder
+from videogen import checkpoints
+from videogen import workdir as workdir_lib
+from videogen.formats.weight_files import (_listing, load_diffusers_config, load_state_dict,
+                                           model_folder, safetensors_spans, write_safetensors)
+from videogen.models.text_to_video import build_model, param_shardings
+from videogen.parallel import mesh as mesh_lib
+from videogen.text.conditioning import t5_spec
+from videogen.vae.latents import FrozenVae
 
 COGVIDEOX_DEFAULTS = dict(
     num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16,
@@ -420,3 +428,59 @@ def load_diffusers_dit(path: str, kind: str) -> tuple[dict, dict]:
   weights = path if not os.path.isdir(path) else model_folder(path, "transformer")
   convert = convert_cogvideox if kind == "cogvideox" else convert_wan
   return settings, convert(load_state_dict(weights), settings)
+
+
+# --- export: our DiT → a diffusers transformer folder ------------------------------------------
+
+DIFFUSERS_SUBDIR = "transformer"  # diffusers' pipeline folder for the denoiser
+
+
+def dit_params(path: str, config):
+  """The EMA params of a DiT that reads T5 states, without the text path (an imported
+  export may carry neither tokenizer nor T5 weights; only the T5's width matters here)."""
+  mesh = mesh_lib.create_mesh(config.mesh)
+  rules = mesh_lib.rules_from_config(config.mesh)
+  model = build_model(config, 0, stored_text_width(path) or t5_spec(config.text, 0).d_model)
+  latent_shape = None
+  if config.vae.checkpoint:
+    latent_shape = FrozenVae.load(config.vae.checkpoint, mesh, rules).latent_shape(
+        config.data.num_frames, config.data.height, config.data.width)
+  abstract, shardings = param_shardings(model, config, mesh, rules, latent_shape)
+  with jax.set_mesh(mesh):
+    return checkpoints.load_ema_params(path, abstract, shardings)
+
+
+def stored_text_width(path: str) -> int | None:
+  """The T5 width an export's DiT was saved with (its `context_proj` fan-in), read from the
+  Orbax metadata or the safetensors header; None for a workdir."""
+  orbax_params = workdir_lib.path(path) / checkpoints.EXPORT_PARAMS_SUBDIR
+  tensors = workdir_lib.path(path) / checkpoints.EXPORT_SAFETENSORS_FILE
+  if orbax_params.is_dir():
+    with ocp.StandardCheckpointer() as checkpointer:
+      tree = checkpointer.metadata(orbax_params).item_metadata.tree
+    return tree["dit"]["context_proj"]["kernel"].shape[0]
+  if tensors.is_file():
+    with tensors.open("rb") as f:  # the header alone, checked: a malformed file is one line
+      shapes = {key: shape for _, _, key, _, shape in safetensors_spans(f, str(tensors))[1]}
+    shape = shapes.get("dit/context_proj/kernel")
+    return shape[0] if shape else None  # None: the params check names what is missing
+  return None
+
+
+def export_diffusers_dit(output: str, params, config, dtype: str = "float32") -> None:
+  """`output/transformer/` as diffusers lays a transformer out: `config.json` plus
+  `diffusion_pytorch_model.safetensors` (a DiT with a diffusers counterpart; see
+  `diffusers_config`, which raises a ValueError naming what has none)."""
+  kind, transformer_config = diffusers_config(config.model.to_dict(), config.text.max_length,
+                                              config.diffusion.get("prediction", "velocity"))
+  if set(params) != {"dit"}:
+    raise ValueError(f"params {sorted(set(params) - {'dit'})} have no diffusers counterpart")
+  dit = checkpoints.on_host(params["dit"])
+  state = to_state_dict(dit, config.model.to_dict(), kind)
+  to = np.dtype(jax.numpy.dtype(dtype))
+  if jax.process_index() == 0:
+    folder = workdir_lib.path(output) / DIFFUSERS_SUBDIR
+    folder.mkdir(parents=True)
+    with workdir_lib.local_target(folder / "diffusion_pytorch_model.safetensors") as local:
+      write_safetensors(local, {k: v.astype(to) for k, v in state.items()}, {"format": "pt"})
+    workdir_lib.write_json(folder / "config.json", transformer_config)
