@@ -2,7 +2,7 @@
 import os
 
 from conftest import REPO
-from videogen import bench_vae
+from videogen.bench import vae as bench_vae
 from videogen.config import load_config_file
 
 

@@ -2,7 +2,8 @@
 
 Every `python -m videogen.X` they mention must be an entry point that tests/test_help.py
 already runs with `--help` (exit 0, a usage line, no jax); a documented module outside that
-list is run with `--help` here. Every relative link (and `#anchor`) must point to a file (and a
+list is run with `--help` here. `python -m videogen.bench <what>` must name one of the
+benchmarks (test_help.BENCHMARKS, each run with `--help` there). Every relative link (and `#anchor`) must point to a file (and a
 heading) in the repository, every page under docs/ is linked from the README, and no page
 refers to the project's issue tracker instead of stating the fact."""
 import glob
@@ -17,7 +18,7 @@ from conftest import REPO
 PAGES = ["README.md"] + sorted(os.path.relpath(p, REPO)
                                for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
 
-_MODULE = re.compile(r"python -m (videogen(?:\.\w+)+)")
+_MODULE = re.compile(r"python -m (videogen(?:\.\w+)+)(?: ([a-z][\w-]*))?")
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -43,14 +44,19 @@ def _module_file(module: str) -> str | None:
 
 def test_every_documented_command_exists_and_answers_help():
   documented: dict[str, set[str]] = {}
+  benchmarks: dict[str, set[str]] = {}  # python -m videogen.bench <what>
   for page in PAGES:
-    for module in _MODULE.findall(open(os.path.join(REPO, page)).read()):
+    for module, word in _MODULE.findall(open(os.path.join(REPO, page)).read()):
       documented.setdefault(module, set()).add(page)
+      if module == "videogen.bench" and word:
+        benchmarks.setdefault(word, set()).add(page)
   assert {"videogen.train", "videogen.sample", "videogen.evaluate"} <= set(documented)
   missing = {m: sorted(pages) for m, pages in documented.items() if _module_file(m) is None}
+  missing |= {f"videogen.bench {w}": sorted(pages) for w, pages in benchmarks.items()
+              if w not in test_help.BENCHMARKS}
   assert not missing, f"documented commands with no module: {missing}"
   # test_help.py runs these with --help; run only the others here, once each.
-  checked = {f"videogen.{name}" for name in test_help.ENTRY_POINTS}
+  checked = {f"videogen.{name}" for name in test_help.ENTRY_POINTS} | {"videogen.bench"}
   for module in sorted(set(documented) - checked):
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)

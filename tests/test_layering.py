@@ -19,7 +19,9 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 MODULES = {_module_name(p): p for p in ROOT.rglob("*.py")}
-ENTRY_POINTS = {name for name, path in MODULES.items() if name.count(".") == 1
+# videogen/X.py, and each benchmark under `python -m videogen.bench <what>` (videogen/bench/).
+ENTRY_POINTS = {name for name, path in MODULES.items()
+                if (name.count(".") == 1 or name.startswith("videogen.bench."))
                 and re.search(r"^def main\(", path.read_text(), re.M)}
 
 

@@ -259,7 +259,7 @@ def test_describe_reports_aspect_and_user_scores(video_dir):
 
 def test_data_benchmark_reports_input_and_train_rates():
   # Batch 8: the suite's 8 fake devices split it (the benchmark uses every device).
-  result = run_cli("videogen.bench_data", "--buckets=128x5", "--clips=8", "--batches=2",
+  result = run_cli("videogen.bench", "data", "--buckets=128x5", "--clips=8", "--batches=2",
                    "--batch_size=8", "--train_config=configs/tiny.py:test", "--train_steps=1",
                    check=True)
   row = json.loads(result.stdout.strip().splitlines()[-1])

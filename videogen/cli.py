@@ -50,7 +50,9 @@ class _HelpFlag(flags.BooleanFlag):
     if self._parse(argument):
       main = sys.modules["__main__"]
       spec = getattr(main, "__spec__", None)
-      command = f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0])
+      # A module run by a dispatcher (videogen/bench/__main__.py) is told its command.
+      command = getattr(main, "COMMAND", None) or (
+          f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0]))
       print(f"usage: {command} [--flag=value ...]\n\n{(main.__doc__ or '').strip()}\n")
       print("flags:")
       print(flags.FLAGS.get_help() if self.full else flags.FLAGS.main_module_help())

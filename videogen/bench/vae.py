@@ -1,7 +1,7 @@
 """VAE benchmark: encode/decode throughput and peak device memory against clip length, one-shot
 vs temporally chunked.
 
-    python -m videogen.bench_vae [--config configs/vae_tiny.py] [--frames 17,33,65,129] \\
+    python -m videogen.bench vae [--config configs/vae_tiny.py] [--frames 17,33,65,129] \\
         [--height 64 --width 64] [--chunk_frames 16] [--chunk_latents 4] [--output r.json]
 
 Chunking exists so that device memory does not grow with clip length: this measures that
@@ -20,7 +20,7 @@ of `--repeats` timed calls after a warm-up, since the machine may be shared.
 
 Against PyTorch, side by side in one invocation:
 
-    python -m videogen.bench_vae --vs-pytorch [--frames 17,33] [--height 64 --width 64] \\
+    python -m videogen.bench vae --vs-pytorch [--frames 17,33] [--height 64 --width 64] \\
         [--config FILE] [--vs_mode chunked|one-shot] [--repeats 2]
 
 runs our VAE (the `vae` section of `--config`; without it `base_config()`'s, the released
@@ -326,7 +326,7 @@ def run_vs_pytorch(argv_flags: list[str], frames: list[int]) -> list[dict]:
     pair = {}
     for side in ("pytorch", "videogen"):
       result = subprocess.run(
-          [sys.executable, "-m", "videogen.bench_vae", f"--vs_side={side}", f"--frames={n}",
+          [sys.executable, "-m", "videogen.bench", "vae", f"--vs_side={side}", f"--frames={n}",
            *argv_flags], capture_output=True, text=True)
       if result.returncode:
         exit_with_error(f"the {side} side failed at {n} frames: "

@@ -1,7 +1,10 @@
 """Train-step benchmark: step time, tokens/s, model FLOPs, achieved FLOP/s and MFU.
 
-    python -m videogen.bench [--configs tiny,dit_100m] [--steps 5] [--batch_size N] \
+    python -m videogen.bench [step] [--configs tiny,dit_100m] [--steps 5] [--batch_size N] \
         [--frames 17,49] [--json]
+
+(`step` is the default <what>; the other benchmarks: `python -m videogen.bench
+vae|attention|data|sample|vs-pytorch-dit --help`.)
 
 Also reported: compile time and peak device memory (XLA's memory analysis of the compiled
 step: state + temporaries).
@@ -38,7 +41,8 @@ _PROFILE = flags.DEFINE_string("profile", None,
                                "Also trace two steps per measurement with jax.profiler into "
                                "this folder (read with benchmarks/profile_summary.py).")
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_DIR = os.path.join(REPO, "configs")
 
 
 def load_config(name: str):
@@ -96,7 +100,7 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
   from videogen.models.flops import dit_forward_flops, train_step_flops
   from videogen.models.text_to_video import spec_from_config
   from videogen.parallel import mesh as mesh_lib
-  from videogen.timing import seconds_per_step
+  from videogen.bench.timing import seconds_per_step
   from videogen.training.encoded_step import input_grid
 
   config = configured(name, frames)
@@ -140,7 +144,7 @@ def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   import jax
   import jax.numpy as jnp
-  from videogen import timing
+  from videogen.bench import timing
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}")
   rows = []
   for name in _CONFIGS.value:

@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmarks (`bench`, `bench_data`, `benchmarks/vs_pytorch.py`).
+"""Timing helpers shared by the benchmarks (`step`, `data`, `vs_pytorch_dit`).
 
 Flag-free on purpose: the benchmark CLIs each own their absl flags and import this.
 """

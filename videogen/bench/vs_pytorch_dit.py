@@ -1,6 +1,6 @@
 """Our `expert` DiT train step vs the same model in PyTorch (diffusers CogVideoX), one run.
 
-    python benchmarks/vs_pytorch.py [--layers 4 --heads 8 --head_dim 64 --batch 2 \\
+    python -m videogen.bench vs-pytorch-dit [--layers 4 --heads 8 --head_dim 64 --batch 2 \\
         --latent 5x32x32 --text 32 --steps 3 --compile]
 
 Both sides train the identical architecture (our config is read from the diffusers model's
@@ -99,7 +99,7 @@ def jax_rate(args: Setup, torch_model, attention: str) -> dict:
   from videogen.models.text_to_video import build_model, example_inputs, spec_from_config
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
-  from videogen.timing import matmul_peak_flops, seconds_per_step
+  from videogen.bench.timing import matmul_peak_flops, seconds_per_step
   from videogen.training.step import jit_train_step
   frames, height, width = args.latent
   config = base_config()

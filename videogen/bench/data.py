@@ -1,6 +1,6 @@
 """Benchmark the real-video input pipeline against the train step it feeds.
 
-    python -m videogen.bench_data [--buckets 256x17,512x49 --clips 16 --batches 6 \\
+    python -m videogen.bench data [--buckets 256x17,512x49 --clips 16 --batches 6 \\
         --train_config configs/dit_family.py:B --train_steps 2]
 
 For each bucket it writes `--clips` real mp4 files (the synthetic world rendered at 1.25× the
@@ -78,7 +78,7 @@ def train_rate(config_path: str, side: int, frames: int) -> tuple[float, float]:
   from videogen.config import load_config_file
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
-  from videogen.timing import seconds_per_step
+  from videogen.bench.timing import seconds_per_step
   from videogen.training.tasks import build_task
   config = load_config_file(config_path)
   config.text.update(tokenizer="words", encoder="embedding", max_length=32)

@@ -2,7 +2,7 @@
 the model's family, at several step counts, with and without feature caching, each with its
 distance from a many-step reference (the quality proxy: same prompts, seeds and noise).
 
-    python -m videogen.bench_sample --workdir DIR [--steps 5,10,20,40] [--reference_steps 200]
+    python -m videogen.bench sample --workdir DIR [--steps 5,10,20,40] [--reference_steps 200]
         [--caches none,every:2,threshold:0.05] [--num_prompts 4] [--json]
 
 `drift` is the mean |x − x_ref| in the sampler's space (pixels in [-1, 1] or latents) against

@@ -1,6 +1,6 @@
 """Attention backends side by side: error against an f32 reference, and fwd+bwd speed.
 
-    python -m videogen.bench_attention [--lengths 4096,17550] [--heads 12] [--head_dim 64] \
+    python -m videogen.bench attention [--lengths 4096,17550] [--heads 12] [--head_dim 64] \
         [--batch 1] [--dtype bfloat16] [--backends xla,cudnn,blockwise,reference] [--json]
 
 For each backend and sequence length: the largest absolute error of the output and of the
