@@ -239,7 +239,7 @@ def _workdir_joins(source: str) -> set[tuple[int, str]]:
 
 
 # Joins onto one of workdir.py's names that are not in a run directory, each with its reason.
-NOT_A_RUN_DIRECTORY = {("videogen.convert", "'spiece.model'"):
+NOT_A_RUN_DIRECTORY = {("videogen.formats.diffusers_dit", "'spiece.model'"):
                        "the tokenizer beside a T5 checkpoint being imported"}
 
 

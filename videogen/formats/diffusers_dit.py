@@ -24,6 +24,7 @@ from flax import traverse_util
 
 from videogen import checkpoints
 from videogen import workdir as workdir_lib
+from videogen.config import base_config
 from videogen.formats.weight_files import (_listing, load_diffusers_config, load_state_dict,
                                            model_folder, safetensors_spans, write_safetensors)
 from videogen.models.text_to_video import build_model, param_shardings
@@ -428,6 +429,53 @@ def load_diffusers_dit(path: str, kind: str) -> tuple[dict, dict]:
   weights = path if not os.path.isdir(path) else model_folder(path, "transformer")
   convert = convert_cogvideox if kind == "cogvideox" else convert_wan
   return settings, convert(load_state_dict(weights), settings)
+
+
+# --- import: a diffusers transformer → a videogen export -----------------------------------
+
+# What each transformer was trained with: clip shape, prompt length, objective. CogVideoX's
+# scaled-linear zero-SNR schedule is not implemented: its export samples as v-prediction on
+# our linear DDPM schedule (an approximation; noted in metadata.json).
+TRANSFORMER_DEFAULTS = {
+    "cogvideox": dict(frames=49, height=480, width=720, max_length=226,
+                      diffusion=dict(objective="v", schedule="linear")),
+    "wan": dict(frames=81, height=480, width=832, max_length=512,
+                diffusion=dict(objective="flow", shift=3.0)),
+}
+
+
+def _find_tokenizer(text_encoder: str) -> str:
+  """spiece.model beside the encoder weights, or in a diffusers pipeline's `tokenizer/`."""
+  text_encoder = text_encoder.rstrip("/")
+  for path in (os.path.join(text_encoder, "spiece.model"),
+               os.path.join(os.path.dirname(text_encoder), "tokenizer", "spiece.model")):
+    if os.path.isfile(path):
+      return path
+  raise FileNotFoundError(f"no spiece.model in {text_encoder} or its sibling tokenizer/")
+
+
+def import_diffusers_dit(kind: str, source: str, output: str, vae: str = "",
+                         text_encoder: str = "") -> None:
+  """A diffusers transformer → an export that samples once `vae` names its VAE export and
+  `text_encoder` its T5 folder (`python -m videogen.convert --from diffusers-KIND`)."""
+  settings, params = load_diffusers_dit(source, kind)
+  defaults = TRANSFORMER_DEFAULTS[kind]
+  config = base_config()
+  config.model.update(**settings, dtype="bfloat16")
+  config.data.update(num_frames=defaults["frames"], height=defaults["height"],
+                     width=defaults["width"])
+  config.diffusion.update(**defaults["diffusion"])
+  config.vae.checkpoint = os.path.abspath(vae) if vae else ""
+  tokenizer = _find_tokenizer(text_encoder) if text_encoder else ""
+  config.text.update(max_length=defaults["max_length"], tokenizer="sentencepiece",
+                     tokenizer_path=os.path.abspath(tokenizer) if tokenizer else "",
+                     encoder="t5", null="empty", t5=dict(
+                         checkpoint=os.path.abspath(text_encoder) if text_encoder else "",
+                         preset="tiny", seed=0, dtype="bfloat16"))
+  checkpoints.export_params(output, {"dit": stack_blocks(params, settings["depth"])}, config, {
+      "imported_from": os.path.abspath(source), "kind": f"diffusers-{kind}",
+      "schedule_note": "" if kind == "wan" else "CogVideoX's scaled-linear zero-SNR schedule "
+      "is approximated by the linear DDPM schedule"})
 
 
 # --- export: our DiT → a diffusers transformer folder ------------------------------------------
