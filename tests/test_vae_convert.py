@@ -10,7 +10,8 @@ from diffusers import AutoencoderKLCogVideoX
 from safetensors.torch import save_file
 
 from conftest import run_cli
-from videogen.vae import chunked, convert
+from videogen.formats import cogvideox_vae as convert
+from videogen.vae import chunked
 from videogen.vae.model import Autoencoder
 
 # Four levels, so space is compressed 8× and time 4× as in the real model.

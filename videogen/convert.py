@@ -45,8 +45,8 @@ def main(argv: list[str]) -> None:
       from videogen.eval.i3d import convert_file
       convert_file(source, output)
     elif _FROM.value == "diffusers-cogvideox-vae":
-      from videogen.vae.convert import export_cogvideox_vae
-      export_cogvideox_vae(source, output)
+      from videogen.formats.cogvideox_vae import import_cogvideox_vae
+      import_cogvideox_vae(source, output)
     else:
       from videogen.formats.diffusers_dit import import_diffusers_dit
       import_diffusers_dit(_FROM.value.removeprefix("diffusers-"), source, output, _VAE.value,

@@ -4,6 +4,7 @@
                       torch files through weights_only=True, untrusted JSON) and the
                       safetensors writer; nothing is unpickled
     diffusers_dit.py  diffusers' CogVideoX and Wan transformers, both directions
+    cogvideox_vae.py  diffusers' AutoencoderKLCogVideoX
     lora_adapter.py   a run's LoRA adapters alone
 
 In a format's module, named after the thing (`<thing>` is the module's name):

@@ -185,7 +185,7 @@ def load_cogvideox_vae(path) -> tuple[VaeSpec, dict]:
   return spec, convert_state_dict(load_state_dict(weights), spec)
 
 
-def export_cogvideox_vae(source: str, output: str) -> None:
+def import_cogvideox_vae(source: str, output: str) -> None:
   """A diffusers CogVideoX VAE → an export a DiT can name as its `vae.checkpoint`."""
   spec, params = load_cogvideox_vae(source)
   diffusers_config = load_diffusers_config(source)
