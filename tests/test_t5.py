@@ -6,7 +6,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from videogen.text.convert_t5 import convert_t5_state_dict, load_t5_encoder
+from videogen.formats.t5 import convert_state_dict, load_t5
 from videogen.text.t5 import PRESETS, T5Encoder, param_count, spec_from_hf_config
 
 TINY = dict(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
@@ -53,7 +53,7 @@ def test_matches_hf(tmp_path, kind, proj, act):
   model = _hf_model(kind, proj)
   assert model.config.dense_act_fn == act
   model.save_pretrained(tmp_path, safe_serialization=True)
-  spec, params = load_t5_encoder(tmp_path)
+  spec, params = load_t5(tmp_path)
   assert spec.per_layer_position_bias == (kind == "umt5")
   assert (spec.is_gated, spec.dense_act) == (proj.startswith("gated"), act)
   tokens, mask = _inputs()
@@ -72,13 +72,13 @@ def test_unexpected_and_missing_keys():
   model = _hf_model("t5")
   spec = spec_from_hf_config(model.config.to_dict())
   state = {k: v.numpy() for k, v in model.state_dict().items()}
-  convert_t5_state_dict(state, spec)
+  convert_state_dict(state, spec)
   with pytest.raises(ValueError, match="unexpected.*encoder.block.9.extra"):
-    convert_t5_state_dict({**state, "encoder.block.9.extra": np.zeros(1)}, spec)
+    convert_state_dict({**state, "encoder.block.9.extra": np.zeros(1)}, spec)
   missing = dict(state)
   del missing["encoder.final_layer_norm.weight"]
   with pytest.raises(ValueError, match="final_layer_norm"):
-    convert_t5_state_dict(missing, spec)
+    convert_state_dict(missing, spec)
 
 
 def test_unsupported_config():
@@ -98,7 +98,7 @@ def test_unsupported_config():
 def test_malformed_config_json_is_one_line(tmp_path):
   (tmp_path / "config.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
   with pytest.raises(ValueError, match="nests 100000 levels deep") as error:
-    load_t5_encoder(tmp_path)
+    load_t5(tmp_path)
   assert "\n" not in str(error.value)
 
 

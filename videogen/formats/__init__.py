@@ -5,6 +5,7 @@
                       safetensors writer; nothing is unpickled
     diffusers_dit.py  diffusers' CogVideoX and Wan transformers, both directions
     cogvideox_vae.py  diffusers' AutoencoderKLCogVideoX
+    t5.py             Hugging Face T5 / UMT5 encoders (read by text/conditioning.py)
     lora_adapter.py   a run's LoRA adapters alone
 
 In a format's module, named after the thing (`<thing>` is the module's name):

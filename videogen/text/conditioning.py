@@ -29,7 +29,7 @@ import ml_collections
 from videogen import workdir as workdir_lib
 from videogen.config import ConfigError, check_choice
 
-from videogen.text.convert_t5 import load_t5_encoder, read_hf_config
+from videogen.formats.t5 import load_t5, read_hf_config
 from videogen.text.sentencepiece_tokenizer import (MODEL_FILENAME, SentencePieceTokenizer,
                                                    cached_tokenizer)
 from videogen.text.t5 import PRESETS, T5Encoder, T5Spec, abstract_params, spec_from_hf_config
@@ -131,7 +131,7 @@ class FrozenTextEncoder:
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_params(spec)), mesh,
                                             rules)
     if text.t5.checkpoint:
-      _, host = load_t5_encoder(text.t5.checkpoint)
+      _, host = load_t5(text.t5.checkpoint)
       params = jax.tree.map(lambda x, s: jax.device_put(x.astype(dtype), s), host, shardings)
     else:
       def init(key):

@@ -14,7 +14,7 @@ import numpy as np
 
 from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
 from videogen.formats.weight_files import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
-                              model_folder, parse_json)
+                                           model_folder, parse_json)
 
 _EMBEDDING_KEYS = ("shared.weight", "encoder.embed_tokens.weight")
 # Keys a full (encoder-decoder) checkpoint carries that an encoder does not use.
@@ -25,7 +25,7 @@ def _f32(value) -> np.ndarray:
   return np.asarray(value, dtype=np.float32)
 
 
-def convert_t5_state_dict(state_dict: dict[str, np.ndarray], spec: T5Spec) -> dict:
+def convert_state_dict(state_dict: dict[str, np.ndarray], spec: T5Spec) -> dict:
   """HF state dict → `T5Encoder` params (`{"embedding": ..., "layers_0": ...}`, unboxed f32)."""
   remaining = {k: v for k, v in state_dict.items() if not k.startswith(_IGNORED_PREFIXES)}
   s = spec
@@ -88,7 +88,7 @@ def _check_tree(params: dict, spec: T5Spec) -> None:
     raise AssertionError(f"converted tree does not match T5Encoder({spec})")
 
 
-def load_t5_state_dict(path) -> dict[str, np.ndarray]:
+def read_state_dict(path) -> dict[str, np.ndarray]:
   """A weights file, or an HF folder's `model.safetensors[.index.json]` / `pytorch_model.bin`."""
   return load_state_dict(path, TRANSFORMERS_WEIGHT_FILES)
 
@@ -108,10 +108,10 @@ def read_hf_config(path) -> tuple[str, dict]:
   return folder, config
 
 
-def load_t5_encoder(path) -> tuple[T5Spec, dict]:
+def load_t5(path) -> tuple[T5Spec, dict]:
   """An HF T5/UMT5 folder (config.json + weights; a `text_encoder/` subfolder of a pipeline
   also works) → (T5Spec, params)."""
   folder, config = read_hf_config(path)
   spec = spec_from_hf_config(config)
   weights = path if not os.path.isdir(path) else folder
-  return spec, convert_t5_state_dict(load_t5_state_dict(weights), spec)
+  return spec, convert_state_dict(read_state_dict(weights), spec)
