@@ -30,7 +30,7 @@ import numpy as np
 from videogen.eval.clip_tokenizer import ClipTokenizer
 from videogen.models.layers import Dense, LayerNorm, constrain, param
 from videogen.formats.weight_files import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
-                              weights_file)
+                                           weights_file)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -12,9 +12,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
 from videogen.formats.weight_files import (TRANSFORMERS_WEIGHT_FILES, _listing, load_state_dict,
                                            model_folder, parse_json)
+from videogen.text.t5 import T5Spec, abstract_params, spec_from_hf_config
 
 _EMBEDDING_KEYS = ("shared.weight", "encoder.embed_tokens.weight")
 # Keys a full (encoder-decoder) checkpoint carries that an encoder does not use.
