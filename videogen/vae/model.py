@@ -14,7 +14,7 @@ flax collection `cache` (see `videogen.vae.chunked`): chunked equals one-shot ex
 weights, but not causal and only approximately chunkable (as in diffusers).
 
 Module and parameter names mirror diffusers' `AutoencoderKLCogVideoX`, so its state dict
-maps onto this tree by renaming (`videogen.vae.convert`).
+maps onto this tree by renaming (`videogen.formats.cogvideox_vae`).
 """
 import dataclasses
 import math
