@@ -2,6 +2,7 @@
 on SIGTERM (preemption) before exiting cleanly."""
 import collections
 import json
+import os
 import signal
 import sys
 import time
@@ -122,7 +123,10 @@ class FinishedStepBar:
 
 def enable_compilation_cache(directory: str) -> None:
   jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  # Programs that compile in under a second are not worth a file, except where the caller
+  # says otherwise (the test suite caches them all: its many short runs share them).
+  jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                    float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 1.0)))
 
 
 def _batch_sizes(config) -> list[tuple[int, str]]:
