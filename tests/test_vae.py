@@ -24,10 +24,16 @@ FACTORIZED = VaeSpec("factorized", (
               norm_groups=4, spatial_levels=0)))
 
 
+# The one-off init compiles unoptimised on CPU, as the VAE task's does: ~3x faster, and
+# bit-identical params on both VAEs here (checked leaf by leaf against the default level).
+FAST_INIT = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+
+
 @pytest.fixture(scope="module", params=[CAUSAL, FACTORIZED], ids=["causal3d", "factorized"])
 def vae(request):
   model = Autoencoder(request.param)
-  params = jax.jit(lambda k: init_params(model, k))(jax.random.PRNGKey(0))
+  key = jax.random.PRNGKey(0)
+  params = jax.jit(lambda k: init_params(model, k)).lower(key).compile(FAST_INIT)(key)
   return model, jax.tree.map(np.asarray, params)
 
 
@@ -100,10 +106,11 @@ def test_training_raises_held_out_psnr(trained_vae):
   mesh = mesh_lib.create_mesh(config.mesh, jax.devices()[:1])
   rules = mesh_lib.rules_from_config(config.mesh)
   task = build_task(config, mesh, rules)
-  initial, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
+  initial, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules,
+                                            task.init_compiler_options)  # as training did
   before = task.evaluate(initial)
   after = [m for m in read_metrics(workdir) if "eval_psnr" in m][-1]
-  assert after["step"] == 60
+  assert after["step"] == 30
   assert after["eval_psnr"] > before["eval_psnr"] + 6.0, (before, after)
   assert after["eval_ssim"] > before["eval_ssim"] + 0.1, (before, after)
 
