@@ -56,7 +56,9 @@ def preempt(bucket, cwd, workdir_prefix, extra=(), min_rows=3):
 def test_a_bucket_workdir_trains_resumes_samples_exports_and_evaluates(gcs_bucket, tmp_path):
   cwd = tmp_path / "cwd"  # every command runs here: nothing may land in it (no ./gs:/…)
   cwd.mkdir()
-  process, stderr = preempt(gcs_bucket, cwd, "run")
+  # Checked every 2 steps (not 10), SIGTERM stops the run at step 4 or so, not 10.
+  process, stderr = preempt(gcs_bucket, cwd, "run",
+                            extra=("--config.checkpoint.preemption_check_every=2",))
   assert process.returncode == 0 and "SIGTERM" in stderr, stderr[-3000:]
   stopped = logged_rows(gcs_bucket, "run")[-1]["step"]
   assert saved_steps(gcs_bucket, "run") == [stopped]
