@@ -57,6 +57,18 @@ def test_x0_prediction_is_scored_as_the_velocity_it_implies():
     Diffusion(objective="eps", prediction="x0")
 
 
+def test_x0_loss_weighting_scores_the_clean_sample_error_at_every_time():
+  """With loss_weighting="x0" an x0 prediction off by d costs d² at every t (not (d / t)²),
+  and only per-sample: the batch mean is the mean of those."""
+  diffusion = Diffusion(objective="flow", prediction="x0", loss_weighting="x0")
+  x0, noise = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 2, 4, 4, 3))
+  t = jnp.array([0.1, 0.4, 0.9])
+  off = diffusion.velocity(x0 + 0.1, diffusion.corrupt(x0, noise, t), t)
+  assert float(diffusion.loss(off, x0, noise, t)) == pytest.approx(0.01, rel=1e-3)
+  with pytest.raises(ValueError, match="loss_weighting"):
+    Diffusion(objective="v", loss_weighting="x0")
+
+
 def _oracle(diffusion, data_point):
   """The exact denoiser for a distribution concentrated on one point."""
   def denoise(x, t_net, text):

@@ -19,6 +19,11 @@ TIME_SAMPLING = ("uniform", "logit_normal")
 # dimensional manifold, noise does not, so a small network predicts x0 more easily).
 FLOW_PREDICTIONS = ("velocity", "x0")
 MIN_X0_TIME = 0.05  # x0 → velocity divides by t: bounded near the clean end, as JiT
+# How the squared error is weighted over flow time: "none" = the target's plain MSE; "x0" =
+# the velocity error times t², i.e. the clean sample's error. The velocity error of an x0
+# network is its x0 error over t, so plain MSE weights the clean end up to 1/t² (400×) above
+# the noisy end, where layout and motion are decided; "x0" weights every time alike.
+LOSS_WEIGHTINGS = ("none", "x0")
 
 
 def _bcast(values: jax.Array, like: jax.Array) -> jax.Array:
@@ -35,6 +40,7 @@ class Diffusion:
   logit_std: float = 1.0
   shift: float = 1.0  # flow only: t → s·t / (1 + (s - 1)·t), as SD3/Wan; s > 1 favours noise
   prediction: str = "velocity"  # flow only: FLOW_PREDICTIONS
+  loss_weighting: str = "none"  # LOSS_WEIGHTINGS ("x0": flow only)
 
   def __post_init__(self):
     if self.objective not in OBJECTIVES:
@@ -46,6 +52,10 @@ class Diffusion:
                                                     and not self.is_flow):
       raise ValueError(f"diffusion.prediction={self.prediction!r}; choose from "
                        f"{FLOW_PREDICTIONS} ('x0' needs objective='flow')")
+    if self.loss_weighting not in LOSS_WEIGHTINGS or (self.loss_weighting != "none"
+                                                      and not self.is_flow):
+      raise ValueError(f"diffusion.loss_weighting={self.loss_weighting!r}; choose from "
+                       f"{LOSS_WEIGHTINGS} ('x0' needs objective='flow')")
     if not self.is_flow:
       schedules.alphas_cumprod(self.schedule, self.num_timesteps)  # validates the name
 
@@ -106,6 +116,8 @@ class Diffusion:
     """Mean squared error; `weight` (broadcastable to x0, e.g. per frame) averages over the
     weighted elements only."""
     error = jnp.square(prediction.astype(jnp.float32) - self.target(x0, noise, t))
+    if self.loss_weighting == "x0":
+      error = error * _bcast(jnp.square(jnp.maximum(t, MIN_X0_TIME)), error)
     if weight is None:
       return jnp.mean(error)
     weight = jnp.broadcast_to(weight, error.shape)
@@ -125,4 +137,5 @@ def from_config(diffusion: ml_collections.ConfigDict) -> Diffusion:
   return Diffusion(objective=diffusion.objective, schedule=diffusion.schedule,
                    num_timesteps=diffusion.num_timesteps, time_sampling=diffusion.time_sampling,
                    logit_mean=diffusion.logit_mean, logit_std=diffusion.logit_std,
-                   shift=diffusion.shift, prediction=diffusion.prediction)
+                   shift=diffusion.shift, prediction=diffusion.prediction,
+                   loss_weighting=diffusion.loss_weighting)
