@@ -8,11 +8,11 @@ import pytest
 
 import jax
 
-from videogen.eval.clip import (OPENAI_STD, PRESETS, ClipModel, ClipScorer, abstract_params,
-                                convert_clip_state_dict, load_clip, param_count, preprocess,
-                                spec_from_hf_config)
+from videogen.eval.clip import OPENAI_STD, PRESETS, ClipModel, abstract_params, param_count
+from videogen.eval.clip_score import ClipScorer, preprocess
 from videogen.eval.clip_tokenizer import (BOS, EOS, ClipTokenizer, bytes_to_unicode, normalize,
                                           pre_tokenize)
+from videogen.formats.clip import convert_state_dict, load_clip, spec_from_hf_config
 
 PROMPTS = ["a photo of a cat", "the red ball rolls left", "two dogs playing in the snow",
            "it's a beautiful day, isn't it?", "The QUICK brown fox jumps over 13 lazy dogs!!"]
@@ -89,12 +89,12 @@ def test_conversion_names_missing_and_unexpected_keys():
   model = _hf_clip("quick_gelu")
   spec = spec_from_hf_config(model.config.to_dict())
   state = {k: v.numpy() for k, v in model.state_dict().items()}
-  convert_clip_state_dict({**state, "text_model.embeddings.position_ids": np.arange(12)}, spec)
+  convert_state_dict({**state, "text_model.embeddings.position_ids": np.arange(12)}, spec)
   del state["text_model.final_layer_norm.bias"]
   state["vision_model.extra.weight"] = np.zeros(1)
   with pytest.raises(ValueError, match="1 missing keys.*final_layer_norm.bias.*1 unexpected "
                                        "keys.*vision_model.extra.weight"):
-    convert_clip_state_dict(state, spec)
+    convert_state_dict(state, spec)
 
 
 def test_spec_from_hf_config():

@@ -20,9 +20,10 @@ from videogen import workdir as workdir_lib
 from videogen.config import ConfigError
 from videogen.data import synthetic
 from videogen.data.pipeline import world_from_config
-from videogen.eval import clip, frechet, i3d, synthetic_judge, temporal
-from videogen.eval.clip import ClipScorer
+from videogen.eval import frechet, i3d, synthetic_judge, temporal
+from videogen.eval.clip_score import ClipScorer
 from videogen.eval.synthetic_judge import synthetic_prompts
+from videogen.formats import clip as clip_format
 
 METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
 PROMPT_SETS = ("suite", "plain")  # `suite_prompts`
@@ -57,7 +58,7 @@ def check(settings: Settings) -> None:
                             f"{i3d.HOW_TO_GET}")
   if "clip" in settings.metrics and not os.path.isdir(settings.clip_model or ""):
     raise FileNotFoundError(f"clip needs a CLIP model folder; none at {settings.clip_model!r}: "
-                            f"`{clip.HOW_TO_GET.format(folder='DIR')}`")
+                            f"`{clip_format.HOW_TO_GET.format(folder='DIR')}`")
 
 
 def tracked_warping_error(video_thwc: np.ndarray) -> float:
