@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videogen.diffusion import samplers, schedules
+from videogen.diffusion import guidance, samplers, schedules
 from videogen.diffusion.objectives import Diffusion
 
 
@@ -106,7 +106,7 @@ def test_classifier_free_guidance_extrapolates_from_unconditional():
   x = jnp.zeros((2, 1, 1, 1, 1))
   cond = (jnp.full((2, 3), 3), jnp.ones((2, 3), bool))
   uncond = (jnp.full((2, 3), 1), jnp.ones((2, 3), bool))
-  out = samplers.guided(denoise, x, jnp.zeros(2), cond, uncond, guidance=4.0)
+  out = guidance.guided(denoise, x, jnp.zeros(2), cond, uncond, guidance=4.0)
   np.testing.assert_allclose(out, 1 + 4.0 * (3 - 1))
 
 
@@ -125,9 +125,9 @@ def test_guidance_rescale_restores_the_conditional_std():
   uncond = 0.5 * cond + 0.1
   denoise = lambda x, t, text: jnp.concatenate([cond, uncond])  # one call: [cond; null]
   x, t = jnp.zeros_like(cond), jnp.zeros((2,))
-  plain = samplers.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0)
-  full = samplers.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0, rescale=1.0)
-  half = samplers.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0, rescale=0.5)
+  plain = guidance.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0)
+  full = guidance.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0, rescale=1.0)
+  half = guidance.guided(denoise, x, t, jnp.ones((2,)), jnp.zeros((2,)), 7.0, rescale=0.5)
   axes = (1, 2, 3, 4)
   assert float(plain.std(axes).min()) > 2 * float(cond.std(axes).max())  # inflated by CFG
   np.testing.assert_allclose(full.std(axes), cond.std(axes), rtol=1e-5)

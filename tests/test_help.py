@@ -71,7 +71,8 @@ def test_sample_and_evaluate_flag_choices_match_the_modules_that_own_them():
     return {node.targets[0].id: node.value for node in tree.body
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
   sample = tuples("videogen/sample.py")
-  from videogen.diffusion.samplers import CACHE_POLICIES, SAMPLERS
+  from videogen.diffusion.feature_cache import CACHE_POLICIES
+  from videogen.diffusion.samplers import SAMPLERS
   from videogen.models.camera import PATHS
   for name, owned in (("SAMPLERS", SAMPLERS), ("CACHE_POLICIES", CACHE_POLICIES),
                       ("PATHS", PATHS)):

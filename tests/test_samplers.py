@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videogen.diffusion import conditions, samplers
+from videogen.diffusion import conditions, feature_cache, samplers
 from videogen.diffusion.objectives import Diffusion
 
 SHAPE = (2, 4, 4, 4, 3)  # (B, T, H, W, C)
@@ -152,11 +152,11 @@ def test_feature_cache_every_step_is_exact_and_skipping_drifts_a_little():
         Diffusion(), denoise, n, (context, mask), (context, mask), steps=8, guidance=2.0,
         key=jax.random.PRNGKey(0), cache=cache))(x)
 
-  plain = draw(samplers.FeatureCache())
-  np.testing.assert_allclose(draw(samplers.FeatureCache("every", every=1)), plain, atol=1e-5)
-  np.testing.assert_allclose(draw(samplers.FeatureCache("threshold", threshold=0.0)), plain,
+  plain = draw(feature_cache.FeatureCache())
+  np.testing.assert_allclose(draw(feature_cache.FeatureCache("every", every=1)), plain, atol=1e-5)
+  np.testing.assert_allclose(draw(feature_cache.FeatureCache("threshold", threshold=0.0)), plain,
                              atol=1e-5)
-  drift = float(jnp.abs(draw(samplers.FeatureCache("every", every=2)) - plain).mean())
+  drift = float(jnp.abs(draw(feature_cache.FeatureCache("every", every=2)) - plain).mean())
   assert 0 < drift < 0.5 * float(jnp.abs(plain).mean())
 
 

@@ -14,7 +14,7 @@ from videogen.config import ConfigError
 from videogen.data import pipeline
 from videogen.data.recaption import RecaptionError, Recaptioner
 from videogen.data.synthetic import VOCABULARY
-from videogen.diffusion.samplers import guided
+from videogen.diffusion.guidance import guided
 from videogen.generate import Generator
 from videogen.models.text_to_video import build_model, example_inputs
 from videogen.parallel import mesh as mesh_lib

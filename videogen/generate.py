@@ -18,7 +18,7 @@ from videogen.data import frames as frames_lib
 from videogen.data.synthetic import CAPTION_FORMS, VOCABULARY
 from videogen.models import camera
 from videogen.models.text_to_video import TextToVideo
-from videogen.diffusion import samplers
+from videogen.diffusion import feature_cache, samplers
 from videogen.diffusion.conditions import FrameCondition
 from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.models.text_to_video import build_model, param_shardings
@@ -93,7 +93,8 @@ class Generator:
     return SamplerOptions(steps=get("steps"), guidance=float(get("guidance")),
                           guidance_rescale=float(get("guidance_rescale")),
                           sampler=get("sampler") or None, shift=shift,
-                          cache=overrides.get("cache") or samplers.FeatureCache(**sample.cache),
+                          cache=overrides.get("cache")
+                          or feature_cache.FeatureCache(**sample.cache),
                           strength=float(overrides.get("strength") or 1.0),
                           reconstruction_guidance=0.0 if self.model.frame_condition != "none"
                           else float(get("reconstruction_guidance")))
@@ -184,7 +185,7 @@ class SamplerOptions:
   guidance_rescale: float = 0.0
   sampler: str | None = None  # None: the objective's default
   shift: float | None = None
-  cache: samplers.FeatureCache = samplers.FeatureCache()
+  cache: feature_cache.FeatureCache = feature_cache.FeatureCache()
   strength: float = 1.0
   reconstruction_guidance: float = 0.0
 

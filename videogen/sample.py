@@ -22,7 +22,7 @@ from videogen.cli import exit_with_error, load_generator_or_exit, parse_flags_or
 # jax and the library load inside the functions below, once the flags parse: --help
 # answers before jax loads (tests/test_help.py).
 
-# The names of videogen.diffusion.samplers.SAMPLERS / CACHE_POLICIES and
+# The names of videogen.diffusion.samplers.SAMPLERS, feature_cache.CACHE_POLICIES and
 # videogen.models.camera.PATHS, written out so that `--help` answers before jax is imported
 # (tests/test_cli.py checks that they match).
 SAMPLERS = ("euler", "heun", "ddpm", "ddim", "dpm_solver++")
@@ -91,7 +91,7 @@ def read_video_or_exit(path: str) -> np.ndarray:
 def generate(generator, prompts: list[str]) -> np.ndarray:
   """The videos the flags ask for: text-to-video or one of the control modes."""
   from videogen import control
-  from videogen.diffusion.samplers import FeatureCache
+  from videogen.diffusion.feature_cache import FeatureCache
   modes = [m for m in _MODES if flags.FLAGS[m].value is not None]
   if len(modes) > 1:
     exit_with_error(f"choose one of --{', --'.join(modes)}")

@@ -9,7 +9,7 @@ import ml_collections
 
 from videogen.config import ConfigError, check_choice, check_ranges
 from videogen.data import pipeline
-from videogen.diffusion import objectives, samplers
+from videogen.diffusion import feature_cache, objectives, samplers
 from videogen.eval import report
 from videogen.models import text_to_video
 from videogen.text import conditioning
@@ -31,7 +31,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   conditioning.check_config(config.text)
   pipeline.check_config(data)
   try:
-    samplers.FeatureCache(config.sample.cache.policy)
+    feature_cache.FeatureCache(config.sample.cache.policy)
     diffusion = objectives.from_config(config.diffusion)
     if config.sample.sampler:
       samplers.check_sampler(diffusion, config.sample.sampler)

@@ -31,7 +31,7 @@ _JSON = flags.DEFINE_bool("json", False, "One JSON object per row instead of a t
 
 
 def parse_cache(text: str):
-  from videogen.diffusion.samplers import FeatureCache
+  from videogen.diffusion.feature_cache import FeatureCache
   policy, _, value = text.partition(":")
   if policy == "every":
     return FeatureCache("every", every=int(value or 2))
@@ -57,7 +57,7 @@ def timed(draw, repeats: int):
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   import jax.numpy as jnp
-  from videogen.diffusion import samplers
+  from videogen.diffusion import feature_cache, samplers
   from videogen.diffusion.objectives import from_config
   from videogen.eval.synthetic_judge import synthetic_prompts
   generator = load_generator_or_exit(_WORKDIR.value)
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
   draw = lambda options: generator.sample(prompts, shape, options, seed=0)  # noqa: E731
   reference = draw(dataclasses.replace(base, steps=_REFERENCE.value,
                                        sampler="heun" if diffusion.is_flow else "dpm_solver++",
-                                       cache=samplers.FeatureCache()))
+                                       cache=feature_cache.FeatureCache()))
   rows = []
   for sampler in family:
     for steps in map(int, _STEPS.value):

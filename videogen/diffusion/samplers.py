@@ -1,5 +1,6 @@
 """Samplers behind one `sample(...)`, with classifier-free guidance, frame/region conditions
-and transformer feature caching.
+and transformer feature caching (`guidance.py`, `conditions.py` and `feature_cache.py` beside
+this module).
 
 DDPM family (ε / v objectives): `ddpm` (ancestral: DDIM with η = 1, whose noise is exactly
 the DDPM posterior's), `ddim` (η from the config, 0 = deterministic) and `dpm_solver++`
@@ -11,7 +12,7 @@ Each sampler is one `lax.fori_loop` inside whatever `jax.jit` calls it: one disp
 video, not one per step. `denoise(x, network_time, text) → prediction` is the model closure;
 `text` and `null_text` are `(tokens, mask)` pairs (or any pytree the closure understands).
 For feature caching the closure also takes `block_residual=` and `return_residual=`
-(`videogen.generate` passes the DiT's).
+(`videogen.sampling.generator` passes the DiT's).
 """
 import dataclasses
 import math
@@ -21,31 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from videogen.diffusion import schedules
+from videogen.diffusion import feature_cache, schedules
 from videogen.diffusion.conditions import FrameCondition
+from videogen.diffusion.guidance import cfg_batch, guided, reconstruction_guided
 from videogen.diffusion.objectives import Diffusion
 
 Denoise = Callable[..., Any]
 FLOW_SAMPLERS = ("euler", "heun")
 DDPM_SAMPLERS = ("ddpm", "ddim", "dpm_solver++")
 SAMPLERS = FLOW_SAMPLERS + DDPM_SAMPLERS
-CACHE_POLICIES = ("none", "every", "threshold")
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureCache:
-  """Reuse of the DiT's block-stack residual (output − input of the blocks, FORA/TeaCache
-  style) across adjacent steps: the patch embedding, conditioning and final layer still run
-  every step, the blocks only when the policy says. `every`: recompute on every k-th step.
-  `threshold`: recompute once the noisy input has moved by more than `threshold` (mean
-  relative L1) since the last full evaluation."""
-  policy: str = "none"
-  every: int = 2
-  threshold: float = 0.05
-
-  def __post_init__(self):
-    if self.policy not in CACHE_POLICIES:
-      raise ValueError(f"sample.cache.policy={self.policy!r} is not one of {CACHE_POLICIES}")
 
 
 def default_sampler(diffusion: Diffusion) -> str:
@@ -63,28 +48,6 @@ def resolution_shift(shift: float, tokens: int, base_tokens: int) -> float:
   """SD3/Open-Sora style: the flow time shift grows with √(tokens / base_tokens), so a larger
   or longer video spends more steps at high noise, where its layout is decided."""
   return shift * math.sqrt(tokens / base_tokens) if base_tokens else shift
-
-
-def rescale_guidance(guided_out: jax.Array, cond: jax.Array, rescale: float) -> jax.Array:
-  """Guidance rescale (Lin et al. 2023): pull the guided prediction's per-example std back
-  toward the conditional one's, which strong guidance inflates (over-saturation)."""
-  axes = tuple(range(1, cond.ndim))
-  ratio = cond.std(axes, keepdims=True) / (guided_out.std(axes, keepdims=True) + 1e-8)
-  return rescale * guided_out * ratio + (1.0 - rescale) * guided_out
-
-
-def guided(denoise: Denoise, x, t_net, text, null_text, guidance: float, rescale: float = 0.0):
-  """CFG: uncond + g·(cond − uncond), both halves in one batched call; optional rescale.
-  A `denoise` that returns `(prediction, aux)` gets `(guided prediction, aux)` back."""
-  if guidance == 1.0:
-    return denoise(x, t_net, text)
-  both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), text, null_text)
-  out = denoise(jnp.concatenate([x, x]), jnp.concatenate([t_net, t_net]), both)
-  prediction, aux = out if isinstance(out, tuple) else (out, None)
-  cond, uncond = jnp.split(prediction, 2)
-  combined = uncond + guidance * (cond - uncond)
-  combined = rescale_guidance(combined, cond, rescale) if rescale else combined
-  return (combined, aux) if isinstance(out, tuple) else combined
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
@@ -108,48 +71,11 @@ def log_snr_timesteps(diffusion: Diffusion, steps: int) -> np.ndarray:
   return np.maximum(grid, np.arange(steps)[::-1]).astype(np.int32)
 
 
-def _cached_network(denoise: Denoise, cache: FeatureCache, first: int):
-  """`network(x, t, text, state, i) → (prediction, state)`: the model call under `cache`.
-  `state` = (block residual, input at its last full evaluation)."""
-
-  def full(x, t, text, state):
-    out, residual = denoise(x, t, text, return_residual=True)
-    return out, (residual, x)
-
-  def reuse(x, t, text, state):
-    residual, _ = state
-    out, _ = denoise(x, t, text, block_residual=residual, return_residual=True)
-    return out, state
-
-  def network(x, t, text, state, i):
-    if cache.policy == "none":
-      return denoise(x, t, text), state
-    if cache.policy == "every":
-      recompute = (i - first) % cache.every == 0
-    else:
-      reference = state[1]
-      change = jnp.mean(jnp.abs(x - reference)) / (jnp.mean(jnp.abs(reference)) + 1e-8)
-      recompute = (i == first) | (change > cache.threshold)
-    return jax.lax.cond(recompute, full, reuse, x, t, text, state)
-
-  return network
-
-
-def _initial_cache_state(denoise, cache, x, t, text, null_text, guidance):
-  if cache.policy == "none":
-    return ()
-  if guidance != 1.0:
-    x, t = jnp.concatenate([x, x]), jnp.concatenate([t, t])
-    text = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), text, null_text)
-  _, residual = jax.eval_shape(lambda x, t, text: denoise(x, t, text, return_residual=True),
-                               x, t, text)
-  return jnp.zeros(residual.shape, residual.dtype), jnp.zeros_like(x)
-
-
 def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_text, *,
            steps: int, guidance: float, key: jax.Array, sampler: str | None = None,
            eta: float = 0.0, shift: float | None = None, guidance_rescale: float = 0.0,
-           condition: FrameCondition | None = None, cache: FeatureCache = FeatureCache(),
+           condition: FrameCondition | None = None,
+           cache: feature_cache.FeatureCache = feature_cache.FeatureCache(),
            init: jax.Array | None = None, strength: float = 1.0,
            reconstruction_guidance: float = 0.0,
            on_step: Callable[[int], None] | None = None) -> jax.Array:
@@ -161,15 +87,14 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   noised to the grid point `strength` of the way from clean to pure noise and only the last
   round(strength · steps) steps run (as diffusers' img2img counts them).
   `reconstruction_guidance` w > 0 also steers the generated part toward agreeing with the
-  condition (Ho et al. 2022): the x0 estimate moves by −(w·α_t/2)·∇ₓ‖m·(x̂0 − known)‖²,
-  one extra backward pass through the model per evaluation. Replacement alone keeps the known
-  part exact but leaves the rest only loosely coupled to it (seams). `on_step(i)` is called on
-  the host (`jax.debug.callback`) as each step finishes on the device: progress bars."""
+  condition (`guidance.reconstruction_guided`: one extra backward pass through the model per
+  evaluation). `on_step(i)` is called on the host (`jax.debug.callback`) as each step
+  finishes on the device: progress bars."""
   sampler = sampler or default_sampler(diffusion)
   check_sampler(diffusion, sampler)
   batch = noise.shape[0]
   first = 0 if init is None else steps - max(1, round(steps * strength))
-  network = _cached_network(denoise, cache, first)
+  network = feature_cache.cached_network(denoise, cache, first)
 
   def predict(x, level_index, t_net, state):
     def velocity_network(x, t, text):  # flow samplers step along velocities
@@ -182,11 +107,11 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
                     guidance_rescale)
     if condition is None or not reconstruction_guidance:
       return model(x)
-    return _reconstruction_guided(diffusion, model, x, t_net, condition,
-                                  reconstruction_guidance)
+    return reconstruction_guided(diffusion, model, x, t_net, condition,
+                                 reconstruction_guidance)
 
-  state = _initial_cache_state(denoise, cache, noise, jnp.zeros((batch,), jnp.float32), text,
-                               null_text, guidance)
+  state = feature_cache.initial_state(denoise, cache, *cfg_batch(
+      noise, jnp.zeros((batch,), jnp.float32), text, null_text, guidance))
   if diffusion.is_flow:
     grid = diffusion if shift is None else dataclasses.replace(diffusion, shift=shift)
     times = grid.shift_time(jnp.linspace(1.0, 0.0, steps + 1))
@@ -222,29 +147,6 @@ def _reporting(step, on_step):
     jax.debug.callback(lambda i, _: on_step(int(i)), i, carry[0].reshape(-1)[0])
     return carry
   return reporting
-
-
-def _reconstruction_guided(diffusion, model, x, t_net, condition, weight):
-  """The prediction re-expressed for x0 estimate x̂0 − (w·α_t/2)·∇ₓ‖m·(x̂0(x) − known)‖²."""
-  if diffusion.is_flow:
-    t = diffusion.flow_time(t_net)
-    signal, to_x0 = 1.0 - t, lambda out, x: x - t * out
-    from_x0_shift = lambda out, d: out - d / t  # v = (x − x0)/t  # noqa: E731
-  else:
-    step = jnp.round(t_net * diffusion.num_timesteps / 1000.0).astype(jnp.int32)
-    ab = diffusion.alpha_bar(step)
-    signal = jnp.sqrt(ab)
-    to_x0 = lambda out, x: diffusion.x0_and_eps(out, x, jnp.full((x.shape[0],), step))[0]  # noqa
-    scale = (jnp.sqrt(ab) if diffusion.objective == "eps" else 1.0) / jnp.sqrt(1 - ab)
-    from_x0_shift = lambda out, d: out - scale * d  # noqa: E731
-
-  def mismatch(x):
-    out, state = model(x)
-    error = condition.mask * (to_x0(out, x) - condition.known)
-    return jnp.sum(jnp.square(error)), (out, state)
-
-  gradient, (out, state) = jax.grad(mismatch, has_aux=True)(x)
-  return from_x0_shift(out, -0.5 * weight * signal * gradient), state
 
 
 def _keeper(condition, noise, signal, sigma):
