@@ -7,7 +7,8 @@ import pytest
 import jax
 import flax.linen as nn
 
-from videogen.eval import i3d
+from videogen.eval import i3d, i3d_features
+from videogen.formats import i3d as i3d_format
 from videogen.parallel.mesh import DEFAULT_RULES
 
 SIZE = (48, 64)  # frames resized to this (from 40×70: up in H, down in W)
@@ -56,14 +57,15 @@ def reference(tmp_path_factory):
     model.logits.conv3d.bias.copy_(torch.randn_like(model.logits.conv3d.bias))
   state = {k: v.numpy() for k, v in model.eval().state_dict().items()}
   path = str(tmp_path_factory.mktemp("i3d") / "i3d.safetensors")
-  i3d.save_converted(i3d.convert_state_dict(state), path)
+  i3d_format.save_converted(i3d_format.convert_state_dict(state), path)
   return model, state, path
 
 
 @pytest.fixture(scope="module")
 def single_device(reference):
   """Logits and features of 3 videos on one device, batches of 2 (the last one padded)."""
-  features = i3d.I3DFeatures(reference[2], mesh=i3d.data_mesh(jax.devices()[:1]), size=SIZE)
+  features = i3d_features.I3DFeatures(reference[2], size=SIZE,
+                                      mesh=i3d_features.data_mesh(jax.devices()[:1]))
   return features, features(_videos(3), batch_size=2), features(_videos(3), 2, features=True)
 
 
@@ -100,11 +102,11 @@ def test_preprocess_matches_cdfvd():
   _, _, preprocess_i3d = _cdfvd()
   videos = _videos(1)[:, :2]
   want = preprocess_i3d(videos, SIZE).permute(0, 2, 3, 4, 1).numpy()
-  np.testing.assert_allclose(i3d.preprocess(videos, SIZE), want, atol=1e-5)
+  np.testing.assert_allclose(i3d_features.preprocess(videos, SIZE), want, atol=1e-5)
 
 
 def test_sharded_matches_single_device(reference, single_device):
-  sharded = i3d.I3DFeatures(reference[2], size=SIZE)  # 8 devices: 3 videos padded to 8
+  sharded = i3d_features.I3DFeatures(reference[2], size=SIZE)  # 8 devices: 3 videos padded to 8
   assert sharded.mesh.size == len(jax.devices()) == 8
   got = sharded(_videos(3), batch_size=4)
   want = single_device[1]  # equal up to f32 summation order (batch 4 per device vs 2)
@@ -114,11 +116,11 @@ def test_sharded_matches_single_device(reference, single_device):
 def test_round_trips(reference, tmp_path):
   torch, _, _ = _cdfvd()
   model, state, path = reference
-  want = i3d.convert_state_dict(state)
+  want = i3d_format.convert_state_dict(state)
   torch.save(model.state_dict(), tmp_path / "rgb.pt")
-  i3d.convert_file(str(tmp_path / "rgb.pt"), str(tmp_path / "from_pt.safetensors"))
+  i3d_format.import_i3d(str(tmp_path / "rgb.pt"), str(tmp_path / "from_pt.safetensors"))
   for source in (path, tmp_path / "rgb.pt", tmp_path / "from_pt.safetensors"):
-    got = i3d.load_i3d(source)
+    got = i3d_format.load_i3d(source)
     assert jax.tree.structure(got) == jax.tree.structure(want)
     jax.tree.map(np.testing.assert_array_equal, got, want)
 
@@ -129,12 +131,12 @@ def test_conversion_errors(reference, tmp_path):
   broken["Mixed_9z.b0.conv3d.weight"] = np.zeros(1)
   with pytest.raises(ValueError, match=r"1 missing keys \[Mixed_4c.b1b.bn.running_var\], "
                                        r"1 unexpected keys \[Mixed_9z.b0.conv3d.weight\]"):
-    i3d.convert_state_dict(broken)
+    i3d_format.convert_state_dict(broken)
   with pytest.raises(ValueError, match="Conv3d_2b_1x1.bn.weight has shape"):
-    i3d.convert_state_dict({**state, "Conv3d_2b_1x1.bn.weight": np.zeros(3)})
+    i3d_format.convert_state_dict({**state, "Conv3d_2b_1x1.bn.weight": np.zeros(3)})
   missing = tmp_path / "absent.pt"
   with pytest.raises(FileNotFoundError, match=f"{missing}.*rgb_imagenet.pt.*--from pytorch-i3d"):
-    i3d.I3DFeatures(missing)
+    i3d_features.I3DFeatures(missing)
 
 
 def test_parameters_replicated_under_default_rules():

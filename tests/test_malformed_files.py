@@ -13,7 +13,7 @@ from videogen import checkpoints
 from videogen.formats import diffusers_dit
 from videogen.formats import weight_files as weights
 from videogen.data import manifest
-from videogen.eval import i3d
+from videogen.formats import i3d as i3d_format
 
 GOOD = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
 
@@ -68,7 +68,7 @@ def test_every_safetensors_reader_refuses_it_in_one_line(tmp_path, case):
   import jax
   path = tmp_path / "w.safetensors"
   path.write_bytes(MALFORMED[case])
-  for read in (weights.read_safetensors, weights.read_safetensors_checked, i3d.load_i3d):
+  for read in (weights.read_safetensors, weights.read_safetensors_checked, i3d_format.load_i3d):
     with pytest.raises(ValueError, match="is not a valid safetensors file") as error:
       read(str(path))
     _one_line(error, path)
@@ -182,7 +182,7 @@ def test_torch_files_are_refused_in_one_line_and_never_run(tmp_path):
   pytest.importorskip("torch")
   paths, marker = _pickles(tmp_path)
   for name, path in paths.items():
-    for read in (weights.read_torch, i3d.load_i3d):
+    for read in (weights.read_torch, i3d_format.load_i3d):
       with pytest.raises(ValueError) as error:
         read(str(path))
       message = _one_line(error, path)

@@ -42,8 +42,8 @@ def main(argv: list[str]) -> None:
     exit_with_error(f"--to {output!r} already exists; choose a new directory")
   try:
     if _FROM.value == "pytorch-i3d":
-      from videogen.eval.i3d import convert_file
-      convert_file(source, output)
+      from videogen.formats.i3d import import_i3d
+      import_i3d(source, output)
     elif _FROM.value == "diffusers-cogvideox-vae":
       from videogen.formats.cogvideox_vae import import_cogvideox_vae
       import_cogvideox_vae(source, output)

@@ -1,8 +1,10 @@
 """Kinetics-400 Inception-I3D (Carreira & Zisserman 2017) in Flax linen: FVD's feature network.
 
 FVD compares Gaussians fitted to I3D outputs of real and generated videos (see
-`videogen/eval/frechet.py`). This is the DeepMind / TF-hub architecture as piergiaj's
-pytorch-i3d ports it (and cd-fvd / TATS copy it), so their state dicts load unchanged:
+`videogen/eval/frechet.py`; `videogen/eval/i3d_features.py` runs this network over uint8
+videos, `videogen/formats/i3d.py` imports its weights). This is the DeepMind / TF-hub
+architecture as piergiaj's pytorch-i3d ports it (and cd-fvd / TATS copy it), so their state
+dicts load unchanged:
 
 - 'same' padding computed per input size exactly as piergiaj's `compute_pad`: the total
   `max(k - s, 0)` (or `max(k - size % s, 0)` when the stride does not divide the size) split
@@ -23,18 +25,14 @@ BatchNorm epsilon: piergiaj and TF use 1e-3 (the default here); cd-fvd / TATS ru
 Convolutions run at `Precision.HIGHEST` so TPUs/GPUs do not drop to bf16/TF32 passes.
 """
 import functools
-import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
-from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from videogen.models.layers import param
-from videogen.formats.weight_files import _listing, load_state_dict, write_safetensors
 
 NUM_CLASSES = 400
 FEATURES_DIM = 1024
@@ -53,9 +51,6 @@ INCEPTION_BLOCKS = (
     ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
 )
 AVG_POOL = (2, 7, 7)
-HOW_TO_GET = ("download piergiaj's rgb_imagenet.pt (or the FVD I3D, e.g. TATS' "
-              "i3d_pretrained_400.pt) and convert it with `python -m videogen.convert "
-              "--from pytorch-i3d SRC --to i3d.safetensors`")
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -168,24 +163,6 @@ class InceptionI3d(nn.Module):
     return logits[:, 0, 0, 0], {"features": features, "pre_pool": x}
 
 
-# --- conversion from piergiaj / cd-fvd state dicts -------------------------------------------
-
-_TORCH_LEAVES = {  # our (collection, module, leaf) → the torch suffix
-    ("params", "kernel"): "conv3d.weight", ("params", "bias"): "conv3d.bias",
-    ("params", "bn", "scale"): "bn.weight", ("params", "bn", "bias"): "bn.bias",
-    ("batch_stats", "bn", "mean"): "bn.running_mean",
-    ("batch_stats", "bn", "var"): "bn.running_var"}
-_IGNORED_SUFFIX = ".num_batches_tracked"
-
-
-def torch_name(path: tuple[str, ...]) -> str:
-  """`("params", "Mixed_3b", "b0", "bn", "scale")` → `"Mixed_3b.b0.bn.weight"`."""
-  collection, *modules, leaf = path
-  if modules[-1] == "bn":
-    return ".".join(modules[:-1] + [_TORCH_LEAVES[(collection, "bn", leaf)]])
-  return ".".join(modules + [_TORCH_LEAVES[(collection, leaf)]])
-
-
 @functools.lru_cache(maxsize=4)
 def expected_shapes(num_classes: int = NUM_CLASSES) -> dict[tuple[str, ...], tuple[int, ...]]:
   """Flat variable path → shape, for `InceptionI3d(num_classes)`."""
@@ -193,137 +170,3 @@ def expected_shapes(num_classes: int = NUM_CLASSES) -> dict[tuple[str, ...], tup
                             jax.ShapeDtypeStruct((1, 8, 32, 32, 3), jnp.float32))
   return {path: leaf.shape
           for path, leaf in traverse_util.flatten_dict(nn.unbox(abstract)).items()}
-
-
-def _check_keys(what: str, got, expected, ignored=()) -> None:
-  missing = set(expected) - set(got)
-  unexpected = set(got) - set(expected) - set(ignored)
-  if missing or unexpected:
-    raise ValueError(f"{what} does not match InceptionI3d: {len(missing)} missing keys "
-                     f"[{_listing(missing)}], {len(unexpected)} unexpected keys "
-                     f"[{_listing(unexpected)}]")
-
-
-def _num_classes(arrays: dict, bias_key) -> int:
-  return int(arrays[bias_key].shape[0]) if bias_key in arrays else NUM_CLASSES
-
-
-def convert_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
-  """piergiaj / cd-fvd `InceptionI3d.state_dict()` (numpy) → `{"params", "batch_stats"}`.
-  The class count comes from `logits.conv3d.bias`; `num_batches_tracked` is ignored."""
-  expected = expected_shapes(_num_classes(state_dict, "logits.conv3d.bias"))
-  names = {torch_name(path): path for path in expected}
-  _check_keys("I3D state dict", state_dict, names,
-              [k for k in state_dict if k.endswith(_IGNORED_SUFFIX)])
-  flat = {}
-  for name, path in names.items():
-    value = np.asarray(state_dict[name], np.float32)
-    if path[-1] == "kernel":  # torch (O, I, kt, kh, kw) → (kt, kh, kw, I, O)
-      value = value.transpose(2, 3, 4, 1, 0)
-    if value.shape != expected[path]:
-      raise ValueError(f"I3D state dict: {name} has shape {value.shape} (as ours), "
-                       f"expected {expected[path]}")
-    flat[path] = value
-  return traverse_util.unflatten_dict(flat)
-
-
-def save_converted(variables: dict, path: str) -> None:
-  """Variables → one safetensors file with flat names (`params/Mixed_3b/b0/kernel`,
-  `batch_stats/Mixed_3b/b0/bn/mean`, ...)."""
-  flat = traverse_util.flatten_dict(nn.unbox(variables), sep="/")
-  write_safetensors(path, {k: np.asarray(v, np.float32) for k, v in flat.items()},
-                    metadata={"format": "videogen-i3d"})
-
-
-def _from_flat(arrays: dict[str, np.ndarray], path: str) -> dict:
-  expected = expected_shapes(_num_classes(arrays, "params/logits/bias"))
-  _check_keys(path, arrays, {"/".join(p) for p in expected})
-  for p, shape in expected.items():
-    if arrays["/".join(p)].shape != shape:
-      raise ValueError(f"{path}: {'/'.join(p)} has shape {arrays['/'.join(p)].shape}, "
-                       f"expected {shape}")
-  return traverse_util.unflatten_dict({k: np.asarray(v, np.float32) for k, v in
-                                       arrays.items()}, sep="/")
-
-
-def load_i3d(path) -> dict:
-  """Our converted `.safetensors`, or a piergiaj / cd-fvd state dict (`.pt`/`.pth`, or a
-  safetensors with torch names) → `{"params", "batch_stats"}` of numpy arrays."""
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no I3D weights at {path}: {HOW_TO_GET}")
-  arrays = load_state_dict(path)
-  if any(k.startswith(("params/", "batch_stats/")) for k in arrays):
-    return _from_flat(arrays, path)
-  return convert_state_dict(arrays)
-
-
-def convert_file(src: str, dst: str) -> None:
-  """A piergiaj / cd-fvd I3D state dict (`.pt`, `.pth`, `.safetensors`) → our safetensors."""
-  save_converted(load_i3d(src), dst)
-
-
-# --- FVD features ----------------------------------------------------------------------------
-
-def preprocess(videos_uint8_nthwc, size=224) -> jax.Array:
-  """uint8 `(N, T, H, W, 3)` → float32 `(N, T, size, size, 3)` in [-1, 1], as cd-fvd's
-  `preprocess_i3d`: bilinear, half-pixel centres, no antialiasing (torch `F.interpolate(...,
-  mode="bilinear", align_corners=False)`), then `2 x / 255 - 1`. `size` may be `(h, w)`."""
-  h, w = (size, size) if isinstance(size, int) else size
-  x = jnp.asarray(videos_uint8_nthwc).astype(jnp.float32)
-  x = jax.image.resize(x, (*x.shape[:2], h, w, x.shape[-1]), "bilinear", antialias=False)
-  return 2.0 * x / 255.0 - 1.0
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _forward(model: InceptionI3d, variables, videos_uint8, size):
-  logits, out = model.apply(variables, preprocess(videos_uint8, size))
-  return logits, out["features"]
-
-
-def data_mesh(devices=None) -> jax.sharding.Mesh:
-  """A 1-D `data` mesh over `devices` (default: all), Auto axis types (GSPMD)."""
-  devices = jax.devices() if devices is None else list(devices)
-  return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices)
-
-
-class I3DFeatures:
-  """FVD's network as a function of uint8 videos: `I3DFeatures(path)(videos) → (N, 400)`.
-
-  Batches are split over every axis of `mesh` (default: a 1-D mesh of all devices); the
-  weights are replicated. Feed the result to `FeatureStats(400).update(...)`, or pass
-  `features=True` for the 1024-d pooled features (`FeatureStats(1024)`)."""
-
-  def __init__(self, path, mesh: jax.sharding.Mesh | None = None, size=224,
-               bn_eps: float = 1e-3):
-    variables = load_i3d(path)
-    self.mesh = data_mesh() if mesh is None else mesh
-    self.size = size if isinstance(size, int) else tuple(size)
-    self.model = InceptionI3d(variables["params"]["logits"]["bias"].shape[0], bn_eps)
-    replicated = NamedSharding(self.mesh, P())
-    self.variables = jax.tree.map(
-        lambda v: jax.make_array_from_callback(v.shape, replicated, lambda i: v[i]), variables)
-    self._batch = NamedSharding(self.mesh, P(tuple(self.mesh.axis_names)))
-
-  def __call__(self, videos_uint8, batch_size: int = 32, features: bool = False) -> np.ndarray:
-    """`(N, T, H, W, 3)` uint8 → float32 `(N, 400)` logits (`(N, 1024)` with `features`).
-    `batch_size` is rounded up to a multiple of the device count; the last batch is padded
-    (one compiled shape) and the padding dropped."""
-    videos = np.asarray(videos_uint8)
-    if videos.ndim != 5 or videos.shape[-1] != 3:
-      raise ValueError(f"I3D wants uint8 videos (N, T, H, W, 3); got shape {videos.shape}")
-    devices = self.mesh.size
-    batch = -(-max(1, min(batch_size, len(videos))) // devices) * devices
-    outputs = []
-    for start in range(0, len(videos), batch):
-      chunk = videos[start:start + batch]
-      padded = np.pad(chunk, ((0, batch - len(chunk)),) + ((0, 0),) * 4)
-      # Every process holds all videos; each places the rows its devices own, and the result
-      # comes back whole on every process (several hosts: one gather over the network).
-      inputs = jax.make_array_from_callback(padded.shape, self._batch, lambda i: padded[i])
-      logits, pooled = _forward(self.model, self.variables, inputs, self.size)
-      result = multihost_utils.process_allgather(pooled if features else logits, tiled=True)
-      outputs.append(np.asarray(result)[:len(chunk)])
-    dim = FEATURES_DIM if features else self.model.num_classes
-    return np.concatenate(outputs) if outputs else np.zeros((0, dim), np.float32)

@@ -20,10 +20,10 @@ from videogen import workdir as workdir_lib
 from videogen.config import ConfigError
 from videogen.data import synthetic
 from videogen.data.pipeline import world_from_config
-from videogen.eval import frechet, i3d, synthetic_judge, temporal
+from videogen.eval import frechet, i3d, i3d_features, synthetic_judge, temporal
 from videogen.eval.clip_score import ClipScorer
 from videogen.eval.synthetic_judge import synthetic_prompts
-from videogen.formats import clip as clip_format
+from videogen.formats import clip as clip_format, i3d as i3d_format
 
 METRICS = ("synthetic", "flicker", "warping", "fvd", "clip")
 PROMPT_SETS = ("suite", "plain")  # `suite_prompts`
@@ -55,7 +55,7 @@ def check(settings: Settings) -> None:
     raise ValueError(f"metrics {unknown} unknown; choose from {METRICS}")
   if "fvd" in settings.metrics and not os.path.isfile(settings.i3d_weights or ""):
     raise FileNotFoundError(f"fvd needs I3D weights; none at {settings.i3d_weights!r}: "
-                            f"{i3d.HOW_TO_GET}")
+                            f"{i3d_format.HOW_TO_GET}")
   if "clip" in settings.metrics and not os.path.isdir(settings.clip_model or ""):
     raise FileNotFoundError(f"clip needs a CLIP model folder; none at {settings.clip_model!r}: "
                             f"`{clip_format.HOW_TO_GET.format(folder='DIR')}`")
@@ -84,8 +84,8 @@ def _same_shape(videos: list[np.ndarray], what: str) -> np.ndarray:
 
 
 def frechet_video_distance(videos, reference, settings: Settings) -> float:
-  features = i3d.I3DFeatures(settings.i3d_weights, size=settings.i3d_size,
-                             bn_eps=settings.i3d_bn_eps)
+  features = i3d_features.I3DFeatures(settings.i3d_weights, size=settings.i3d_size,
+                                      bn_eps=settings.i3d_bn_eps)
   stats = []
   for group, name in ((videos, "fvd"), (reference, "fvd's reference")):
     batch = _same_shape(list(group), name)

@@ -7,6 +7,7 @@
     cogvideox_vae.py  diffusers' AutoencoderKLCogVideoX
     t5.py             Hugging Face T5 / UMT5 encoders (read by text/conditioning.py)
     clip.py           transformers' CLIPModel, for the CLIP score (read by eval/clip_score.py)
+    i3d.py            piergiaj's pytorch-i3d, FVD's network (read by eval/i3d_features.py)
     lora_adapter.py   a run's LoRA adapters alone
 
 In a format's module, named after the thing (`<thing>` is the module's name):
