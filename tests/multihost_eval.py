@@ -10,10 +10,10 @@ def main(weights: str, clip_folder: str, output: str) -> None:
   initialize_from_env()
   import jax
   import numpy as np
-  from videogen.data import synthetic
+  from videogen.data import synthetic, synthetic_grammar
   from videogen.eval import report as report_lib
   world = synthetic.World(num_frames=8, height=32, width=32)
-  prompts = synthetic.prompt_suite(world, 12)
+  prompts = synthetic_grammar.prompt_suite(world, 12)
   real = [synthetic.render_prompt(p, world, seed=i).video for i, p in enumerate(prompts)]
   noisy = [np.clip(v + np.random.default_rng(i).normal(0, 40, v.shape), 0, 255).astype(np.uint8)
            for i, v in enumerate(real)]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config, word_features
-from videogen.data import pipeline, synthetic
+from videogen.data import pipeline, synthetic, synthetic_grammar
 from videogen.eval import synthetic_judge
 
 
@@ -45,7 +45,7 @@ def test_bounces_reverse_the_motion():
   world = synthetic.World(num_frames=40, allow_bounces=True, speed=(0.1, 0.1))
   for index in range(5):
     clip = synthetic.render_clip(world, 0, index)
-    axis = int(np.argmax(np.abs(synthetic.DIRECTIONS[clip.objects[0]["direction"]])))
+    axis = int(np.argmax(np.abs(synthetic_grammar.DIRECTIONS[clip.objects[0]["direction"]])))
     velocity_sign = np.sign(np.diff(clip.positions[:, 0, axis]))
     reversals = int((np.diff(velocity_sign[velocity_sign != 0]) != 0).sum())
     # A bounce between the last two frames may not show as a reversal in the samples yet.

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import one_line_error, run_cli
 from videogen import video_io
-from videogen.data import synthetic
+from videogen.data import synthetic, synthetic_grammar
 from videogen.eval import report as report_lib
 
 WORLD = synthetic.World(num_frames=16, height=48, width=48)
@@ -25,7 +25,7 @@ def _manifest(folder, videos, texts, name="clips.csv"):
 
 
 def test_judges_video_files_from_a_manifest(tmp_path):
-  prompts = synthetic.prompt_suite(WORLD, 6)
+  prompts = synthetic_grammar.prompt_suite(WORLD, 6)
   videos = [synthetic.render_prompt(p, WORLD, seed=i).video for i, p in enumerate(prompts)]
   right = _manifest(tmp_path, videos, prompts)
   wrong = _manifest(tmp_path, videos, prompts[1:] + prompts[:1], "wrong.csv")
@@ -71,7 +71,7 @@ def test_fvd_is_zero_for_identical_sets_and_grows_with_distortion(tmp_path):
   weights = write_random_i3d(str(tmp_path / "i3d.safetensors"))
   settings = report_lib.Settings(("fvd",), weights, i3d_size=32, batch_size=8)
   world = synthetic.World(num_frames=8, height=32, width=32)
-  prompts = synthetic.prompt_suite(world, 8)
+  prompts = synthetic_grammar.prompt_suite(world, 8)
   real = [synthetic.render_prompt(p, world, seed=i).video for i, p in enumerate(prompts)]
   noisy = [np.clip(v + np.random.default_rng(i).normal(0, 40, v.shape), 0, 255).astype(np.uint8)
            for i, v in enumerate(real)]

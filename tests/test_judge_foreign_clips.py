@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from videogen import video_io
-from videogen.data import synthetic
+from videogen.data import synthetic_grammar
 from videogen.eval import synthetic_judge
 
 NUM_CLIPS = 144
@@ -32,7 +32,7 @@ SUPERSAMPLE = 4
 # Conventional hues of the colour words (degrees); a clip draws a shade within ±8° of one.
 HUES = {"red": 0, "orange": 30, "yellow": 56, "green": 120, "cyan": 182, "blue": 228,
         "purple": 283}
-COLOURS = tuple(synthetic.COLOURS)
+COLOURS = tuple(synthetic_grammar.COLOURS)
 DIRECTIONS = {"left": (1, -1), "right": (1, 1), "up": (0, -1), "down": (0, 1)}  # axis, sign
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 KINDS = ("inside", "bounce", "enter", "leave")
@@ -138,11 +138,11 @@ def _clip(index: int) -> ForeignClip:
     t = 4 if index % 8 == 0 else int(rng.integers(4, 17))
     objects, sizes, drawn = [], [], []
     for k, colour in enumerate(colours):
-      shape = synthetic.SHAPES[(index // 8 + k) % 3]
+      shape = synthetic_grammar.SHAPES[(index // 8 + k) % 3]
       size = float(np.exp(rng.uniform(np.log(6), np.log(largest))))
       extent = size / 2
-      speed = str(rng.choice(list(synthetic.SPEEDS)))
-      step = rng.uniform(*synthetic.SPEEDS[speed]) * length
+      speed = str(rng.choice(list(synthetic_grammar.SPEEDS)))
+      step = rng.uniform(*synthetic_grammar.SPEEDS[speed]) * length
       way = direction if k == 0 else str(rng.choice([d for d in DIRECTIONS
                                                      if DIRECTIONS[d][0] == axis]))
       found = _forward_path(kind, t, length, extent, step, rng)
@@ -204,13 +204,15 @@ def one_wrong(objects: list[dict], prop: str, index: int) -> list[dict] | None:
   if prop == "colour":
     first["colour"] = unused[index % len(unused)]
   elif prop == "shape":
-    first["shape"] = synthetic.SHAPES[(synthetic.SHAPES.index(first["shape"]) + 1 + index % 2) % 3]
+    shapes = synthetic_grammar.SHAPES
+    first["shape"] = shapes[(shapes.index(first["shape"]) + 1 + index % 2) % 3]
   elif prop == "direction":
     first["direction"] = OPPOSITE[first["direction"]]
   elif prop == "count":
     if len(objects) > 1:
       return objects[:-1]
-    objects.append(dict(colour=unused[index % len(unused)], shape=synthetic.SHAPES[index % 3],
+    objects.append(dict(colour=unused[index % len(unused)],
+                        shape=synthetic_grammar.SHAPES[index % 3],
                         direction=list(DIRECTIONS)[index % 4], speed=None, bounces=None))
   elif prop == "speed":
     stated = [o for o in objects if o["speed"]]
@@ -235,11 +237,11 @@ def judged(crf: int, folder) -> tuple[dict, dict]:
     video = video_io.read_video(path)
     assert video.shape == clip.video.shape
     seen.append(synthetic_judge.observe_video(video))
-  captions = [synthetic.format_prompt(c.objects) for c in corpus()]
+  captions = [synthetic_grammar.format_prompt(c.objects) for c in corpus()]
   true = synthetic_judge.judge_observed(seen, captions)
   wrong = {}
   for prop in synthetic_judge.PROPERTIES:
-    pairs = [(observed, synthetic.format_prompt(changed))
+    pairs = [(observed, synthetic_grammar.format_prompt(changed))
              for i, (observed, clip) in enumerate(zip(seen, corpus()))
              if (changed := one_wrong(clip.objects, prop, i)) is not None]
     wrong[prop] = synthetic_judge.judge_observed(*map(list, zip(*pairs)))
@@ -255,7 +257,7 @@ def test_corpus_covers_what_the_judge_must_handle():
   assert {c.kind for c in clips} == set(KINDS)
   objects = [o for c in clips for o in c.objects]
   assert {o["colour"] for o in objects} == set(COLOURS)
-  assert {o["shape"] for o in objects} == set(synthetic.SHAPES)
+  assert {o["shape"] for o in objects} == set(synthetic_grammar.SHAPES)
   assert {o["direction"] for o in objects} == set(DIRECTIONS)
   assert {o["bounces"] for o in objects} >= {0, 1, 2}
   assert sum(len(c.objects) == 2 for c in clips) == NUM_CLIPS // 3

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from videogen.data import synthetic
+from videogen.data import synthetic, synthetic_grammar
 from videogen.text.sentencepiece_tokenizer import (EOS, PAD, SentencePieceTokenizer,
                                                    cached_tokenizer, train_sentencepiece)
 
@@ -16,8 +16,9 @@ MAX_LENGTH = 32
 def _captions() -> list[str]:
   """Every synthetic caption form × colour × shape × direction (a few hundred sentences)."""
   return [form.format(colour=c, shape=s, direction=d, bounces=b)
-          for form in synthetic.CAPTION_FORMS.values() for c in synthetic.COLOURS
-          for s in synthetic.SHAPES for d in synthetic.DIRECTIONS for b in ("one", "two")]
+          for form in synthetic.CAPTION_FORMS.values() for c in synthetic_grammar.COLOURS
+          for s in synthetic_grammar.SHAPES for d in synthetic_grammar.DIRECTIONS
+          for b in ("one", "two")]
 
 
 @pytest.fixture(scope="module")

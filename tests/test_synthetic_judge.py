@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from videogen.config import load_config_file
-from videogen.data import synthetic
+from videogen.data import synthetic, synthetic_grammar
 from videogen.data.pipeline import world_from_config
 from videogen.eval import synthetic_judge
 
@@ -30,12 +30,12 @@ OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 @functools.cache
 def _suite(name):
   """The world's prompt suite and its ground-truth clips."""
-  prompts = synthetic.prompt_suite(WORLDS[name], NUM_PROMPTS[name])
+  prompts = synthetic_grammar.prompt_suite(WORLDS[name], NUM_PROMPTS[name])
   return prompts, [synthetic.render_prompt(p, WORLDS[name], i) for i, p in enumerate(prompts)]
 
 
 def _nearest_feasible(world, speed, bounces):
-  feasible = synthetic.feasible_bounces(world, speed)
+  feasible = synthetic_grammar.feasible_bounces(world, speed)
   return bounces if bounces is None or bounces in feasible else min(
       feasible, key=lambda n: abs(n - bounces))
 
@@ -49,13 +49,14 @@ def _changed(world, objects, prop, i):
   if prop == "colour":
     first["colour"] = unused[i % len(unused)]
   elif prop == "shape":
-    first["shape"] = synthetic.SHAPES[(synthetic.SHAPES.index(first["shape"]) + 1 + i % 2) % 3]
+    shapes = synthetic_grammar.SHAPES
+    first["shape"] = shapes[(shapes.index(first["shape"]) + 1 + i % 2) % 3]
   elif prop == "direction":
     first["direction"] = OPPOSITE[first["direction"]]
   elif prop == "count":
     if len(objects) > 1:
       return objects[:-1]
-    return objects + [dict(colour=unused[i % len(unused)], shape=synthetic.SHAPES[i % 3],
+    return objects + [dict(colour=unused[i % len(unused)], shape=synthetic_grammar.SHAPES[i % 3],
                            direction=world.directions[i % len(world.directions)], speed=None,
                            bounces=None)]
   elif prop == "speed":
@@ -67,7 +68,7 @@ def _changed(world, objects, prop, i):
     o["bounces"] = _nearest_feasible(world, o["speed"], o["bounces"])
   elif prop == "bounces":
     stated = [o for o in objects if o["bounces"] is not None]
-    feasible = stated and synthetic.feasible_bounces(world, stated[0]["speed"])
+    feasible = stated and synthetic_grammar.feasible_bounces(world, stated[0]["speed"])
     others = [n for n in (stated[0]["bounces"] + 1, stated[0]["bounces"] - 1)
               if n in feasible] if stated else []
     if not others:
@@ -80,7 +81,7 @@ def _changed(world, objects, prop, i):
 def test_ground_truth_clips_score_on_every_property(name):
   prompts, clips = _suite(name)
   for prompt, clip in zip(prompts, clips):  # the renderer hits the walls as often as stated
-    for spec, obj in zip(synthetic.parse_prompt(prompt), clip.objects):
+    for spec, obj in zip(synthetic_grammar.parse_prompt(prompt), clip.objects):
       assert spec["bounces"] in (None, obj["bounces"]), (prompt, obj)
   report = synthetic_judge.judge(np.stack([c.video for c in clips]), prompts)
   json.dumps(report)
@@ -103,11 +104,11 @@ def test_noisy_ground_truth_still_scores(name):
 @pytest.mark.parametrize("name", WORLDS)
 def test_a_changed_property_is_marked_wrong(name):
   world = WORLDS[name]
-  prompts = synthetic.prompt_suite(world, NUM_PROMPTS[name])
+  prompts = synthetic_grammar.prompt_suite(world, NUM_PROMPTS[name])
   for prop in synthetic_judge.PROPERTIES:
     videos, judged = [], []
     for i, prompt in enumerate(prompts):
-      changed = _changed(world, synthetic.parse_prompt(prompt), prop, i)
+      changed = _changed(world, synthetic_grammar.parse_prompt(prompt), prop, i)
       if changed is not None:
         videos.append(synthetic.render_objects(world, changed, i).video)
         judged.append(prompt)
@@ -117,34 +118,35 @@ def test_a_changed_property_is_marked_wrong(name):
 
 def test_prompt_suite_is_deterministic_and_feasible():
   tiny, large = WORLDS["tiny"], WORLDS["large"]
-  assert synthetic.prompt_suite(tiny, 40) == synthetic.prompt_suite(tiny, 40)
+  assert synthetic_grammar.prompt_suite(tiny, 40) == synthetic_grammar.prompt_suite(tiny, 40)
   for world in (tiny, large):
-    for prompt in synthetic.prompt_suite(world, 40):
-      for spec in synthetic.parse_prompt(prompt):
-        assert spec["bounces"] in (None, *synthetic.feasible_bounces(world, spec["speed"]))
-  assert synthetic.feasible_bounces(tiny) == [0, 1]  # 8 frames: at most one exact bounce
-  assert {1, 2, 3} <= set(synthetic.feasible_bounces(large)) | set(
-      synthetic.feasible_bounces(large, "slowly"))
+    for prompt in synthetic_grammar.prompt_suite(world, 40):
+      for spec in synthetic_grammar.parse_prompt(prompt):
+        assert spec["bounces"] in (None, *synthetic_grammar.feasible_bounces(world, spec["speed"]))
+  assert synthetic_grammar.feasible_bounces(tiny) == [0, 1]  # 8 frames: at most one exact bounce
+  assert {1, 2, 3} <= set(synthetic_grammar.feasible_bounces(large)) | set(
+      synthetic_grammar.feasible_bounces(large, "slowly"))
   narrow = synthetic.World(colours=("red", "blue"), shapes=("square",), directions=("up",))
-  for prompt in synthetic.prompt_suite(narrow, 12):
-    assert {o["colour"] for o in synthetic.parse_prompt(prompt)} <= {"red", "blue"}
+  for prompt in synthetic_grammar.prompt_suite(narrow, 12):
+    assert {o["colour"] for o in synthetic_grammar.parse_prompt(prompt)} <= {"red", "blue"}
     assert all(o["shape"] == "square" and o["direction"] == "up"
-               for o in synthetic.parse_prompt(prompt))
+               for o in synthetic_grammar.parse_prompt(prompt))
 
 
 def test_grammar_reads_every_caption_form_and_round_trips():
-  assert synthetic.parse_prompt("A blue square moving left bouncing three times") == [
+  assert synthetic_grammar.parse_prompt("A blue square moving left bouncing three times") == [
       dict(colour="blue", shape="square", direction="left", speed=None, bounces=3)]
-  assert synthetic.parse_prompt("a red circle moves quickly to the up")[0]["speed"] == "quickly"
+  verbose = synthetic_grammar.parse_prompt("a red circle moves quickly to the up")
+  assert verbose[0]["speed"] == "quickly"
   world = synthetic.World(num_objects=2, allow_bounces=True,
                           caption_forms=tuple(synthetic.CAPTION_FORMS))
   for index in range(12):
     clip = synthetic.render_clip(world, 0, index)
-    objects = synthetic.parse_prompt(clip.caption)
+    objects = synthetic_grammar.parse_prompt(clip.caption)
     assert [(o["colour"], o["shape"], o["direction"]) for o in objects] == [
         (o["colour"], o["shape"], o["direction"]) for o in clip.objects]
-  for prompt in synthetic.prompt_suite(world, 20):
-    assert synthetic.format_prompt(synthetic.parse_prompt(prompt)) == prompt
+  for prompt in synthetic_grammar.prompt_suite(world, 20):
+    assert synthetic_grammar.format_prompt(synthetic_grammar.parse_prompt(prompt)) == prompt
 
 
 @pytest.mark.parametrize("prompt", [
@@ -155,7 +157,7 @@ def test_grammar_reads_every_caption_form_and_round_trips():
     "two red circles moving left"])
 def test_prompts_outside_the_grammar_are_rejected(prompt):
   with pytest.raises(ValueError, match="not in the grammar"):
-    synthetic.parse_prompt(prompt)
+    synthetic_grammar.parse_prompt(prompt)
 
 
 def test_repeated_colours_and_infeasible_bounces_are_named():
@@ -188,8 +190,9 @@ def test_the_demo_world_is_judged_exactly_on_its_plain_prompts():
   report = synthetic_judge.judge(np.stack(truth), prompts)
   assert report["overall"] == 1.0, report
   for prop in ("colour", "shape", "direction"):
-    changed = [synthetic.render_objects(world, _changed(world, synthetic.parse_prompt(p), prop, i),
-                                        i).video for i, p in enumerate(prompts)]
+    changed = [synthetic.render_objects(
+                   world, _changed(world, synthetic_grammar.parse_prompt(p), prop, i), i).video
+               for i, p in enumerate(prompts)]
     assert synthetic_judge.judge(np.stack(changed), prompts)[prop] == 0.0, prop
 
 
@@ -206,6 +209,6 @@ def test_the_suite_models_training_clips_show_their_captions():
   report = synthetic_judge.judge(np.stack([c.video for c in clips]), [c.caption for c in clips])
   assert report["overall"] == 1.0, [v for v in report["per_video"] if not v["ok"]]
   assert report["stated"]["speed"] and report["stated"]["bounces"]
-  prompts = synthetic.prompt_suite(world, 48)
+  prompts = synthetic_grammar.prompt_suite(world, 48)
   truth = [synthetic.render_prompt(p, world, i).video for i, p in enumerate(prompts)]
   assert synthetic_judge.judge(np.stack(truth), prompts)["overall"] == 1.0

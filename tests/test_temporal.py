@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from videogen.data import synthetic
+from videogen.data import synthetic, synthetic_grammar
 from videogen.eval.temporal import flicker, rigid_flow, warp, warping_error
 
 
@@ -28,7 +28,7 @@ def test_warp_moves_content_by_the_flow():
 
 
 def _masks(clip: synthetic.Clip) -> np.ndarray:
-  colours = np.array([synthetic.COLOURS[o["colour"]] for o in clip.objects], np.float32)
+  colours = np.array([synthetic_grammar.COLOURS[o["colour"]] for o in clip.objects], np.float32)
   distance = np.linalg.norm(clip.video[:, None].astype(np.float32)
                             - colours[None, :, None, None], axis=-1)
   return distance < 40

@@ -216,7 +216,7 @@ def test_the_suite_variant_trains_on_suite_captions(tmp_path):
   sentencepiece model on its suite captions (speed words included, nothing unknown) and its
   steps run with finite losses."""
   from videogen import workdir as workdir_lib
-  from videogen.data.synthetic import prompt_suite
+  from videogen.data.synthetic_grammar import prompt_suite
   from videogen.text.sentencepiece_tokenizer import SentencePieceTokenizer
   config = tiny_config(**{"data.num_frames": 16, "data.synthetic.scenes": "suite",
                           "data.synthetic.radius": 0.16, "text.tokenizer": "sentencepiece",

@@ -6,7 +6,7 @@ contact sheet, prints the headline figures as JSON.
     python -m videogen.evaluate --videos MANIFEST --metrics synthetic [--reference MANIFEST]
 
 A model trained on the synthetic world is prompted with its own world's benchmark suite
-(`synthetic.prompt_suite`) and, for FVD, compared with ground-truth renders of the same
+(`synthetic_grammar.prompt_suite`) and, for FVD, compared with ground-truth renders of the same
 prompts (or `--reference` videos). `--videos` takes a CSV or JSONL manifest with `path` and
 `text` columns and needs no model. Metrics: `videogen.eval.report`. With an `expected` column
 (a caption of the grammar saying what the clip really shows), the judge's calibration on the
@@ -79,7 +79,7 @@ def read_expected(manifest: str) -> list[str | None]:
   """The `expected` caption of each row of a manifest (None where empty or absent); one-line
   exit on one outside the judge's grammar."""
   from videogen.data.manifest import read_rows
-  from videogen.data.synthetic import parse_prompt
+  from videogen.data.synthetic_grammar import parse_prompt
   expected = []
   for number, row in enumerate(read_rows(manifest), 1):
     caption = str(row.get("expected") or "").strip() or None

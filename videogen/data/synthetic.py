@@ -1,53 +1,52 @@
-"""The built-in synthetic world: coloured shapes moving and bouncing, with exact ground truth.
+"""The synthetic world: coloured shapes moving and bouncing off the walls, rendered with exact
+ground truth.
 
 `render_clip(world, seed, index)` is a pure function of its arguments, so clip `index` is the
 same on every host, every run and every mesh. It renders at any (T, H, W) and returns the
-object trajectories, so evaluation (an exact judge) and camera control can build on it.
-Objects live in world coordinates `[0, 1]²`; a camera (pan, zoom) maps them to pixels.
+object trajectories and the camera path, so evaluation (an exact judge) and camera control can
+build on it. Objects live in world coordinates `[0, 1]²`; a camera (pan, zoom) maps them to
+pixels. What the words of a caption mean (colours, shapes, directions, speed classes, bounce
+counts) is the prompt language's, `videogen.data.synthetic_grammar`.
 
-Prompts (the text-to-video benchmark, judged by `videogen.eval.synthetic_judge`):
-`parse_prompt` reads clauses joined by " and ", one per object, each
-"a <colour> <shape> moving [slowly|quickly] <direction> [bouncing <number> times]"
-("moves to the <direction>", the verbose caption form, also parses). `render_prompt` renders a
-static-camera clip that satisfies one exactly, the number of wall bounces within its frames
-included; `prompt_suite(world, n)` lists prompts the world can satisfy. The speed classes
-`SPEEDS` are a factor of two apart so that pixels decide them; "quickly" is the default
-`World.speed`. A stated bounce count keeps `BOUNCE_CLEARANCE` of travel between the start, each
-wall hit and the end, so every leg is visible; an unstated one is the fewest that fit.
+`World.scenes` picks what each clip shows:
+
+  random  `num_objects` objects drawn from the world's ranges (colours, shapes, directions,
+          speed; wall bounces only with `allow_bounces`), under the world's `camera`, and
+          captioned by one of `caption_forms` (`CAPTION_FORMS`), one clause per object:
+            plain    "a <colour> <shape> moving <direction>"
+            verbose  "a <colour> <shape> moves to the <direction>"
+            bounces  "a <colour> <shape> moving <direction> bouncing <number> times"
+          joined by " and ", plus ", camera panning" or ", camera zooming in" for a pan or zoom
+          camera ("mixed" draws static, pan or zoom per clip and does not say which). Every
+          word is in `VOCABULARY`, the word tokenizer's.
+  suite   a benchmark-suite prompt (`synthetic_grammar.suite_objects`: 1 to 3 objects, speed
+          words, bounce counts), rendered exactly by `render_objects` with a static camera and
+          captioned with that prompt, e.g. "a red circle moving slowly left bouncing two times
+          and a blue square moving up".
+
+`render_prompt(prompt, world, seed)` renders any prompt of the grammar exactly: its objects may
+pass over each other, but never hide where one starts, ends or bounces.
 """
 import dataclasses
-import functools
 import itertools
-import re
 
 import numpy as np
 
-COLOURS = {
-    "red": (230, 40, 40), "green": (40, 200, 70), "blue": (50, 100, 245),
-    "yellow": (240, 220, 40), "purple": (160, 60, 220), "orange": (250, 140, 20),
-    "cyan": (40, 220, 230), "white": (245, 245, 245),
-}
-SHAPES = ("circle", "square", "triangle")
-DIRECTIONS = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}
+from videogen.data.synthetic_grammar import (BOUNCE_CLEARANCE, COLOURS, DIRECTIONS,
+                                             NUMBER_WORDS, SHAPES, SPEEDS, bounce_speeds,
+                                             feasible_bounces, format_prompt, object_counts,
+                                             parse_prompt, start_room, suite_objects)
+
 BACKGROUNDS = ("plain", "checker")
 # "mixed": each clip draws static, pan or zoom, and its caption does not say which (camera
 # control learns the motion from the camera input alone).
 CAMERAS = ("static", "pan", "zoom", "mixed")
-# "random": objects drawn from the world's ranges, captioned by a caption form; "suite": each
-# clip is a prompt drawn as the benchmark suite draws them (1–3 objects, speed words, bounce
-# counts; `suite_objects`) and rendered exactly, captioned with that prompt (static camera).
 SCENES = ("random", "suite")
 CAPTION_FORMS = {
     "plain": "a {colour} {shape} moving {direction}",
     "verbose": "a {colour} {shape} moves to the {direction}",
     "bounces": "a {colour} {shape} moving {direction} bouncing {bounces} times",
 }
-# Speed classes of the prompt grammar, in frame sizes per frame (well apart: a judge splits them
-# at the geometric mean of 0.03 and 0.06). Not a caption form: their words are not in VOCABULARY,
-# so word-tokenizer checkpoints keep their vocabulary.
-SPEEDS = {"slowly": (0.02, 0.03), "quickly": (0.06, 0.09)}
-BOUNCE_CLEARANCE = 0.1  # world units of travel before the first and after the last wall hit
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 VOCABULARY = tuple(sorted(
     set(COLOURS) | set(SHAPES) | set(DIRECTIONS) | set(NUMBER_WORDS)
     | {w for form in CAPTION_FORMS.values() for w in form.split() if "{" not in w}
@@ -213,71 +212,7 @@ def _render(world: World, camera: np.ndarray, objects: list[dict], paths: np.nda
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompts: grammar, exact rendering and a suite.
-
-GRAMMAR = ("'a <colour> <shape> moving [slowly|quickly] <direction> [bouncing <number> times]' "
-           "clauses joined by ' and '")
-_CLAUSE = re.compile(
-    rf"a (?P<colour>{'|'.join(COLOURS)}) (?P<shape>{'|'.join(SHAPES)}) (?:moving|moves)"
-    rf"(?: (?P<speed>{'|'.join(SPEEDS)}))? (?:to the )?(?P<direction>{'|'.join(DIRECTIONS)})"
-    rf"(?: bouncing (?P<bounces>{'|'.join(NUMBER_WORDS)}) times)?")
-
-
-def parse_prompt(prompt: str) -> list[dict]:
-  """One spec per clause: colour, shape, direction, speed (a `SPEEDS` word, or None where the
-  prompt does not say) and bounces (an int, or None)."""
-  objects = []
-  for clause in " ".join(prompt.lower().split()).split(" and "):
-    match = _CLAUSE.fullmatch(clause)
-    if not match:
-      raise ValueError(
-          f"prompt {prompt!r}: {clause!r} is not in the grammar {GRAMMAR}; colours "
-          f"{list(COLOURS)}, shapes {list(SHAPES)}, directions {list(DIRECTIONS)}, numbers "
-          f"{NUMBER_WORDS[0]}..{NUMBER_WORDS[-1]}")
-    bounces = None if match["bounces"] is None else NUMBER_WORDS.index(match["bounces"])
-    objects.append(dict(colour=match["colour"], shape=match["shape"],
-                        direction=match["direction"], speed=match["speed"], bounces=bounces))
-  return objects
-
-
-def format_prompt(objects: list[dict]) -> str:
-  """The prompt that `parse_prompt` reads back as `objects`."""
-  def clause(o):
-    words = ["a", o["colour"], o["shape"], "moving", o.get("speed"), o["direction"]]
-    if o.get("bounces") is not None:
-      words += ["bouncing", NUMBER_WORDS[o["bounces"]], "times"]
-    return " ".join(w for w in words if w)
-  return " and ".join(map(clause, objects))
-
-
-def _start_room(world: World, speed: float, bounces: int) -> tuple[float, float]:
-  """Distances from the start to the wall ahead, `[lo, hi]` (empty when lo > hi), at which an
-  object hits the walls exactly `bounces` times, with `BOUNCE_CLEARANCE` around each hit."""
-  span, travel = 1 - 2 * world.radius, speed * (world.num_frames - 1)
-  if bounces == 0:
-    return travel + 1e-3, span
-  clear = BOUNCE_CLEARANCE + speed
-  return (max(clear, travel - bounces * span + 1e-3),
-          min(span, travel - (bounces - 1) * span - clear))
-
-
-@functools.lru_cache(maxsize=256)
-def _speeds(world: World, speed: str | None, bounces: int) -> tuple[float, ...]:
-  """Speeds of the class (None: `world.speed`) at which `bounces` fit, on a grid of 33."""
-  grid = np.linspace(*(SPEEDS[speed] if speed else world.speed), 33)
-  return tuple(float(v) for v in grid if np.subtract(*_start_room(world, v, bounces)) <= 0)
-
-
-def feasible_bounces(world: World, speed: str | None = None) -> list[int]:
-  """Bounce counts (up to nine) an object of speed class `speed` (None: `world.speed`) can make
-  exactly within the world's frames."""
-  return [n for n in range(len(NUMBER_WORDS)) if _speeds(world, speed, n)]
-
-
-def max_objects(world: World) -> int:
-  """Most objects a prompt names in this world: at most three, of distinct colours, that fit
-  side by side across the frame."""
-  return max(1, min(3, len(world.colours), int(1 / (2 * world.radius))))
+# Exact rendering of object specs (prompts, suite scenes).
 
 
 def _spec_path(world: World, rng: np.random.Generator, spec: dict) -> dict:
@@ -285,16 +220,16 @@ def _spec_path(world: World, rng: np.random.Generator, spec: dict) -> dict:
   the `key` frames `(T,)` that show its motion: those within half `BOUNCE_CLEARANCE` of travel
   from its start, its end or a wall hit."""
   counts = range(len(NUMBER_WORDS)) if spec.get("bounces") is None else [spec["bounces"]]
-  bounces = next((n for n in counts if _speeds(world, spec.get("speed"), n)), None)
+  bounces = next((n for n in counts if bounce_speeds(world, spec.get("speed"), n)), None)
   if bounces is None:
     raise ValueError(
         f"{format_prompt([spec])!r} cannot be rendered in {world.num_frames} frames with "
         f"radius {world.radius} at speed {SPEEDS.get(spec.get('speed'), world.speed)}: exact "
         f"bounce counts there are {feasible_bounces(world, spec.get('speed'))}; change "
         "data.num_frames, the prompt or data.synthetic.speed")
-  speeds = _speeds(world, spec.get("speed"), bounces)
+  speeds = bounce_speeds(world, spec.get("speed"), bounces)
   speed = speeds[rng.integers(len(speeds))]  # = rng.choice(speeds), without its array
-  ahead = rng.uniform(*_start_room(world, speed, bounces))
+  ahead = rng.uniform(*start_room(world, speed, bounces))
   velocity = np.array(DIRECTIONS[spec["direction"]]) * speed
   axis = int(np.argmax(np.abs(velocity)))
   start = rng.uniform(world.radius, 1 - world.radius, size=2)
@@ -376,36 +311,3 @@ def _suite_clip(world: World, rng: np.random.Generator) -> Clip:
 def render_prompt(prompt: str, world: World, seed: int) -> Clip:
   """A ground-truth clip of `prompt` (see `parse_prompt`) at the world's size and background."""
   return dataclasses.replace(render_objects(world, parse_prompt(prompt), seed), caption=prompt)
-
-
-def object_counts(world: World) -> list[int]:
-  """Objects per prompt that the suite cycles through: 1, 1, 2, … `max_objects` (single
-  objects weigh double: they carry most of the grammar)."""
-  return [1, 1, *range(2, max_objects(world) + 1)]
-
-
-def suite_objects(world: World, rng: np.random.Generator, count: int) -> list[dict]:
-  """`count` object specs of distinct colours the world can render exactly: colour, shape and
-  direction from the world's; a speed class (or none: `world.speed`) among those that fit its
-  frames, each as likely; and one of its `feasible_bounces` or none, each as likely."""
-  bounces = {s: [None, *feasible_bounces(world, s)] for s in (None, *SPEEDS)}
-  speeds = [s for s, options in bounces.items() if len(options) > 1]
-  if not speeds:
-    raise ValueError(f"no speed fits {world.num_frames} frames (an object would hit the walls "
-                     "more than nine times); lower data.num_frames or data.synthetic.speed")
-  objects = []
-  for colour in rng.choice(world.colours, count, replace=False):
-    speed = speeds[rng.integers(len(speeds))]
-    objects.append(dict(colour=str(colour), shape=str(rng.choice(world.shapes)),
-                        direction=str(rng.choice(world.directions)), speed=speed,
-                        bounces=bounces[speed][rng.integers(len(bounces[speed]))]))
-  return objects
-
-
-def prompt_suite(world: World, n: int) -> list[str]:
-  """`n` prompts the world can render exactly, the same on every call: `suite_objects` for 1,
-  1, 2, … `max_objects` objects in turn. A clause states a speed class in two cases of three
-  (among the classes that fit the world's frames) and a bounce count in at least half."""
-  rng = np.random.default_rng(0)
-  counts = object_counts(world)
-  return [format_prompt(suite_objects(world, rng, counts[i % len(counts)])) for i in range(n)]

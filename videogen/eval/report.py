@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from videogen import video_io
 from videogen import workdir as workdir_lib
 from videogen.config import ConfigError
-from videogen.data import synthetic
+from videogen.data import synthetic, synthetic_grammar
 from videogen.data.pipeline import world_from_config
 from videogen.eval import frechet, i3d, i3d_features, synthetic_judge, temporal
 from videogen.eval.clip_score import ClipScorer
@@ -136,7 +136,7 @@ def suite_prompts(data_config, n: int, prompt_set: str = "suite") -> list[str]:
   direction, speed, count, bounces) or `plain`, the "a <colour> <shape> moving <dir>" form."""
   if prompt_set == "plain":
     return synthetic_prompts(data_config.synthetic, n)
-  return synthetic.prompt_suite(world_from_config(data_config), n)
+  return synthetic_grammar.prompt_suite(world_from_config(data_config), n)
 
 
 def ground_truth(prompts: list[str], data_config) -> list[np.ndarray]:

@@ -1,6 +1,6 @@
 """Judging videos of coloured shapes from pixels alone: the synthetic benchmark's judge.
 
-`judge(videos, prompts)` scores prompts of the benchmark grammar (`synthetic.parse_prompt`, e.g.
+`judge(videos, prompts)` scores prompts of the benchmark grammar (`synthetic_grammar`, e.g.
 "a blue square moving quickly left bouncing three times and a red circle moving up") on six
 properties, each over the prompts that state it. It knows nothing of the renderer (palette,
 object size, clip length, background): it names colours by classes of hue, chroma and value,
@@ -41,7 +41,7 @@ The properties:
   direction  the first leg of the blob's motion along its main axis (the net displacement when
              it does not bounce)
   speed      the median per-frame displacement along that axis, in frame sizes, against the
-             geometric mean between the `synthetic.SPEEDS` classes
+             geometric mean between the `synthetic_grammar.SPEEDS` classes
   count      the number of colours that show as an object equals the number of clauses
   bounces    reversals of the motion along that axis; one counts once the blob has come back
              `MIN_REVERSAL` of the frame from its farthest point (smaller jitter is ignored)
@@ -65,7 +65,7 @@ import math
 import numpy as np
 from scipy import ndimage, spatial
 
-from videogen.data.synthetic import COLOURS, DIRECTIONS, SHAPES, SPEEDS, parse_prompt
+from videogen.data.synthetic_grammar import COLOURS, DIRECTIONS, SHAPES, SPEEDS, parse_prompt
 
 PROPERTIES = ("colour", "shape", "direction", "speed", "count", "bounces")
 HUES = {"red": (330, 16), "orange": (16, 43), "yellow": (43, 72), "green": (72, 160),
