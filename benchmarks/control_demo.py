@@ -36,7 +36,7 @@ def blob_growth(video: np.ndarray, colour: str) -> float:
 
 def camera_scores(workdir: str, prompts: list[str]) -> dict:
   from videogen.data.synthetic import parse_prompt
-  from videogen.generate import Generator
+  from videogen.sampling.generator import Generator
   from videogen.models.camera import named_path
   generator = Generator.load(workdir)
   frames = generator.config.data.num_frames
@@ -59,8 +59,8 @@ def camera_scores(workdir: str, prompts: list[str]) -> dict:
 
 
 def seam_ratio(workdir: str, prompts: list[str], **options) -> float:
-  from videogen import control
-  from videogen.generate import Generator
+  from videogen.sampling import control
+  from videogen.sampling.generator import Generator
   generator = Generator.load(workdir)
   chunk, overlap = generator.config.data.num_frames, 2
   video = control.extend(generator, prompts, 3 * chunk - 2 * overlap, overlap=overlap,

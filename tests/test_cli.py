@@ -163,8 +163,8 @@ def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
 
 
 def test_control_modes_keep_their_conditions_through_the_real_model(trained):
-  from videogen import control
-  from videogen.generate import Generator
+  from videogen.sampling import control
+  from videogen.sampling.generator import Generator
   generator = Generator.load(str(trained))
   prompts, options = ["a red circle moving right"], dict(steps=4, sampler="heun")
   image = np.random.default_rng(0).integers(0, 256, (20, 24, 3), np.uint8)
@@ -225,7 +225,7 @@ def test_sample_cli_keyframes_masked_edit_and_lora(trained, tmp_path):
   import flax.linen as nn
   import jax
   from videogen import checkpoints
-  from videogen.generate import Generator
+  from videogen.sampling.generator import Generator
   from videogen.models import lora
   from videogen.models.text_to_video import build_model, example_inputs
   generator = Generator.load(str(trained))

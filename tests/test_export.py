@@ -10,8 +10,8 @@ import pytest
 
 from conftest import one_line_error, run_cli
 from videogen import checkpoints
-from videogen.generate import Generator
 from videogen.formats.weight_files import read_safetensors
+from videogen.sampling.generator import Generator
 
 TEST_CONFIG = "configs/tiny.py:test"
 PROMPTS = ["a red circle moving right", "a blue square moving up"]

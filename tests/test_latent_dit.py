@@ -6,7 +6,7 @@ import pytest
 from conftest import run_cli, tiny_config
 from videogen.config import ConfigError
 from videogen.data.encode_latents import encode_dataset
-from videogen.generate import Generator
+from videogen.sampling.generator import Generator
 from videogen.training import loop
 from videogen.training.metrics import read_metrics
 

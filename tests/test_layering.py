@@ -1,8 +1,9 @@
-"""Imports run one way (docs: the package map): no cycle among videogen's modules, and nothing
-in the model-side packages (models, diffusion, vae, text) imports data, training, eval or an
-entry point. Read from the source with `ast`, module-level and function-level imports alike,
-so it takes well under a second and imports nothing. Likewise, only videogen/workdir.py joins
-paths under a run directory."""
+"""Imports run one way (docs: the package map): no cycle among videogen's modules; nothing in
+the model-side packages (models, diffusion, vae, text) reaches data, training, eval, sampling
+or an entry point, even through other modules; sampling reaches no training, eval or entry
+point, and neither data nor eval reaches it. Read from the source with `ast`, module-level and
+function-level imports alike, so it takes well under a second and imports nothing. Likewise,
+only videogen/workdir.py joins paths under a run directory."""
 import ast
 import os
 import pathlib
@@ -11,6 +12,8 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "videogen"
 LOWER = ("models", "diffusion", "vae", "text")
 UPPER = ("data", "training", "eval")
+SAMPLING = "sampling"  # above the model side, below the entry points; training's in-loop
+# evaluation samples, data and eval do not
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -59,10 +62,35 @@ def _layer(name: str) -> str:
   return "entry point" if name in ENTRY_POINTS else parts[1] if len(parts) > 2 else ""
 
 
-def test_no_model_side_module_imports_data_training_eval_or_an_entry_point():
-  upward = {(a, b) for a, edges in GRAPH.items() for b in edges
-            if _layer(a) in LOWER and (_layer(b) in UPPER or b in ENTRY_POINTS)}
-  assert upward == set(), sorted(upward)
+def _chains_from(start: str) -> dict[str, list[str]]:
+  """Every module `start` reaches through imports, with a shortest chain to it."""
+  chains, frontier = {start: [start]}, [start]
+  while frontier:
+    reached = []
+    for a in frontier:
+      for b in sorted(GRAPH[a] - chains.keys()):
+        chains[b] = chains[a] + [b]
+        reached.append(b)
+    frontier = reached
+  del chains[start]
+  return chains
+
+
+def _reaches(layers: tuple[str, ...], forbidden) -> list[str]:
+  """The import chains from a module in `layers` to a module `forbidden(name)` holds for."""
+  return [" -> ".join(chain) for a in sorted(GRAPH) if _layer(a) in layers
+          for b, chain in _chains_from(a).items() if forbidden(b)]
+
+
+def test_no_model_side_module_reaches_data_training_eval_sampling_or_an_entry_point():
+  """Not through a shared top-level module either: the model side loads alone."""
+  assert _reaches(LOWER, lambda b: _layer(b) in (*UPPER, SAMPLING) or b in ENTRY_POINTS) == []
+
+
+def test_sampling_sits_between_the_model_side_and_the_entry_points():
+  assert _reaches((SAMPLING,), lambda b: _layer(b) in ("training", "eval")
+                  or b in ENTRY_POINTS) == []
+  assert _reaches(("data", "eval"), lambda b: _layer(b) == SAMPLING) == []
 
 
 def test_no_import_cycle():
@@ -94,7 +122,8 @@ def test_no_import_cycle():
 
 def test_config_is_a_leaf():
   assert GRAPH["videogen.config"] == set()
-  assert GRAPH["videogen.cli"] <= {"videogen.config", "videogen.validate", "videogen.generate"}
+  assert GRAPH["videogen.cli"] <= {"videogen.config", "videogen.validate",
+                                   "videogen.sampling.generator"}
   assert os.path.isfile(MODULES["videogen.validate"])
 
 
@@ -116,7 +145,7 @@ def test_the_data_pipeline_loads_no_flax():
 DELIBERATELY_LATE = {"yaml", "tensorflow_datasets", "torch", "tensorboardX",
                      "tensorboardX.proto.summary_pb2",
                      "jax.experimental.pallas.ops.tpu.splash_attention",
-                     "videogen.validate", "videogen.generate"}
+                     "videogen.validate", "videogen.sampling.generator"}
 
 
 def test_library_modules_import_at_the_top():

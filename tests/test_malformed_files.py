@@ -194,7 +194,7 @@ def test_torch_files_are_refused_in_one_line_and_never_run(tmp_path):
 def _zero_export(folder):
   """A loadable safetensors export of `configs/tiny.py:test` with zero params (no training)."""
   import jax
-  from videogen.generate import Generator
+  from videogen.sampling.generator import Generator
   from videogen.models.text_to_video import param_shardings
   from videogen.parallel import mesh as mesh_lib
   config = tiny_config()

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import tiny_config
 from videogen import checkpoints
-from videogen.generate import Generator
+from videogen.sampling.generator import Generator
 from videogen.training import loop
 from videogen.training.metrics import read_metrics
 

@@ -181,7 +181,7 @@ def ar1_flow_denoiser(frames: int, rho: float = 0.95):
 
 
 def test_extension_and_interpolation_seams_are_as_smooth_as_the_clips_themselves():
-  from videogen.control import extend_samples, interpolate_samples
+  from videogen.sampling.control import extend_samples, interpolate_samples
   shape = (4, 8, 4, 4, 3)
   denoise = ar1_flow_denoiser(shape[1])
 

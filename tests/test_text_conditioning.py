@@ -15,9 +15,9 @@ from videogen.data import pipeline
 from videogen.data.recaption import RecaptionError, Recaptioner
 from videogen.data.synthetic import VOCABULARY
 from videogen.diffusion.guidance import guided
-from videogen.generate import Generator
 from videogen.models.text_to_video import build_model, example_inputs
 from videogen.parallel import mesh as mesh_lib
+from videogen.sampling.generator import Generator
 from videogen.text import embedding_cache
 from videogen.text.conditioning import TOKENIZER_TRAINING_CAPTIONS, TextConditioning
 from videogen.training import loop

@@ -1,7 +1,7 @@
 """Prompt words a model's tokenizer encodes as <unk> are named (sampling warns once with them;
 the CLI path is in test_cli.py's sampling test)."""
 from conftest import tiny_config
-from videogen.generate import unknown_words_warning
+from videogen.sampling.generator import unknown_words_warning
 from videogen.text.sentencepiece_tokenizer import SentencePieceTokenizer, train_sentencepiece
 from videogen.text.tokenizer import UNK, WordTokenizer
 

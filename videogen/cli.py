@@ -103,9 +103,9 @@ def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> 
 
 def load_generator_or_exit(workdir: str | None, checkpoint: str | None = None,
                            lora: str | None = None):
-  """`generate.load_generator`, or one `error:` line and exit 2 (no checkpoint, tokenizer or
-  T5; a bad adapter; both or neither of workdir and checkpoint)."""
-  from videogen.generate import load_generator  # jax: only once the flags are parsed
+  """`sampling.generator.load_generator`, or one `error:` line and exit 2 (no checkpoint,
+  tokenizer or T5; a bad adapter; both or neither of workdir and checkpoint)."""
+  from videogen.sampling.generator import load_generator  # jax: only once the flags are parsed
   try:
     return load_generator(workdir, checkpoint, lora)
   except (FileNotFoundError, ValueError) as e:

@@ -90,7 +90,7 @@ def read_video_or_exit(path: str) -> np.ndarray:
 
 def generate(generator, prompts: list[str]) -> np.ndarray:
   """The videos the flags ask for: text-to-video or one of the control modes."""
-  from videogen import control
+  from videogen.sampling import control
   from videogen.diffusion.feature_cache import FeatureCache
   modes = [m for m in _MODES if flags.FLAGS[m].value is not None]
   if len(modes) > 1:

@@ -29,8 +29,8 @@ from videogen import workdir as workdir_lib
 from videogen.config import base_config
 from videogen.data.frames import to_uint8
 from videogen.data.synthetic import VOCABULARY
-from videogen.generate import _compiled_sampler, unknown_words_warning
 from videogen.parallel import mesh as mesh_lib
+from videogen.sampling.generator import _compiled_sampler, unknown_words_warning
 from videogen.text.conditioning import TextConditioning
 from videogen.vae.latents import FrozenVae
 
@@ -46,7 +46,7 @@ def _spec(shape, dtype) -> dict:
 
 def export_sampler(generator, output: str) -> dict:
   """Writes `OUT/sampler.stablehlo` + `OUT/sampler.json` for `generator` (a loaded
-  `videogen.generate.Generator`) at its training clip shape; returns the signature."""
+  `videogen.sampling.generator.Generator`) at its training clip shape; returns the signature."""
   mesh = mesh_lib.create_mesh(generator.config.mesh, jax.devices()[:1])
   shape = generator.sample_shape(1)
   options = generator.options(shape)

@@ -20,9 +20,9 @@ from videogen.config import ConfigError
 from videogen.data import pipeline
 from videogen.data.videos import batch_sizes
 from videogen.eval import report as report_lib
-from videogen.generate import Generator
 from videogen.models import lora
 from videogen.parallel import mesh as mesh_lib
+from videogen.sampling.generator import Generator
 from videogen.training import state as state_lib
 from videogen.training.metrics import MetricsWriter
 from videogen.training.tasks import build_task

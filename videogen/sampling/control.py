@@ -9,7 +9,7 @@ import numpy as np
 
 from videogen.data.frames import cover_crop
 from videogen.diffusion import conditions
-from videogen.generate import Generator
+from videogen.sampling.generator import Generator
 
 
 def image_to_video(generator: Generator, prompts: list[str], image: np.ndarray, *,
