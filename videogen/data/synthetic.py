@@ -5,8 +5,10 @@ ground truth.
 same on every host, every run and every mesh. It renders at any (T, H, W) and returns the
 object trajectories and the camera path, so evaluation (an exact judge) and camera control can
 build on it. Objects live in world coordinates `[0, 1]²`; a camera (pan, zoom) maps them to
-pixels. What the words of a caption mean (colours, shapes, directions, speed classes, bounce
-counts) is the prompt language's, `videogen.data.synthetic_grammar`.
+pixels. `draw_scene(world, seed, index)` draws the same clip without its pixels (caption,
+objects, paths, camera), so a stream of captions costs no rendering. What the words of a
+caption mean (colours, shapes, directions, speed classes, bounce counts) is the prompt
+language's, `videogen.data.synthetic_grammar`.
 
 `World.scenes` picks what each clip shows:
 
@@ -101,6 +103,17 @@ class Clip:
   camera: np.ndarray           # (T, 3): camera centre (y, x) in world units and zoom
 
 
+@dataclasses.dataclass
+class Scene:
+  """A clip before its pixels: what it shows and its caption, cheap to draw (no rendering)."""
+
+  caption: str
+  objects: list[dict]             # per object, in the caption's order (as `Clip.objects`)
+  paths: np.ndarray               # (T, num_objects, 2) world-space centres, (row, column)
+  camera: np.ndarray              # (T, 3) as `Clip.camera`
+  drawing_order: tuple[int, ...]  # objects back to front: a later one covers an earlier one
+
+
 def _fold(p: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
   """Reflects an unbounded 1-D trajectory into [lo, hi]; also returns wall hits so far."""
   span = hi - lo
@@ -161,10 +174,20 @@ def _coverage(shape: str, dy: np.ndarray, dx: np.ndarray, radius_px: np.ndarray)
   return np.clip(0.5 - shape_distance(shape, dy, dx) * radius_px, 0.0, 1.0)
 
 
-def render_clip(world: World, seed: int, index: int) -> Clip:
+def draw_scene(world: World, seed: int, index: int) -> Scene:
+  """Clip `index`'s scene: what `render_clip` renders, without its pixels (the same caption,
+  objects, paths and camera), so captions alone cost no rendering."""
   rng = np.random.default_rng([seed, index])
-  if world.scenes == "suite":
-    return _suite_clip(world, rng)
+  return _suite_scene(world, rng) if world.scenes == "suite" else _random_scene(world, rng)
+
+
+def render_clip(world: World, seed: int, index: int) -> Clip:
+  """Clip `index` of the world's stream `seed`: `draw_scene`'s scene, rendered."""
+  return _render(world, draw_scene(world, seed, index))
+
+
+def _random_scene(world: World, rng: np.random.Generator) -> Scene:
+  """`num_objects` objects from the world's ranges, captioned by one of its caption forms."""
   camera = _camera_path(world, rng)
   objects, paths = [], []
   for _ in range(world.num_objects):
@@ -178,16 +201,16 @@ def render_clip(world: World, seed: int, index: int) -> Clip:
                          for o in objects)
   if world.camera in ("pan", "zoom"):
     caption += ", camera " + ("panning" if world.camera == "pan" else "zooming in")
-  return _render(world, camera, objects, np.stack(paths, 1), caption)
+  return Scene(caption, objects, np.stack(paths, 1), camera, tuple(range(len(objects))))
 
 
-def _render(world: World, camera: np.ndarray, objects: list[dict], paths: np.ndarray,
-            caption: str) -> Clip:
-  """Draws objects on their world-space `paths` `(T, N, 2)` through the `camera` `(T, 3)`."""
+def _render(world: World, scene: Scene) -> Clip:
+  """Draws the scene's objects on their world-space paths through its camera."""
   # Pixel grid → world coordinates through the camera, for every frame: (T, H, W).
   h, w = world.height, world.width
   u_y = (np.arange(h) + 0.5) / h - 0.5
   u_x = (np.arange(w) + 0.5) / w - 0.5
+  camera, paths = scene.camera, scene.paths
   centre, zoom = camera[:, None, None, :2], camera[:, None, None, 2]
   world_y = centre[..., 0] + u_y[None, :, None] / zoom
   world_x = centre[..., 1] + u_x[None, None, :] / zoom
@@ -199,7 +222,8 @@ def _render(world: World, camera: np.ndarray, objects: list[dict], paths: np.nda
   else:
     frame = np.full((world.num_frames, h, w, 3), 25.0)
   radius_px = world.radius * min(h, w) * zoom
-  for obj, path in zip(objects, paths.transpose(1, 0, 2)):
+  for k in scene.drawing_order:
+    obj, path = scene.objects[k], paths[:, k]
     dy = (world_y - path[:, 0, None, None]) / world.radius
     dx = (world_x - path[:, 1, None, None]) / world.radius
     alpha = _coverage(obj["shape"], dy, dx, radius_px)[..., None]
@@ -207,8 +231,8 @@ def _render(world: World, camera: np.ndarray, objects: list[dict], paths: np.nda
 
   # World → pixel coordinates through the camera.
   pixel = (0.5 + (paths - camera[:, None, :2]) * camera[:, None, 2:]) * np.array([h, w]) - 0.5
-  return Clip(video=np.round(frame).astype(np.uint8), caption=caption, positions=pixel,
-              objects=objects, camera=camera)
+  return Clip(video=np.round(frame).astype(np.uint8), caption=scene.caption, positions=pixel,
+              objects=scene.objects, camera=camera)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,41 +293,46 @@ def _place(world: World, objects: list[dict], rng: np.random.Generator) -> list[
   return None
 
 
-def render_objects(world: World, objects: list[dict], seed: int) -> Clip:
-  """A static-camera clip of exactly `objects` (specs as `parse_prompt` returns them; the clip
-  lists them in that order; `world.camera` and `world.num_objects` are not used). Objects may
-  pass over each other, but one drawn later covers an earlier one in at most half the frames
-  and never where that one starts, ends or bounces; they are drawn in the first order (of up to
-  six, the given one first) where such paths are found."""
+def _objects_scene(world: World, objects: list[dict], seed: int) -> Scene | None:
+  """A static-camera scene of exactly `objects`, as `render_objects` describes it; None when
+  no order of up to six places them."""
   rng = np.random.default_rng(seed)
   for order in itertools.islice(itertools.permutations(range(len(objects))), 6):
     drawn = _place(world, [objects[k] for k in order], rng)
     if drawn:
       break
   else:
+    return None
+  drawn = [drawn[k] for k in np.argsort(order)]  # drawing order → the given order
+  placed = [dict(colour=o["colour"], shape=o["shape"], direction=o["direction"],
+                 speed=d["speed"], bounces=d["bounces"]) for o, d in zip(objects, drawn)]
+  static = np.tile([0.5, 0.5, 1.0], (world.num_frames, 1))
+  return Scene(format_prompt(objects), placed, np.stack([d["path"] for d in drawn], 1), static,
+               order)
+
+
+def render_objects(world: World, objects: list[dict], seed: int) -> Clip:
+  """A static-camera clip of exactly `objects` (specs as `parse_prompt` returns them; the clip
+  lists them in that order; `world.camera` and `world.num_objects` are not used). Objects may
+  pass over each other, but one drawn later covers an earlier one in at most half the frames
+  and never where that one starts, ends or bounces; they are drawn in the first order (of up to
+  six, the given one first) where such paths are found."""
+  scene = _objects_scene(world, objects, seed)
+  if scene is None:
     raise ValueError(f"{len(objects)} objects of radius {world.radius} keep overlapping in "
                      f"{world.num_frames} frames; name fewer or lower data.synthetic.radius")
-  rendered = [dict(colour=o["colour"], shape=o["shape"], direction=o["direction"],
-                   speed=d["speed"], bounces=d["bounces"])
-              for o, d in zip([objects[k] for k in order], drawn)]
-  static = np.tile([0.5, 0.5, 1.0], (world.num_frames, 1))
-  clip = _render(world, static, rendered, np.stack([d["path"] for d in drawn], 1),
-                 format_prompt(objects))
-  back = np.argsort(order)  # drawing order → the given order
-  return dataclasses.replace(clip, positions=clip.positions[:, back],
-                             objects=[clip.objects[k] for k in back])
+  return _render(world, scene)
 
 
-def _suite_clip(world: World, rng: np.random.Generator) -> Clip:
-  """A clip of `suite_objects`, redrawn while its objects cannot be placed apart (a few
-  three-object draws, such as three fast objects on one line)."""
+def _suite_scene(world: World, rng: np.random.Generator) -> Scene:
+  """A scene of `suite_objects`, redrawn while they cannot be placed apart (a few three-object
+  draws, such as three fast objects on one line)."""
   counts = object_counts(world)
   for _ in range(100):
     objects = suite_objects(world, rng, counts[rng.integers(len(counts))])
-    try:
-      return render_objects(world, objects, seed=int(rng.integers(2 ** 32)))
-    except ValueError:
-      continue
+    scene = _objects_scene(world, objects, seed=int(rng.integers(2 ** 32)))
+    if scene is not None:
+      return scene
   raise ValueError(f"suite prompts keep overlapping at radius {world.radius} in "
                    f"{world.num_frames} frames; lower data.synthetic.radius")
 
