@@ -14,7 +14,7 @@ be an export (to convert between formats).
                layout expert → CogVideoXTransformer3DModel, joint → WanTransformer3DModel
                (videogen/formats/diffusers_dit.py); other models are refused by name
   stablehlo    `sampler.stablehlo` + `sampler.json`: the whole sampler via `jax.export`
-               (videogen/serving.py) + config.json
+               (videogen/formats/stablehlo.py) + config.json
 
 `--adapter_only` (a run with `model.lora_rank > 0`) writes just its LoRA adapters (EMA) as
 `adapter.safetensors` + `adapter.json` (videogen/formats/lora_adapter.py), for any copy of
@@ -95,8 +95,8 @@ def main(argv: list[str]) -> None:
     generator = load_generator_or_exit(workdir)
     metadata = checkpoints.load_metadata(workdir)  # e.g. what `convert` noted
     if fmt == "stablehlo":
-      from videogen import serving
-      serving.export_sampler(generator, output)
+      from videogen.formats.stablehlo import export_stablehlo
+      export_stablehlo(output, generator)
       checkpoints.write_export_json(output, generator.config, metadata)
     else:
       _write_params(fmt, output, generator.params, generator.config, metadata)

@@ -122,7 +122,8 @@ def generate(generator, prompts: list[str]) -> np.ndarray:
                    width=_WIDTH.value, cameras=cameras, **options)
 
 
-# What a stablehlo export bakes in (videogen/serving.py), so these flags cannot change it.
+# What a stablehlo export bakes in (videogen/formats/stablehlo.py), so these flags cannot
+# change it.
 _BAKED = ("steps", "guidance", "guidance_rescale", "sampler", "cache", "num_frames", "height",
           "width", "lora", "camera", *_MODES)
 
@@ -130,17 +131,17 @@ _BAKED = ("steps", "guidance", "guidance_rescale", "sampler", "cache", "num_fram
 def _sample_stablehlo():
   """`--checkpoint` is a stablehlo export: it is the whole sampler, so it samples; flags that
   would change what it baked in are one line naming the exports that take them."""
-  from videogen import serving
+  from videogen.formats import stablehlo
   baked = [f"--{name}" for name in _BAKED if flags.FLAGS[name].present]
   if baked:
     exit_with_error(
         f"--checkpoint {_CHECKPOINT.value} is a stablehlo export: its sampler, steps, guidance "
-        f"and clip shape are fixed (see its {serving.SIGNATURE_FILE}); drop "
+        f"and clip shape are fixed (see its {stablehlo.SIGNATURE_FILE}); drop "
         f"{', '.join(baked)}, or sample from the run (--workdir RUN) or an orbax export "
         f"(python -m videogen.export --workdir RUN --output DIR)")
   try:
-    return serving.sample_export(_CHECKPOINT.value, [_PROMPT.value] * _NUM_SAMPLES.value,
-                                 _SEED.value, _NEGATIVE.value)
+    return stablehlo.sample_export(_CHECKPOINT.value, [_PROMPT.value] * _NUM_SAMPLES.value,
+                                   _SEED.value, _NEGATIVE.value)
   except (FileNotFoundError, ValueError) as e:
     exit_with_error(str(e).splitlines()[0])
 
@@ -150,8 +151,8 @@ def main(argv: list[str]) -> None:
   from videogen import video_io
   if not _OUTPUT.value.lower().endswith(video_io.VIDEO_SUFFIXES):
     exit_with_error(f"--output must end in one of {video_io.VIDEO_SUFFIXES}")
-  from videogen import serving
-  if serving.is_sampler_export(_CHECKPOINT.value) and not _WORKDIR.value:
+  from videogen.formats import stablehlo
+  if stablehlo.is_sampler_export(_CHECKPOINT.value) and not _WORKDIR.value:
     videos, config = _sample_stablehlo()
   else:
     generator = load_generator_or_exit(_WORKDIR.value, _CHECKPOINT.value, _LORA.value)

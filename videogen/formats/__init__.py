@@ -9,6 +9,7 @@
     clip.py           transformers' CLIPModel, for the CLIP score (read by eval/clip_score.py)
     i3d.py            piergiaj's pytorch-i3d, FVD's network (read by eval/i3d_features.py)
     lora_adapter.py   a run's LoRA adapters alone
+    stablehlo.py      the whole sampler as one `jax.export` artifact, and sampling from it
 
 In a format's module, named after the thing (`<thing>` is the module's name):
     read_<what>(path)               files -> raw data (a state dict, a config.json)

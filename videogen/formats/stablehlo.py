@@ -8,6 +8,8 @@ model code:
     OUT/sampler.json       its inputs and output (shapes with "b", the symbolic batch) and the
                            sampler settings it was traced with (the config's `sample.*`)
 
+`python -m videogen.sample --checkpoint OUT` samples from it (`sample_export`).
+
 Inputs, in order: the conditional `(text, text_mask, text_drop)` triple, the guidance branch's
 `(null_text, null_mask, null_drop)` (`TextConditioning.conditional` / `.unconditional`:
 token ids or frozen-encoder states, so tokenising and T5 stay outside), and `key`, the
@@ -44,7 +46,7 @@ def _spec(shape, dtype) -> dict:
           "dtype": jnp.dtype(dtype).name}
 
 
-def export_sampler(generator, output: str) -> dict:
+def export_stablehlo(output: str, generator) -> dict:
   """Writes `OUT/sampler.stablehlo` + `OUT/sampler.json` for `generator` (a loaded
   `videogen.sampling.generator.Generator`) at its training clip shape; returns the signature."""
   mesh = mesh_lib.create_mesh(generator.config.mesh, jax.devices()[:1])
