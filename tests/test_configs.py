@@ -70,6 +70,8 @@ CROSS_KEY = [
     ({"model.sequence_parallel": "ulysses", "mesh.tensor": 2, "mesh.sequence": 2},
      r"splits heads over tensor × sequence: model.num_heads=2 must divide by 2 × 2"),
     ({"model.camera": True, "data.source": "videos"}, r"model.camera .* has no cameras"),
+    ({"model.text_layers": 1, "text.encoder": "t5"},
+     r"model.text_layers=1 encodes the trainable caption embedding; text.encoder='t5'"),
     ({"eval.every_steps": 10, "data.source": "videos"},
      r"eval.every_steps .* needs task='dit' and data.source='synthetic'"),
     ({"eval.every_steps": 10, "task": "vae", "data.num_frames": 5},

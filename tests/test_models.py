@@ -153,3 +153,30 @@ def test_splash_attention_kernel_equals_reference_in_value_and_gradient():
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
   for g, w in zip(got[1], want[1]):
     np.testing.assert_allclose(g, w, atol=2e-5)
+
+
+@pytest.mark.parametrize("text_layers", [0, 2])
+def test_only_a_caption_encoder_reads_word_order(text_layers):
+  """The bare caption embedding is a bag of words: swapping two caption words (two clauses'
+  directions) leaves the output unchanged, so no direction can be bound to its object. The
+  caption encoder's positions and self-attention make the swap matter; padding still does
+  not."""
+  config = tiny_config(**{"model.text_layers": text_layers})
+  model = build_model(config, vocab_size=40)
+  x, t, _, _, drop = example_inputs(config, model, batch=1)
+  x = jax.random.normal(jax.random.key(0), x.shape)
+  tokens = jnp.array([[5, 6, 7, 8, 9, 10, 11, 12, 13, 0, 0, 0, 0, 0, 0, 0]])
+  swapped = tokens.at[0, 3].set(12).at[0, 7].set(8)
+  mask = tokens > 0
+  params = model.init(jax.random.key(1), x, t, tokens, mask, drop)["params"]
+  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
+                        params)  # wake the zero-initialised gates
+  run = lambda text: model.apply({"params": params}, x, t, text, mask, drop)  # noqa: E731
+  out, out_swapped = run(tokens), run(swapped)
+  np.testing.assert_allclose(run(tokens.at[0, 12].set(30)), out, atol=1e-6)  # padding
+  if text_layers:
+    assert np.abs(out - out_swapped).max() > 1e-3
+    assert "caption_encoder" in params
+  else:
+    np.testing.assert_allclose(out, out_swapped, atol=1e-5)
+    assert "caption_encoder" not in params

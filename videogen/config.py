@@ -59,7 +59,10 @@ def base_config() -> ml_collections.ConfigDict:
       lora_rank=0, lora_alpha=0.0,
       # Trainable frame conditioning: "none" | "concat" | "replace" (text_to_video.py), trained
       # with train.frame_masks; camera: Plücker-ray camera adapter (models/camera.py).
-      frame_condition="none", camera=False)
+      frame_condition="none", camera=False,
+      # text.encoder="embedding" only: trainable transformer blocks over the caption embedding
+      # (with learned positions; text_to_video.CaptionEncoder); 0 = the bare embedding.
+      text_layers=0)
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
   # "sentencepiece" (tokenizer_path, or "" = trained on the source's captions and cached in
@@ -194,7 +197,7 @@ NUMERIC_RANGES = {
                                       "text_dim", "time_frequency_dim")},
     "model.mlp_ratio": _POSITIVE, "model.time_embed_dim": _NON_NEGATIVE,
     "model.norm_eps": _POSITIVE, "model.lora_rank": _NON_NEGATIVE,
-    "model.lora_alpha": _NON_NEGATIVE,
+    "model.lora_alpha": _NON_NEGATIVE, "model.text_layers": _NON_NEGATIVE,
     "text.max_length": _COUNT, "text.t5.seed": _NON_NEGATIVE,
     **{f"vae.{k}": _COUNT for k in ("latent_channels", "block_channels", "layers_per_block",
                                     "norm_groups", "stats_clips", "chunk_frames",

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from videogen.config import check_choice
+from videogen.models.attention import MultiHeadAttention
 from videogen.models.dit import DiT, DiTSpec
-from videogen.models.layers import constrain
+from videogen.models.layers import LayerNorm, Mlp, constrain
 
 
 class CaptionEmbedding(nn.Module):
@@ -29,6 +30,29 @@ class CaptionEmbedding(nn.Module):
     return constrain(table[tokens], ("batch", "text_length", "text_embed"))
 
 
+class CaptionEncoder(nn.Module):
+  """A small transformer trained with the DiT over the caption embedding (GLIDE's text path).
+  The table alone gives a bag of words: "a red circle moving left and a blue square moving
+  right" reads the same with the directions swapped. Learned positions and self-attention
+  let each word state carry its clause, so the DiT's cross-attention can bind a direction
+  to an object. Pre-LN blocks; padded tokens are masked as keys."""
+
+  layers: int
+  heads: int
+
+  @nn.compact
+  def __call__(self, embedded, mask):
+    length, dim = embedded.shape[1:]
+    positions = self.param("positions", nn.with_logical_partitioning(
+        nn.initializers.normal(0.02), ("text_length", "text_embed")), (length, dim))
+    x = embedded + positions[None]
+    for i in range(self.layers):
+      attend = MultiHeadAttention(self.heads, name=f"attn_{i}")
+      x = x + attend(LayerNorm(name=f"norm_attn_{i}")(x), context_mask=mask)
+      x = x + Mlp(4 * dim, name=f"mlp_{i}")(LayerNorm(name=f"norm_mlp_{i}")(x))
+    return constrain(LayerNorm(name="norm_out")(x), ("batch", "text_length", "text_embed"))
+
+
 class TextToVideo(nn.Module):
   """Denoiser `f(x_bthwc, t, text, text_mask, drop) → tensor shaped like x`."""
 
@@ -38,6 +62,7 @@ class TextToVideo(nn.Module):
   null: str = "empty"
   text_length: int = 16
   frame_condition: str = "none"  # FRAME_CONDITIONS: how given frames enter the input
+  text_layers: int = 0  # CaptionEncoder blocks over the trainable embedding; 0 = none
 
   @nn.compact
   def __call__(self, x_bthwc: jax.Array, t: jax.Array, text: jax.Array, text_mask: jax.Array,
@@ -48,6 +73,10 @@ class TextToVideo(nn.Module):
     x_bthwc = with_frame_condition(x_bthwc, frames, self.frame_condition)
     if self.vocab_size:
       context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(text)
+      if self.text_layers:
+        heads = max(1, self.text_dim // 32)
+        context = CaptionEncoder(self.text_layers, heads, name="caption_encoder")(context,
+                                                                                  text_mask)
     else:
       context = constrain(text.astype(jnp.float32), ("batch", "text_length", "text_embed"))
     if self.null != "empty":
@@ -98,7 +127,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int,
   padded_vocab = -(-vocab_size // 128) * 128
   return TextToVideo(spec_from_config(config.model), padded_vocab,
                      text_dim or config.model.text_dim, config.text.null,
-                     config.text.max_length, config.model.get("frame_condition", "none"))
+                     config.text.max_length, config.model.get("frame_condition", "none"),
+                     config.model.get("text_layers", 0))
 
 
 def example_inputs(config: ml_collections.ConfigDict, model: TextToVideo, batch: int = 1,
