@@ -65,6 +65,22 @@ def test_parametric_world_multiple_objects_and_camera():
   assert not np.allclose(clip.camera[0, :2], clip.camera[-1, :2])
 
 
+@pytest.mark.parametrize("world", [
+    {"data.synthetic.num_objects": 2, "data.synthetic.camera": "pan",
+     "data.synthetic.allow_bounces": True,
+     "data.synthetic.caption_forms": ("plain", "verbose", "bounces")},
+    {"data.num_frames": 16, "data.synthetic.scenes": "suite", "data.synthetic.radius": 0.16},
+], ids=["random", "suite"])
+def test_synthetic_captions_drawn_without_pixels_are_the_clips_captions(world):
+  """The tokenizer trains on `source_captions`, drawn without rendering: the same captions, in
+  the same order, as the rendered training clips carry."""
+  config = tiny_config(**world)
+  rendered = [synthetic.render_clip(pipeline.world_from_config(config.data), config.data.seed,
+                                    i).caption for i in range(200)]
+  assert pipeline.source_captions(config, 200) == rendered
+  assert len(set(rendered)) > 50  # a varied stream, not one repeated caption
+
+
 def test_unknown_world_values_are_named():
   with pytest.raises(ValueError, match="data.synthetic.colours"):
     synthetic.World(colours=("mauve",))

@@ -69,7 +69,8 @@ class SyntheticExamples:
     self.text_features, self.recaptioner = text_features, recaptioner
 
   def captions(self, indices) -> list[str]:
-    captions = [synthetic.render_clip(self.world, self.seed, int(i)).caption for i in indices]
+    """The clips' captions, drawn without rendering their pixels."""
+    captions = [synthetic.draw_scene(self.world, self.seed, int(i)).caption for i in indices]
     return self._recaption(indices, captions)
 
   def _recaption(self, indices, captions):
