@@ -115,7 +115,7 @@ class Scene:
 
 
 def _fold(p: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-  """Reflects an unbounded 1-D trajectory into [lo, hi]; also returns wall hits so far."""
+  """Reflects unbounded trajectories `(T, ...)` into [lo, hi]; also returns wall hits so far."""
   span = hi - lo
   laps = np.floor((p - lo) / span)
   u = (p - lo) - laps * span
@@ -142,9 +142,8 @@ def _path(world: World, start: np.ndarray, velocity: np.ndarray) -> tuple[np.nda
   number of wall hits."""
   r, t = world.radius, np.arange(world.num_frames)
   unbounded = start[None] + t[:, None] * velocity[None]
-  ys, hits_y = _fold(unbounded[:, 0], r, 1 - r)
-  xs, hits_x = _fold(unbounded[:, 1], r, 1 - r)
-  return np.stack([ys, xs], -1), int(hits_y[-1] + hits_x[-1])
+  path, hits = _fold(unbounded, r, 1 - r)
+  return path, int(hits[-1, 0] + hits[-1, 1])
 
 
 def _camera_path(world: World, rng: np.random.Generator) -> np.ndarray:
