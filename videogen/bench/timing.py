@@ -3,6 +3,7 @@
 Flag-free on purpose: the benchmark CLIs each own their absl flags and import this.
 """
 import time
+from typing import Callable
 
 import jax
 
@@ -35,3 +36,19 @@ def seconds_per_step(step, state, batch, steps: int):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   return state, (time.perf_counter() - start) / steps
+
+
+def interleaved_seconds(windows: dict[str, Callable[[], object]],
+                        rounds: int) -> dict[str, list[float]]:
+  """Seconds of each timed window, run in turn (A B C A B C …) for `rounds` rounds.
+
+  On a machine shared with other jobs the load drifts over minutes: timing one side after
+  the other compares different loads, while windows taken in turn see about the same one,
+  so per-round ratios (and their median) hold up. Each window must block until done."""
+  seconds = {name: [] for name in windows}
+  for _ in range(rounds):
+    for name, window in windows.items():
+      start = time.perf_counter()
+      window()
+      seconds[name].append(time.perf_counter() - start)
+  return seconds

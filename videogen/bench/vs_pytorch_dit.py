@@ -1,17 +1,20 @@
 """Our `expert` DiT train step vs the same model in PyTorch (diffusers CogVideoX), one run.
 
     python -m videogen.bench vs-pytorch-dit [--layers 4 --heads 8 --head_dim 64 --batch 2 \\
-        --latent 5x32x32 --text 32 --steps 3 --compile]
+        --latent 5x32x32 --text 32 --steps 2 --rounds 5 --compile]
 
 Both sides train the identical architecture (our config is read from the diffusers model's
-own config by the importer), f32, AdamW, on the same shapes; each prints one JSON line with
-tokens/s, and a final line gives the ratios and both sides' share of a matmul peak measured
-in the same run (torch and JAX each time a 2048² matmul).
+own config by the importer), f32, AdamW, on the same shapes. After one warm-up step each,
+the sides take turns (A B C A B C …, `--rounds` times) timing a window of `--steps` steps,
+with a 2048² matmul of torch and of JAX in each round as the peak: on a shared machine the
+load drifts, and windows taken in turn see about the same load. Each side prints one JSON line
+(median tokens/s); a final line per attention backend gives the median of the per-round
+ratios and our MFU (model FLOPs/s over JAX's matmul in the same round).
 """
 import dataclasses
 import json
+import statistics
 import sys
-import time
 
 import numpy as np
 from absl import flags
@@ -26,10 +29,13 @@ _HEAD_DIM = flags.DEFINE_integer("head_dim", 64, "Channels per head.")
 _BATCH = flags.DEFINE_integer("batch", 2, "Clips per step.")
 _LATENT = flags.DEFINE_string("latent", "5x32x32", "Latent FRAMESxHEIGHTxWIDTH.")
 _TEXT = flags.DEFINE_integer("text", 32, "Text tokens.")
-_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per side (after one warm-up).")
+_STEPS = flags.DEFINE_integer("steps", 2, "Steps per timed window (after one warm-up).")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed windows per side, taken in turn.")
 _COMPILE = flags.DEFINE_bool("compile", False, "Also time torch.compile.")
 _ATTENTION = flags.DEFINE_list("attention", ["xla"],
                                "Our attention backend(s): xla,reference,blockwise.")
+MATMUL = 2048  # the peak's square matmul size
+MATMUL_REPEATS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +48,12 @@ class Setup:
   latent: tuple[int, int, int]  # latent (frames, height, width)
   text: int
   steps: int
+  rounds: int
   compile: bool
 
 
-def torch_rates(args: Setup) -> tuple[dict, object]:
+def torch_steps(args: Setup) -> tuple[object, dict]:
+  """(the diffusers model, {"eager": step, "compiled": step}), each step warmed up."""
   import diffusers
   import torch
   frames, height, width = args.latent
@@ -70,28 +78,24 @@ def torch_rates(args: Setup) -> tuple[dict, object]:
     optimizer.step()
     return loss
 
-  rates = {"params_M": sum(p.numel() for p in model.parameters()) / 1e6}
-  variants = [("eager", step)]
+  steps = {"eager": step}
   if args.compile:
-    variants.append(("compiled", torch.compile(step)))
-  for name, fn in variants:
+    steps["compiled"] = torch.compile(step)
+  for fn in steps.values():
     fn()  # warm-up (and compilation)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-      fn()
-    rates[name] = args.steps * tokens(args) / (time.perf_counter() - start)
-  a = torch.randn(2048, 2048)
-  (a @ a).sum()
-  start = time.perf_counter()
-  for _ in range(5):
-    (a @ a).sum().item()
-  rates["matmul_flops"] = 5 * 2 * 2048 ** 3 / (time.perf_counter() - start)
-  return rates, model
+  return model, steps
 
 
-def jax_rate(args: Setup, torch_model, attention: str) -> dict:
+def torch_matmul():
+  """One timed unit of torch's matmul peak (a 2048² product, result read back)."""
+  import torch
+  a = torch.randn(MATMUL, MATMUL)
+  return lambda: (a @ a).sum().item()
+
+
+def jax_step(args: Setup, torch_model, attention: str):
+  """(our step as a blocking zero-argument call, warmed up; its model FLOPs)."""
   import jax
-  import jax.numpy as jnp
   from videogen.config import base_config
   from videogen.diffusion.objectives import from_config as diffusion_from_config
   from videogen.formats.diffusers_dit import cogvideox_model_config
@@ -99,7 +103,6 @@ def jax_rate(args: Setup, torch_model, attention: str) -> dict:
   from videogen.models.text_to_video import build_model, example_inputs, spec_from_config
   from videogen.parallel import mesh as mesh_lib
   from videogen.training import state as state_lib
-  from videogen.bench.timing import matmul_peak_flops, seconds_per_step
   from videogen.training.step import jit_train_step
   frames, height, width = args.latent
   config = base_config()
@@ -122,18 +125,77 @@ def jax_rate(args: Setup, torch_model, attention: str) -> dict:
   batch = {"video": rng.normal(size=(args.batch, frames, height, width, 16)).astype(np.float32),
            "text_embedding": rng.normal(size=(args.batch, args.text, 4096)).astype(np.float32),
            "text_mask": np.ones((args.batch, args.text), bool)}
-  with jax.set_mesh(mesh):
-    _, seconds = seconds_per_step(step, state, batch, args.steps)
-  peak = matmul_peak_flops(jnp.float32, num_devices=1)  # the step runs on one device
+  batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))  # like torch's resident inputs
+  held = [state]  # each step donates the previous state
+
+  def run():
+    with jax.set_mesh(mesh):
+      held[0], metrics = step(held[0], batch)
+    jax.block_until_ready(metrics)
+
+  run()  # warm-up (and compilation)
   flops = train_step_flops(dit_forward_flops(spec_from_config(config.model), frames, height,
                                              width, args.text, 4096, args.batch))
-  return {"tokens_per_s": tokens(args) / seconds, "model_flops_per_s": flops / seconds,
-          "matmul_flops": peak, "step_s": seconds}
+  return run, flops
+
+
+def jax_matmul():
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.PRNGKey(0), (MATMUL, MATMUL), jnp.float32)
+  product = jax.jit(lambda x: x @ x)
+  product(a).block_until_ready()
+  return lambda: product(a).block_until_ready()
 
 
 def tokens(args: Setup) -> int:
   frames, height, width = args.latent
   return args.batch * frames * (height // 2) * (width // 2)
+
+
+def repeated(fn, times: int):
+  def window():
+    for _ in range(times):
+      fn()
+  return window
+
+
+def measure(args: Setup, attentions: list[str]) -> list[dict]:
+  """The JSON rows: torch's side, each of our backends, and the per-backend ratios."""
+  from videogen.bench.timing import interleaved_seconds
+  torch_model, steps = torch_steps(args)
+  windows = {name: repeated(fn, args.steps) for name, fn in steps.items()}
+  flops = {}
+  for attention in attentions:
+    run, flops[attention] = jax_step(args, torch_model, attention)
+    windows[attention] = repeated(run, args.steps)
+  windows["torch_matmul"] = repeated(torch_matmul(), MATMUL_REPEATS)
+  windows["jax_matmul"] = repeated(jax_matmul(), MATMUL_REPEATS)
+  seconds = interleaved_seconds(windows, args.rounds)
+  per_step = {name: np.array(s) / args.steps for name, s in seconds.items()}
+  matmul_flops = {name: MATMUL_REPEATS * 2 * MATMUL ** 3 / np.array(seconds[name])
+                  for name in ("torch_matmul", "jax_matmul")}
+  median = lambda values: round(float(statistics.median(values)), 3)  # noqa: E731
+  rate = lambda name: tokens(args) / per_step[name]  # noqa: E731  per round
+  rows = [{"side": "pytorch",
+           "params_M": round(sum(p.numel() for p in torch_model.parameters()) / 1e6, 3),
+           **{name: median(rate(name)) for name in steps},
+           "matmul_flops": median(matmul_flops["torch_matmul"])}]
+  for attention in attentions:
+    rows.append({"side": "videogen", "attention": attention,
+                 "tokens_per_s": median(rate(attention)),
+                 "model_flops_per_s": median(flops[attention] / per_step[attention]),
+                 "matmul_flops": median(matmul_flops["jax_matmul"]),
+                 "step_s": median(per_step[attention])})
+  for attention in attentions:
+    summary = {"attention": attention, "rounds": args.rounds}
+    summary["ours_vs_eager"] = median(rate(attention) / rate("eager"))
+    if "compiled" in steps:
+      summary["ours_vs_compiled"] = median(rate(attention) / rate("compiled"))
+    summary["ours_mfu_vs_measured_matmul"] = median(
+        flops[attention] / per_step[attention] / matmul_flops["jax_matmul"])
+    rows.append(summary)
+  return rows
 
 
 def main(argv: list[str]) -> None:
@@ -142,19 +204,13 @@ def main(argv: list[str]) -> None:
     frames, height, width = (int(v) for v in _LATENT.value.split("x"))
   except ValueError:
     exit_with_error(f"--latent: expected FRAMESxHEIGHTxWIDTH (5x32x32), got {_LATENT.value!r}")
+  if _STEPS.value < 1 or _ROUNDS.value < 1:
+    exit_with_error("--steps and --rounds: expected at least 1")
   args = Setup(_LAYERS.value, _HEADS.value, _HEAD_DIM.value, _BATCH.value,
-               (frames, height, width), _TEXT.value, _STEPS.value, _COMPILE.value)
-  torch_side, model = torch_rates(args)
-  print(json.dumps({"side": "pytorch", **{k: round(v, 3) for k, v in torch_side.items()}}))
-  for attention in _ATTENTION.value:
-    ours = jax_rate(args, model, attention)
-    print(json.dumps({"side": "videogen", "attention": attention,
-                      **{k: round(v, 3) for k, v in ours.items()}}))
-    summary = {"ours_vs_eager": ours["tokens_per_s"] / torch_side["eager"],
-               "ours_mfu_vs_measured_matmul": ours["model_flops_per_s"] / ours["matmul_flops"]}
-    if "compiled" in torch_side:
-      summary["ours_vs_compiled"] = ours["tokens_per_s"] / torch_side["compiled"]
-    print(json.dumps({"attention": attention, **{k: round(v, 3) for k, v in summary.items()}}))
+               (frames, height, width), _TEXT.value, _STEPS.value, _ROUNDS.value,
+               _COMPILE.value)
+  for row in measure(args, _ATTENTION.value):
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":
