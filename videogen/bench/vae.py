@@ -36,6 +36,7 @@ its own library's long-clip path: ours `videogen.vae.chunked` with `--chunk_fram
 """
 import functools
 import json
+import os
 import sys
 import time
 
@@ -43,6 +44,7 @@ from absl import flags
 
 from videogen.cli import exit_with_error, parse_flags_or_exit
 from videogen.config import load_config_file
+from videogen.vae.cpu_scheduler import with_lean_scheduler
 # jax and the library load inside the functions below, once the flags parse: --help
 # answers before jax loads (tests/test_help.py).
 
@@ -300,6 +302,7 @@ def videogen_side(config, frames: int, height: int, width: int, repeats: int, mo
           "params_M": sum(x.size for x in jax.tree.leaves(params)) / 1e6,
           "frames": frames, "height": height, "width": width,
           "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "path": "one pass" if one_shot else
                   f"chunks of {chunk_frames} frames / {chunk_latents} latents",
           **_rates(frames, encode_s, decode_s), "peak_rss_mib": rss,
@@ -321,13 +324,17 @@ def _rounded(row: dict) -> dict:
 def run_vs_pytorch(argv_flags: list[str], frames: list[int]) -> list[dict]:
   """Both sides for every clip length, each in a fresh subprocess; prints the JSON lines."""
   import subprocess
+  # Our side runs with XLA CPU's memory-minimising scheduler, as VAE-heavy jobs should
+  # (videogen.vae.cpu_scheduler); an XLA_FLAGS that chooses a scheduler is left as it is.
+  env = {"pytorch": None, "videogen": {
+      **os.environ, "XLA_FLAGS": with_lean_scheduler(os.environ.get("XLA_FLAGS", ""))}}
   rows = []
   for n in frames:
     pair = {}
     for side in ("pytorch", "videogen"):
       result = subprocess.run(
           [sys.executable, "-m", "videogen.bench", "vae", f"--vs_side={side}", f"--frames={n}",
-           *argv_flags], capture_output=True, text=True)
+           *argv_flags], capture_output=True, text=True, env=env[side])
       if result.returncode:
         exit_with_error(f"the {side} side failed at {n} frames: "
                         f"{result.stderr.strip().splitlines()[-1:]}")

@@ -25,9 +25,9 @@ def _chunk_program(model: Autoencoder, method: str, first_chunk: bool, last_chun
   """`(params, cache, x) → (y, new_cache)` for one chunk, compiled once per chunk shape.
 
   The last chunk (a one-chunk clip's only one) hands no cache on (`new_cache` is `{}`): the
-  cached frames are program outputs, and XLA CPU copies them out at the program's end,
-  keeping every layer's input alive until then (temporaries ×3–5 at the released widths;
-  `jax.lax.optimization_barrier` does not survive XLA CPU's pipeline to prevent it)."""
+  cached frames are extra program outputs, which XLA CPU's schedulers are apt to compute
+  late, keeping layer inputs alive (`model.after` ties each to its layer; without a cache
+  the question does not arise)."""
 
   def run(params, cache, x):
     if last_chunk:
