@@ -78,6 +78,9 @@ def get_config(arg: str | None = None):
     # "slowly"/"quickly" are not in the word vocabulary: a sentencepiece model trained on the
     # run's captions covers them; three clauses are up to 30 pieces.
     c.text.update(tokenizer="sentencepiece", max_length=32)
+    # Two and three clauses need word order to say which object does what: the bare caption
+    # embedding is a bag of words (docs/experiments.md, "Where direction is lost").
+    c.model.update(text_layers=2)
   elif arg == "expert":  # text tokens in the sequence; expert AdaLN for text and video
     c.model.update(layout="expert", pooled_text=False)
   elif arg == "factorized":  # 2 (spatial, temporal) pairs ≈ the joint model's parameters
