@@ -220,7 +220,8 @@ _blockwise.defvjp(_blockwise_forward, _blockwise_backward)
 
 
 def _flash_update(carry, q, kb, vb, mb):
-  """One key block of the online-softmax recurrence (shared by blockwise and ring)."""
+  """One key block of the online-softmax recurrence for ring attention (sequence-first
+  layout; `_blockwise_forward` runs the same recurrence heads-first)."""
   running_max, total, acc = carry
   lowest = jnp.finfo(jnp.float32).min
   logits = jnp.einsum("bqhd,bkhd->bhqk", q, kb, preferred_element_type=jnp.float32)
