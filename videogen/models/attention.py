@@ -168,24 +168,30 @@ def _block_logits(q, kb, mb, keys_first=False):
   return jnp.where(mb[:, None, None, :], logits * scale, jnp.finfo(jnp.float32).min)
 
 
-def _blockwise_forward(q, k, v, mask, block):
+def _online_softmax_init(q, v):
+  """The running max, sum and weighted values of `q` (B, H, Lq, Dh) before any key block."""
   b, h, lq, _ = q.shape
-
-  def step(carry, xs):
-    running_max, total, acc = carry
-    kb, vb, mb = xs
-    logits = _block_logits(q, kb, mb)
-    new_max = jnp.maximum(running_max, logits.max(-1))
-    weights = jnp.exp(logits - new_max[..., None])
-    correction = jnp.exp(running_max - new_max)
-    update = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(vb.dtype), vb,
-                        preferred_element_type=jnp.float32)
-    return (new_max, total * correction + weights.sum(-1),
-            acc * correction[..., None] + update), None
-
-  init = (jnp.full((b, h, lq), jnp.finfo(jnp.float32).min, jnp.float32),
+  return (jnp.full((b, h, lq), jnp.finfo(jnp.float32).min, jnp.float32),
           jnp.zeros((b, h, lq), jnp.float32), jnp.zeros((b, h, lq, v.shape[-1]), jnp.float32))
-  (row_max, total, acc), _ = jax.lax.scan(step, init, _key_blocks(block, k, v, mask))
+
+
+def _online_softmax_step(carry, q, kb, vb, mb):
+  """One key block of the flash-attention recurrence (heads-first; blockwise and ring
+  attention both run it): rescale what came before to the new running max, add this block."""
+  running_max, total, acc = carry
+  logits = _block_logits(q, kb, mb)
+  new_max = jnp.maximum(running_max, logits.max(-1))
+  weights = jnp.exp(logits - new_max[..., None])
+  correction = jnp.exp(running_max - new_max)
+  update = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(vb.dtype), vb,
+                      preferred_element_type=jnp.float32)
+  return (new_max, total * correction + weights.sum(-1), acc * correction[..., None] + update)
+
+
+def _blockwise_forward(q, k, v, mask, block):
+  step = lambda carry, xs: (_online_softmax_step(carry, q, *xs), None)  # noqa: E731
+  (row_max, total, acc), _ = jax.lax.scan(step, _online_softmax_init(q, v),
+                                          _key_blocks(block, k, v, mask))
   inv_total = 1.0 / total
   out = acc * inv_total[..., None]
   # The max and 1/sum (not their log-sum-exp) rebuild the weights exactly, even in a row
@@ -219,33 +225,6 @@ def _blockwise_backward(block, residuals, d_out):
 _blockwise.defvjp(_blockwise_forward, _blockwise_backward)
 
 
-def _flash_update(carry, q, kb, vb, mb):
-  """One key block of the online-softmax recurrence for ring attention (sequence-first
-  layout; `_blockwise_forward` runs the same recurrence heads-first)."""
-  running_max, total, acc = carry
-  lowest = jnp.finfo(jnp.float32).min
-  logits = jnp.einsum("bqhd,bkhd->bhqk", q, kb, preferred_element_type=jnp.float32)
-  logits = jnp.where(mb[:, None, None, :], logits * q.shape[-1] ** -0.5, lowest)
-  new_max = jnp.maximum(running_max, logits.max(-1))
-  weights = jnp.exp(logits - new_max[..., None])
-  correction = jnp.exp(running_max - new_max)
-  update = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(vb.dtype), vb,
-                      preferred_element_type=jnp.float32)
-  return (new_max, total * correction + weights.sum(-1),
-          acc * correction.transpose(0, 2, 1)[..., None] + update)
-
-
-def _flash_init(q, v):
-  b, lq, h, _ = q.shape
-  return (jnp.full((b, h, lq), jnp.finfo(jnp.float32).min, jnp.float32),
-          jnp.zeros((b, h, lq), jnp.float32), jnp.zeros((b, lq, h, v.shape[-1]), jnp.float32))
-
-
-def _flash_finish(carry, dtype):
-  _, total, acc = carry
-  return (acc / total.transpose(0, 2, 1)[..., None]).astype(dtype)
-
-
 def ring_attention(q, k, v, key_mask, batch_spec, heads_spec, axis: str = "sequence"):
   """Self-attention with q, k, v sharded along tokens over mesh axis `axis` (of the mesh
   set by `jax.set_mesh`). `batch_spec`/`heads_spec`: the mesh axes of those dimensions."""
@@ -259,15 +238,16 @@ def ring_attention(q, k, v, key_mask, batch_spec, heads_spec, axis: str = "seque
   def local(q, k, v, mask):
     size = jax.lax.axis_size(axis)
     ring = [(i, (i + 1) % size) for i in range(size)]
+    q, k, v = (a.swapaxes(1, 2) for a in (q, k, v))  # heads-first, as the recurrence wants
 
     def step(carry, _):
       flash, (kb, vb, mb) = carry
-      flash = _flash_update(flash, q, kb, vb, mb)
+      flash = _online_softmax_step(flash, q, kb, vb, mb)
       return (flash, jax.lax.ppermute((kb, vb, mb), axis, ring)), None
 
-    (flash, _), _ = jax.lax.scan(jax.checkpoint(step), (_flash_init(q, v), (k, v, mask)),
-                                 None, length=size)
-    return _flash_finish(flash, q.dtype)
+    ((_, total, acc), _), _ = jax.lax.scan(
+        jax.checkpoint(step), (_online_softmax_init(q, v), (k, v, mask)), None, length=size)
+    return (acc / total[..., None]).astype(q.dtype).swapaxes(1, 2)
 
   return jax.shard_map(local, in_specs=(tokens, tokens, tokens, P(batch_spec, axis)),
                        out_specs=tokens, check_vma=False)(q, k, v, mask)
