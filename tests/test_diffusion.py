@@ -69,6 +69,28 @@ def test_x0_loss_weighting_scores_the_clean_sample_error_at_every_time():
     Diffusion(objective="v", loss_weighting="x0")
 
 
+def test_frame_difference_loss_charges_only_an_error_that_changes_from_frame_to_frame():
+  """The same error in every frame costs nothing extra; an error that flips sign from frame
+  to frame costs its squared change, over the frame pairs that `weight` keeps."""
+  plain = Diffusion(objective="flow", prediction="x0")
+  motion = Diffusion(objective="flow", prediction="x0", frame_difference_weight=1.0)
+  x0, noise = jax.random.normal(jax.random.PRNGKey(0), (2, 2, 4, 4, 4, 3))
+  t = jnp.array([0.5, 0.5])
+  x_t = plain.corrupt(x0, noise, t)
+  steady = plain.velocity(x0 + 0.1, x_t, t)  # velocity error 0.1 / 0.5 = 0.2 everywhere
+  flicker_x0 = x0 + 0.1 * jnp.array([1.0, -1.0, 1.0, -1.0])[None, :, None, None, None]
+  flicker = plain.velocity(flicker_x0, x_t, t)  # ±0.2: a change of 0.4 between frames
+  assert float(motion.loss(steady, x0, noise, t)) == pytest.approx(0.04, rel=1e-4)
+  assert float(plain.loss(flicker, x0, noise, t)) == pytest.approx(0.04, rel=1e-4)
+  assert float(motion.loss(flicker, x0, noise, t)) == pytest.approx(0.04 + 0.16, rel=1e-4)
+  later_frames = jnp.array([0.0, 1.0, 1.0, 1.0])[None, :, None, None, None]
+  flicker_tail = flicker.at[:, 2:].set(steady[:, 2:])  # changes only between frames 0-1, 1-2
+  assert float(motion.loss(flicker_tail, x0, noise, t, later_frames)) == pytest.approx(
+      0.04 + 0.16 / 2, rel=1e-4)  # of the kept pairs (1-2, 2-3), only 1-2 changes
+  with pytest.raises(ValueError, match="frame_difference_weight"):
+    Diffusion(frame_difference_weight=-1.0)
+
+
 def _oracle(diffusion, data_point):
   """The exact denoiser for a distribution concentrated on one point."""
   def denoise(x, t_net, text):

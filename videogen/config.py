@@ -93,7 +93,8 @@ def base_config() -> ml_collections.ConfigDict:
   # prediction (flow): what the network outputs, "velocity" or "x0" (turned into a velocity).
   c.diffusion = dict(objective="flow", schedule="cosine", num_timesteps=1000,
                      time_sampling="logit_normal", logit_mean=0.0, logit_std=1.0, shift=1.0,
-                     prediction="velocity", loss_weighting="none")
+                     prediction="velocity", loss_weighting="none",
+                     frame_difference_weight=0.0)
 
   c.data = dict(
       source="synthetic", seed=0, num_frames=8, height=32, width=32, num_threads=2, prefetch=4,

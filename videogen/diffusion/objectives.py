@@ -30,6 +30,10 @@ def _bcast(values: jax.Array, like: jax.Array) -> jax.Array:
   return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
+def _weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
+  return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Diffusion:
   objective: str = "flow"
@@ -41,6 +45,10 @@ class Diffusion:
   shift: float = 1.0  # flow only: t → s·t / (1 + (s - 1)·t), as SD3/Wan; s > 1 favours noise
   prediction: str = "velocity"  # flow only: FLOW_PREDICTIONS
   loss_weighting: str = "none"  # LOSS_WEIGHTINGS ("x0": flow only)
+  # Weight of the error's frame-to-frame change beside the error itself. Plain MSE charges a
+  # small moving object drawn still for its few pixels only; the change term charges every
+  # frame's motion edge again, the gradient difference loss of video prediction.
+  frame_difference_weight: float = 0.0
 
   def __post_init__(self):
     if self.objective not in OBJECTIVES:
@@ -56,6 +64,9 @@ class Diffusion:
                                                       and not self.is_flow):
       raise ValueError(f"diffusion.loss_weighting={self.loss_weighting!r}; choose from "
                        f"{LOSS_WEIGHTINGS} ('x0' needs objective='flow')")
+    if self.frame_difference_weight < 0:
+      raise ValueError(f"diffusion.frame_difference_weight={self.frame_difference_weight}; "
+                       "must be >= 0")
     if not self.is_flow:
       schedules.alphas_cumprod(self.schedule, self.num_timesteps)  # validates the name
 
@@ -113,15 +124,19 @@ class Diffusion:
 
   def loss(self, prediction: jax.Array, x0: jax.Array, noise: jax.Array, t: jax.Array,
            weight: jax.Array | None = None):
-    """Mean squared error; `weight` (broadcastable to x0, e.g. per frame) averages over the
-    weighted elements only."""
-    error = jnp.square(prediction.astype(jnp.float32) - self.target(x0, noise, t))
+    """Mean squared error, plus `frame_difference_weight` × the mean squared frame-to-frame
+    change of the error (axis 1 of `(B, T, ...)` clips); `weight` (broadcastable to x0, e.g.
+    per frame) averages over the weighted elements only."""
+    difference = prediction.astype(jnp.float32) - self.target(x0, noise, t)
     if self.loss_weighting == "x0":
-      error = error * _bcast(jnp.square(jnp.maximum(t, MIN_X0_TIME)), error)
-    if weight is None:
-      return jnp.mean(error)
-    weight = jnp.broadcast_to(weight, error.shape)
-    return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+      difference = difference * _bcast(jnp.maximum(t, MIN_X0_TIME), difference)
+    weight = jnp.ones((), jnp.float32) if weight is None else weight
+    weight = jnp.broadcast_to(weight, difference.shape)
+    loss = _weighted_mean(jnp.square(difference), weight)
+    if self.frame_difference_weight and difference.ndim == 5 and difference.shape[1] > 1:
+      change = jnp.square(difference[:, 1:] - difference[:, :-1])
+      loss += self.frame_difference_weight * _weighted_mean(change, weight[:, 1:] * weight[:, :-1])
+    return loss
 
   def x0_and_eps(self, prediction: jax.Array, x_t: jax.Array, t: jax.Array):
     """The DDPM-family network output turned into (x0, ε) estimates at integer t."""
@@ -138,4 +153,5 @@ def from_config(diffusion: ml_collections.ConfigDict) -> Diffusion:
                    num_timesteps=diffusion.num_timesteps, time_sampling=diffusion.time_sampling,
                    logit_mean=diffusion.logit_mean, logit_std=diffusion.logit_std,
                    shift=diffusion.shift, prediction=diffusion.prediction,
-                   loss_weighting=diffusion.loss_weighting)
+                   loss_weighting=diffusion.loss_weighting,
+                   frame_difference_weight=diffusion.frame_difference_weight)
