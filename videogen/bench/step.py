@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 import time
 
 from absl import flags
@@ -78,7 +79,10 @@ def step_and_batch(config, mesh, rules):
   from videogen.training.tasks import build_task
   rng = np.random.default_rng(0)
   if config.model.channels == 3:
-    task = build_task(config, mesh, rules)
+    # A sentencepiece config (`tiny:suite`, `tiny:t5`) trains its tokenizer in the run
+    # directory, as training would; the loaded tokenizer outlives the folder.
+    with tempfile.TemporaryDirectory() as run_dir:
+      task = build_task(config, mesh, rules, run_dir)
     step = functools.partial(task.build_step, rules=rules)
     data, b = config.data, config.train.batch_size
     batch = {"video": rng.uniform(-1, 1, (b, data.num_frames, data.height, data.width, 3)
