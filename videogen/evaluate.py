@@ -3,6 +3,7 @@ contact sheet, prints the headline figures as JSON.
 
     python -m videogen.evaluate --workdir DIR --metrics synthetic,flicker,warping[,fvd,clip] \\
         [--num_prompts 24 --prompt_set suite|plain --i3d_weights I3D --clip_model CLIP_DIR]
+        [--denoise_from 0.5,0.7,0.85,1]
     python -m videogen.evaluate --videos MANIFEST --metrics synthetic [--reference MANIFEST]
 
 A model trained on the synthetic world is prompted with its own world's benchmark suite
@@ -41,6 +42,10 @@ _PROMPT_SET = flags.DEFINE_enum("prompt_set", "suite", ["suite", "plain"],
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (default: config sample.steps).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "CFG scale (default: config sample.guidance).")
+_DENOISE_FROM = flags.DEFINE_list(
+    "denoise_from", [], "Also the denoising probe: ground-truth clips of the prompts noised to "
+    "each of these SDEdit strengths in (0, 1] and denoised by the model, judged per strength "
+    "(report['denoise_from']): where in the noise range each property is decided.")
 _I3D = flags.DEFINE_string("i3d_weights", "", "fvd: converted I3D weights (.safetensors).")
 _I3D_EPS = flags.DEFINE_float("i3d_bn_eps", 1e-3, "fvd: I3D BatchNorm epsilon (1e-3 piergiaj / "
                               "TF-hub; 1e-5 for TATS' and cd-fvd's i3d_pretrained_400.pt).")
@@ -128,6 +133,7 @@ def main(argv: list[str]) -> None:
 def _evaluate_model(settings, reference) -> tuple[dict, list]:
   """Samples the workdir's or export's model on its world's prompts and scores the videos."""
   from videogen.eval import report as report_lib
+  strengths = _strengths() if _DENOISE_FROM.value else []
   generator = load_generator_or_exit(_WORKDIR.value, _CHECKPOINT.value)
   generator.show_progress = True  # a bar on stderr as the denoising steps finish
   data = generator.config.data
@@ -135,9 +141,25 @@ def _evaluate_model(settings, reference) -> tuple[dict, list]:
     exit_with_error(f"the model trained on data.source={data.source!r}; evaluate its videos "
                     "with --videos MANIFEST (its prompts are not the synthetic world's)")
   prompts = report_lib.suite_prompts(data, _NUM_PROMPTS.value, _PROMPT_SET.value)
-  return report_lib.evaluate_model(generator, prompts, settings, seed=_SEED.value,
-                                   steps=_STEPS.value, guidance=_GUIDANCE.value,
-                                   reference=reference)
+  report, videos = report_lib.evaluate_model(generator, prompts, settings, seed=_SEED.value,
+                                             steps=_STEPS.value, guidance=_GUIDANCE.value,
+                                             reference=reference)
+  if strengths:
+    report["denoise_from"] = report_lib.denoising_probe(generator, prompts, strengths,
+                                                        seed=_SEED.value)
+  return report, videos
+
+
+def _strengths() -> list[float]:
+  """--denoise_from as numbers in (0, 1]; else one line and exit 2."""
+  try:
+    strengths = [float(value) for value in _DENOISE_FROM.value]
+  except ValueError:
+    strengths = []
+  if not strengths or not all(0 < s <= 1 for s in strengths):
+    exit_with_error(f"--denoise_from={','.join(_DENOISE_FROM.value)}: give SDEdit strengths in "
+                    "(0, 1], e.g. 0.5,0.7,0.85,1")
+  return strengths
 
 if __name__ == "__main__":
   main(sys.argv)

@@ -50,6 +50,18 @@ def resolution_shift(shift: float, tokens: int, base_tokens: int) -> float:
   return shift * math.sqrt(tokens / base_tokens) if base_tokens else shift
 
 
+def first_step(steps: int, strength: float) -> int:
+  """The step SDEdit starts at: only the last round(strength · steps) steps run (at least one)."""
+  return steps - max(1, round(steps * strength))
+
+
+def flow_times(diffusion: Diffusion, steps: int, shift: float | None = None) -> jax.Array:
+  """The flow samplers' `steps + 1` grid times from 1 (noise) to 0, warped by `shift` (None:
+  the training shift)."""
+  grid = diffusion if shift is None else dataclasses.replace(diffusion, shift=shift)
+  return grid.shift_time(jnp.linspace(1.0, 0.0, steps + 1))
+
+
 def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
   """Evenly spaced integer timesteps from T-1 down to 0 ("trailing" spacing)."""
   return np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(np.int32)
@@ -93,7 +105,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   sampler = sampler or default_sampler(diffusion)
   check_sampler(diffusion, sampler)
   batch = noise.shape[0]
-  first = 0 if init is None else steps - max(1, round(steps * strength))
+  first = 0 if init is None else first_step(steps, strength)
   network = feature_cache.cached_network(denoise, cache, first)
 
   def predict(x, level_index, t_net, state):
@@ -113,8 +125,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   state = feature_cache.initial_state(denoise, cache, *cfg_batch(
       noise, jnp.zeros((batch,), jnp.float32), text, null_text, guidance))
   if diffusion.is_flow:
-    grid = diffusion if shift is None else dataclasses.replace(diffusion, shift=shift)
-    times = grid.shift_time(jnp.linspace(1.0, 0.0, steps + 1))
+    times = flow_times(diffusion, steps, shift)
     signal, sigma = lambda k: 1 - times[k], lambda k: times[k]
     keep = _keeper(condition, noise, signal, sigma)
     step = _flow_step(sampler, predict, diffusion, times, keep, steps)

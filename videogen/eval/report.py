@@ -20,6 +20,8 @@ from videogen import workdir as workdir_lib
 from videogen.config import ConfigError
 from videogen.data import synthetic, synthetic_grammar
 from videogen.data.pipeline import world_from_config
+from videogen.diffusion import samplers
+from videogen.diffusion.objectives import from_config as diffusion_from_config
 from videogen.eval import frechet, i3d, i3d_features, synthetic_judge, temporal
 from videogen.eval.clip_score import ClipScorer
 from videogen.eval.synthetic_judge import synthetic_prompts
@@ -155,6 +157,28 @@ def evaluate_model(generator, prompts: list[str], settings: Settings, *, seed: i
   if "fvd" in settings.metrics and reference is None:
     reference = ground_truth(prompts, generator.config.data)
   return evaluate_videos(videos, prompts, settings, reference), videos
+
+
+def denoising_probe(generator, prompts: list[str], strengths, *, seed: int = 0) -> dict:
+  """Where in the noise range the model settles each property: ground-truth renders of the
+  prompts, noised to each SDEdit `strength` (the sampler's last `strength` of its steps) and
+  denoised with their own prompts, then judged like samples. Strength 1 is plain
+  text-to-video. A property kept from 0.7 and lost from 0.85 is one the model decides, and
+  gets wrong, between those two noise levels. Per strength: the judge's accuracies, and for
+  a flow model the flow time denoising starts from (`start_time`, 1 = pure noise)."""
+  clean = generator.encode(np.stack(ground_truth(prompts, generator.config.data)))
+  diffusion = diffusion_from_config(generator.config.diffusion)
+  probe = {}
+  for strength in strengths:
+    options = generator.options(clean.shape, strength=strength)
+    sample = generator.sample(prompts, clean.shape, options, seed=seed, init=clean)
+    judged = synthetic_judge.judge(generator.decode(sample), prompts)
+    row = {name: judged[name] for name in (*synthetic_judge.PROPERTIES, "overall")}
+    if diffusion.is_flow:
+      times = samplers.flow_times(diffusion, options.steps, options.shift)
+      row["start_time"] = round(float(times[samplers.first_step(options.steps, strength)]), 4)
+    probe[f"{strength:g}"] = row
+  return probe
 
 
 def write(report: dict, videos, output_dir: str, prompts: list[str] | None = None
