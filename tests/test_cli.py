@@ -118,17 +118,22 @@ def test_evaluate_writes_report_and_contact_sheet(trained, tmp_path):
       run("videogen.evaluate", f"--workdir={trained}", "--metrics=fvd", timeout=60))
 
 
-def test_denoising_probe_from_full_noise_is_text_to_video(trained):
+def test_denoising_probe_from_full_noise_is_text_to_video(trained, monkeypatch):
   """The probe at strength 1 starts from pure noise, so it judges exactly the text-to-video
-  samples of the same seed; a lower strength starts on the sampler's shifted time grid."""
+  samples of the same seed and sampler settings; a lower strength starts on the sampler's
+  shifted time grid."""
+  import numpy as np
   from videogen.eval import report as report_lib, synthetic_judge
   from videogen.sampling.generator import Generator
   generator = Generator.load(str(trained))
   prompts = report_lib.suite_prompts(generator.config.data, 2, "plain")
-  probe = report_lib.denoising_probe(generator, prompts, [1.0, 0.5], seed=3)
-  judged = synthetic_judge.judge(generator(prompts, seed=3), prompts)
-  assert probe["1"] == {**{k: judged[k] for k in (*synthetic_judge.PROPERTIES, "overall")},
-                        "start_time": 1.0}
+  judged_videos, judge = [], synthetic_judge.judge
+  monkeypatch.setattr(synthetic_judge, "judge",
+                      lambda videos, prompts: judged_videos.append(videos) or judge(videos, prompts))
+  probe = report_lib.denoising_probe(generator, prompts, [1.0, 0.5], seed=3, guidance=2.0)
+  np.testing.assert_array_equal(judged_videos[0], generator(prompts, seed=3, guidance=2.0))
+  assert not np.array_equal(judged_videos[0], generator(prompts, seed=3))  # guidance 4
+  assert probe["1"]["start_time"] == 1.0
   steps, shift = generator.config.sample.steps, generator.config.diffusion.shift
   u = round(steps * 0.5) / steps  # the last half of the steps run
   assert probe["0.5"]["start_time"] == pytest.approx(shift * u / (1 + (shift - 1) * u), abs=1e-4)

@@ -145,8 +145,9 @@ def _evaluate_model(settings, reference) -> tuple[dict, list]:
                                              steps=_STEPS.value, guidance=_GUIDANCE.value,
                                              reference=reference)
   if strengths:
-    report["denoise_from"] = report_lib.denoising_probe(generator, prompts, strengths,
-                                                        seed=_SEED.value)
+    report["denoise_from"] = report_lib.denoising_probe(
+        generator, prompts, strengths, seed=_SEED.value, steps=_STEPS.value,
+        guidance=_GUIDANCE.value)
   return report, videos
 
 
