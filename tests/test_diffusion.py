@@ -132,6 +132,20 @@ def test_classifier_free_guidance_extrapolates_from_unconditional():
   np.testing.assert_allclose(out, 1 + 4.0 * (3 - 1))
 
 
+def test_guidance_limited_to_high_noise_leaves_the_rest_conditional():
+  """With min_noise 0.8, an example at noise level 0.9 is guided and one at 0.5 gets the
+  conditional prediction alone; in one batch, each by its own time."""
+  def denoise(x, t, text):
+    tokens, _ = text
+    return x * 0 + tokens[:, :1, None, None, None].astype(jnp.float32)
+  x = jnp.zeros((2, 1, 1, 1, 1))
+  cond = (jnp.full((2, 3), 3), jnp.ones((2, 3), bool))
+  uncond = (jnp.full((2, 3), 1), jnp.ones((2, 3), bool))
+  t_net = jnp.array([900.0, 500.0])
+  out = guidance.guided(denoise, x, t_net, cond, uncond, guidance=4.0, min_noise=0.8)
+  np.testing.assert_allclose(out.ravel(), [1 + 4.0 * (3 - 1), 3.0])
+
+
 def test_time_shift_keeps_the_ends_and_moves_toward_noise():
   diffusion = Diffusion(shift=3.0)
   t = jnp.linspace(0, 1, 11)

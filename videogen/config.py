@@ -142,12 +142,14 @@ def base_config() -> ml_collections.ConfigDict:
   # shift: flow sampler time-grid shift; None = the training `diffusion.shift`; with
   # shift_base_tokens > 0 it grows as √(tokens / shift_base_tokens) (larger videos, more shift).
   # guidance_rescale: 0 = plain CFG; ~0.7 counters the over-saturation of strong guidance.
+  # guidance_min_noise: guidance only at noise levels (flow t) >= this; 0 = every step.
   # cache: reuse of the DiT blocks' residual across steps (policy none | every | threshold).
   # extend_overlap: frames of the previous chunk that condition the next one (--extend).
   # reconstruction_guidance: with a frame/region condition, steer the generated part toward
   # agreeing with it (Ho et al. 2022; one extra backward pass per step; 0 = replacement only;
   # 4–8 fixes seams on exact denoisers, no gain measured on the under-trained demo).
-  c.sample = dict(steps=30, guidance=4.0, guidance_rescale=0.0, eta=0.0, fps=8, sampler="",
+  c.sample = dict(steps=30, guidance=4.0, guidance_rescale=0.0, guidance_min_noise=0.0,
+                  eta=0.0, fps=8, sampler="",
                   shift=ml_collections.FieldReference(None, field_type=float),
                   shift_base_tokens=0, cache=dict(policy="none", every=2, threshold=0.05),
                   extend_overlap=2, reconstruction_guidance=0.0)
@@ -233,7 +235,8 @@ NUMERIC_RANGES = {
     **{f"sample.{k}": _NON_NEGATIVE for k in ("guidance", "eta", "shift_base_tokens",
                                               "cache.threshold", "extend_overlap",
                                               "reconstruction_guidance")},
-    "sample.guidance_rescale": _FRACTION, "sample.shift": _POSITIVE,
+    "sample.guidance_rescale": _FRACTION, "sample.guidance_min_noise": _FRACTION,
+    "sample.shift": _POSITIVE,
     "checkpoint.every_steps": _COUNT, "checkpoint.keep": _COUNT,
     "checkpoint.preemption_check_every": _COUNT,
     "eval.every_steps": _NON_NEGATIVE, "eval.num_prompts": _COUNT, "eval.seed": _NON_NEGATIVE,

@@ -46,6 +46,8 @@ _DENOISE_FROM = flags.DEFINE_list(
     "denoise_from", [], "Also the denoising probe: ground-truth clips of the prompts noised to "
     "each of these SDEdit strengths in (0, 1] and denoised by the model, judged per strength "
     "(report['denoise_from']): where in the noise range each property is decided.")
+_MIN_NOISE = flags.DEFINE_float("guidance_min_noise", None, "Guide only at noise levels "
+                                "(flow t) >= this (default: sample.guidance_min_noise).")
 _I3D = flags.DEFINE_string("i3d_weights", "", "fvd: converted I3D weights (.safetensors).")
 _I3D_EPS = flags.DEFINE_float("i3d_bn_eps", 1e-3, "fvd: I3D BatchNorm epsilon (1e-3 piergiaj / "
                               "TF-hub; 1e-5 for TATS' and cd-fvd's i3d_pretrained_400.pt).")
@@ -141,13 +143,13 @@ def _evaluate_model(settings, reference) -> tuple[dict, list]:
     exit_with_error(f"the model trained on data.source={data.source!r}; evaluate its videos "
                     "with --videos MANIFEST (its prompts are not the synthetic world's)")
   prompts = report_lib.suite_prompts(data, _NUM_PROMPTS.value, _PROMPT_SET.value)
+  sampler = dict(steps=_STEPS.value, guidance=_GUIDANCE.value,
+                 guidance_min_noise=_MIN_NOISE.value)
   report, videos = report_lib.evaluate_model(generator, prompts, settings, seed=_SEED.value,
-                                             steps=_STEPS.value, guidance=_GUIDANCE.value,
-                                             reference=reference)
+                                             reference=reference, **sampler)
   if strengths:
-    report["denoise_from"] = report_lib.denoising_probe(
-        generator, prompts, strengths, seed=_SEED.value, steps=_STEPS.value,
-        guidance=_GUIDANCE.value)
+    report["denoise_from"] = report_lib.denoising_probe(generator, prompts, strengths,
+                                                        seed=_SEED.value, **sampler)
   return report, videos
 
 

@@ -42,6 +42,9 @@ _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (default: config sam
 _GUIDANCE = flags.DEFINE_float("guidance", None, "CFG scale (default: config sample.guidance).")
 _RESCALE = flags.DEFINE_float("guidance_rescale", None,
                               "Guidance rescale in [0, 1] (default: sample.guidance_rescale).")
+_MIN_NOISE = flags.DEFINE_float(
+    "guidance_min_noise", None, "Guide only at noise levels (flow t) >= this, in [0, 1) "
+    "(default: sample.guidance_min_noise; 0 = every step).")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1, "Videos to draw; written as FILE_k.ext.")
 _UPSCALE = flags.DEFINE_integer("upscale", 1, "Nearest-neighbour upscaling of written frames.")
@@ -98,7 +101,8 @@ def generate(generator, prompts: list[str]) -> np.ndarray:
   if modes and _CAMERA.value:
     exit_with_error(f"--camera works with text-to-video, not with --{modes[0]}")
   options = dict(seed=_SEED.value, steps=_STEPS.value, guidance=_GUIDANCE.value,
-                 guidance_rescale=_RESCALE.value, sampler=_SAMPLER.value,
+                 guidance_rescale=_RESCALE.value, guidance_min_noise=_MIN_NOISE.value,
+                 sampler=_SAMPLER.value,
                  negative_prompt=_NEGATIVE.value)
   if _CACHE.value:
     options["cache"] = FeatureCache(_CACHE.value, _CACHE_EVERY.value, _CACHE_THRESHOLD.value)
@@ -124,8 +128,8 @@ def generate(generator, prompts: list[str]) -> np.ndarray:
 
 # What a stablehlo export bakes in (videogen/formats/stablehlo.py), so these flags cannot
 # change it.
-_BAKED = ("steps", "guidance", "guidance_rescale", "sampler", "cache", "num_frames", "height",
-          "width", "lora", "camera", *_MODES)
+_BAKED = ("steps", "guidance", "guidance_rescale", "guidance_min_noise", "sampler", "cache",
+          "num_frames", "height", "width", "lora", "camera", *_MODES)
 
 
 def _sample_stablehlo():

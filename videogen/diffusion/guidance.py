@@ -32,14 +32,20 @@ def rescale_guidance(guided_out: jax.Array, cond: jax.Array, rescale: float) -> 
   return rescale * guided_out * ratio + (1.0 - rescale) * guided_out
 
 
-def guided(denoise: Callable, x, t_net, text, null_text, guidance: float, rescale: float = 0.0):
+def guided(denoise: Callable, x, t_net, text, null_text, guidance: float, rescale: float = 0.0,
+           min_noise: float = 0.0):
   """CFG: uncond + g·(cond − uncond), both halves in one batched call; optional rescale.
+  `min_noise` > 0 limits guidance to noise levels `t_net / 1000` ≥ it (guidance in an
+  interval, Kynkäänniemi et al. 2024): below, the conditional prediction alone.
   A `denoise` that returns `(prediction, aux)` gets `(guided prediction, aux)` back."""
   if guidance == 1.0:
     return denoise(x, t_net, text)
   out = denoise(*cfg_batch(x, t_net, text, null_text, guidance))
   prediction, aux = out if isinstance(out, tuple) else (out, None)
   cond, uncond = jnp.split(prediction, 2)
+  if min_noise:
+    guidance = jnp.where(t_net / 1000.0 >= min_noise, guidance, 1.0)
+    guidance = guidance.reshape(guidance.shape + (1,) * (cond.ndim - 1))
   combined = uncond + guidance * (cond - uncond)
   combined = rescale_guidance(combined, cond, rescale) if rescale else combined
   return (combined, aux) if isinstance(out, tuple) else combined

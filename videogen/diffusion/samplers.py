@@ -86,6 +86,7 @@ def log_snr_timesteps(diffusion: Diffusion, steps: int) -> np.ndarray:
 def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_text, *,
            steps: int, guidance: float, key: jax.Array, sampler: str | None = None,
            eta: float = 0.0, shift: float | None = None, guidance_rescale: float = 0.0,
+           guidance_min_noise: float = 0.0,
            condition: FrameCondition | None = None,
            cache: feature_cache.FeatureCache = feature_cache.FeatureCache(),
            init: jax.Array | None = None, strength: float = 1.0,
@@ -94,7 +95,8 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   """Runs the reverse process from `noise` (x at full noise) and returns the sample.
 
   `shift` (flow only) warps the time grid toward the noise end; None uses the training
-  shift. `guidance_rescale` in [0, 1] (0 = plain CFG). `condition` pins known frames or
+  shift. `guidance_rescale` in [0, 1] (0 = plain CFG). `guidance_min_noise`: guidance only
+  at steps whose noise level (flow t, or DDPM t / T) is at least this. `condition` pins known frames or
   regions (kept exactly in the result). `init` with `strength` < 1 is SDEdit: `init` is
   noised to the grid point `strength` of the way from clean to pure noise and only the last
   round(strength · steps) steps run (as diffusers' img2img counts them).
@@ -116,7 +118,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     def model(x):
       return guided(velocity_network, x,
                     jnp.full((batch,), t_net, jnp.float32), text, null_text, guidance,
-                    guidance_rescale)
+                    guidance_rescale, guidance_min_noise)
     if condition is None or not reconstruction_guidance:
       return model(x)
     return reconstruction_guided(diffusion, model, x, t_net, condition,

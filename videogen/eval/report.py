@@ -149,30 +149,30 @@ def ground_truth(prompts: list[str], data_config) -> list[np.ndarray]:
 
 
 def evaluate_model(generator, prompts: list[str], settings: Settings, *, seed: int = 0,
-                   steps: int | None = None, guidance: float | None = None,
-                   reference=None) -> tuple[dict, list[np.ndarray]]:
-  """(report, videos) of a synthetic-world model sampled on `prompts`; FVD's reference
-  defaults to ground-truth renders of the same prompts."""
-  videos = list(generator(prompts, seed=seed, steps=steps, guidance=guidance))
+                   reference=None, **sampler) -> tuple[dict, list[np.ndarray]]:
+  """(report, videos) of a synthetic-world model sampled on `prompts` (`sampler`: overrides
+  of the checkpoint's sampler settings, e.g. steps, guidance; None keeps the checkpoint's);
+  FVD's reference defaults to ground-truth renders of the same prompts."""
+  videos = list(generator(prompts, seed=seed, **sampler))
   if "fvd" in settings.metrics and reference is None:
     reference = ground_truth(prompts, generator.config.data)
   return evaluate_videos(videos, prompts, settings, reference), videos
 
 
 def denoising_probe(generator, prompts: list[str], strengths, *, seed: int = 0,
-                    steps: int | None = None, guidance: float | None = None) -> dict:
+                    **sampler) -> dict:
   """Where in the noise range the model settles each property: ground-truth renders of the
   prompts, noised to each SDEdit `strength` (the sampler's last `strength` of its steps) and
   denoised with their own prompts, then judged like samples. Strength 1 is plain
   text-to-video. A property kept from 0.7 and lost from 0.85 is one the model decides, and
   gets wrong, between those two noise levels. Per strength: the judge's accuracies, and for
-  a flow model the flow time denoising starts from (`start_time`, 1 = pure noise). `steps`
-  and `guidance` default to the checkpoint's, as in `evaluate_model`."""
+  a flow model the flow time denoising starts from (`start_time`, 1 = pure noise). `sampler`:
+  overrides of the checkpoint's sampler settings, as in `evaluate_model`."""
   clean = generator.encode(np.stack(ground_truth(prompts, generator.config.data)))
   diffusion = diffusion_from_config(generator.config.diffusion)
   probe = {}
   for strength in strengths:
-    options = generator.options(clean.shape, strength=strength, steps=steps, guidance=guidance)
+    options = generator.options(clean.shape, strength=strength, **sampler)
     sample = generator.sample(prompts, clean.shape, options, seed=seed, init=clean)
     judged = synthetic_judge.judge(generator.decode(sample), prompts)
     row = {name: judged[name] for name in (*synthetic_judge.PROPERTIES, "overall")}

@@ -86,12 +86,15 @@ class Generator:
     get = lambda name: sample[name] if overrides.get(name) is None else overrides[name]  # noqa
     spec = self.model.spec
     tokens = int(np.prod([n // p for n, p in zip(shape[1:4], spec.patch_size)]))
+    if not 0 <= get("guidance_min_noise") < 1:
+      raise ValueError(f"guidance_min_noise={get('guidance_min_noise')}: must be in [0, 1)")
     shift = get("shift")
     if shift is not None or sample.shift_base_tokens:
       shift = samplers.resolution_shift(self.config.diffusion.shift if shift is None else shift,
                                         tokens, sample.shift_base_tokens)
     return SamplerOptions(steps=get("steps"), guidance=float(get("guidance")),
                           guidance_rescale=float(get("guidance_rescale")),
+                          guidance_min_noise=float(get("guidance_min_noise")),
                           sampler=get("sampler") or None, shift=shift,
                           cache=overrides.get("cache")
                           or feature_cache.FeatureCache(**sample.cache),
@@ -183,6 +186,7 @@ class SamplerOptions:
   steps: int
   guidance: float
   guidance_rescale: float = 0.0
+  guidance_min_noise: float = 0.0
   sampler: str | None = None  # None: the objective's default
   shift: float | None = None
   cache: feature_cache.FeatureCache = feature_cache.FeatureCache()
@@ -256,6 +260,7 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions, on_st
                              guidance=options.guidance, key=sampler_key,
                              sampler=options.sampler, eta=config.sample.eta,
                              shift=options.shift, guidance_rescale=options.guidance_rescale,
+                             guidance_min_noise=options.guidance_min_noise,
                              cache=options.cache, condition=condition, init=init,
                              strength=options.strength,
                              reconstruction_guidance=options.reconstruction_guidance,
