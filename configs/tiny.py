@@ -81,6 +81,10 @@ def get_config(arg: str | None = None):
     # Two and three clauses need word order to say which object does what: the bare caption
     # embedding is a bag of words (docs/experiments.md, "Where direction is lost").
     c.model.update(text_layers=2)
+    # Strong guidance where layout and motion are decided (t >= 0.5), none below where it
+    # would over-sharpen shapes: colour 96%, shape 77% against 92% / 69% at the demo's 1.5
+    # (docs/experiments.md, "Where motion is lost").
+    c.sample.update(guidance=8.0, guidance_min_noise=0.5)
   elif arg == "expert":  # text tokens in the sequence; expert AdaLN for text and video
     c.model.update(layout="expert", pooled_text=False)
   elif arg == "factorized":  # 2 (spatial, temporal) pairs ≈ the joint model's parameters
