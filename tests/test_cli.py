@@ -190,15 +190,21 @@ def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
 
 def test_bench_builds_a_sentencepiece_config_with_its_own_tokenizer():
   """`bench --configs tiny:suite` needs no run directory: the tokenizer is trained in a
-  temporary one, as training would, and tokenises the bench's caption."""
-  from videogen.bench.step import load_config, step_and_batch
-  from videogen.parallel import mesh as mesh_lib
-  config = load_config("tiny:test")
-  config.text.update(tokenizer="sentencepiece", max_length=12)
-  _, _, batch = step_and_batch(config, mesh_lib.create_mesh(config.mesh),
-                               mesh_lib.rules_from_config(config.mesh))
-  assert batch["tokens"].shape == (config.train.batch_size, 12)
-  assert batch["token_mask"][0].sum() > 3  # "a red circle moving right" in pieces
+  temporary one, as training would, and tokenises the bench's caption. (A subprocess: the
+  bench module defines absl flags that other CLI modules define too.)"""
+  script = """if True:
+    from videogen.bench.step import load_config, step_and_batch
+    from videogen.parallel import mesh as mesh_lib
+    config = load_config("tiny:test")
+    config.text.update(tokenizer="sentencepiece", max_length=12)
+    _, _, batch = step_and_batch(config, mesh_lib.create_mesh(config.mesh),
+                                 mesh_lib.rules_from_config(config.mesh))
+    print(batch["tokens"].shape, int(batch["token_mask"][0].sum()))"""
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  shape, pieces = result.stdout.strip().rsplit(" ", 1)
+  assert shape == "(8, 12)" and int(pieces) > 3  # "a red circle moving right" in pieces
 
 
 def test_control_modes_keep_their_conditions_through_the_real_model(trained):

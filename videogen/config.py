@@ -214,6 +214,7 @@ NUMERIC_RANGES = {
     "vae.disc.learning_rate": _POSITIVE,
     "diffusion.num_timesteps": _COUNT, "diffusion.logit_mean": _ANY,
     "diffusion.logit_std": _POSITIVE, "diffusion.shift": _POSITIVE,
+    "diffusion.frame_difference_weight": _NON_NEGATIVE,
     **{f"data.{k}": _COUNT for k in ("num_frames", "height", "width", "buckets.multiple",
                                      "buckets.frame_stride", "synthetic.num_clips",
                                      "synthetic.num_objects")},
