@@ -96,8 +96,8 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
 
   `shift` (flow only) warps the time grid toward the noise end; None uses the training
   shift. `guidance_rescale` in [0, 1] (0 = plain CFG). `guidance_min_noise`: guidance only
-  at steps whose noise level (flow t, or DDPM t / T) is at least this. `condition` pins known frames or
-  regions (kept exactly in the result). `init` with `strength` < 1 is SDEdit: `init` is
+  at steps whose noise level (flow t, or DDPM t / T) is at least this. `condition` pins
+  known frames or regions (kept exactly in the result). `init` with `strength` < 1 is SDEdit: `init` is
   noised to the grid point `strength` of the way from clean to pure noise and only the last
   round(strength · steps) steps run (as diffusers' img2img counts them).
   `reconstruction_guidance` w > 0 also steers the generated part toward agreeing with the
