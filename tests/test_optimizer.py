@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from videogen.config import base_config
@@ -29,6 +30,18 @@ def test_learning_rate_warms_up_linearly_then_cosine_decays_to_the_final_fractio
   assert lr(500) == pytest.approx(1e-4, rel=1e-5)  # past num_steps it stays at the floor
   values = [lr(s) for s in range(10, 111)]
   assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_a_flat_schedule_is_the_same_program_for_any_run_length():
+  """final_lr_fraction=1: warm-up then flat, the cosine schedule's values exactly, and a
+  step program that does not depend on num_steps (a longer resumed run hits the cache)."""
+  flat = lambda n: _train(learning_rate=1e-3, warmup_steps=10, num_steps=n,  # noqa: E731
+                          final_lr_fraction=1.0)
+  cosine = optax.warmup_cosine_decay_schedule(0.0, 1e-3, 10, 100, 1e-3)
+  for step in (0, 5, 10, 50, 99, 500):
+    assert float(state_lib.learning_rate_schedule(flat(100))(step)) == float(cosine(step))
+  program = lambda n: jax.jit(state_lib.learning_rate_schedule(flat(n))).lower(0).as_text()  # noqa
+  assert program(100) == program(100_000)
 
 
 def test_weight_decay_applies_to_matrices_only():

@@ -18,7 +18,7 @@ def _trainer(config, devices):
   rules = mesh_lib.rules_from_config(config.mesh)
   task = build_task(config, mesh, rules)
   state, shardings = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh,
-                                                  rules)
+                                                  rules, task.init_compiler_options)
   return state, task.build_step(shardings, mesh_lib.batch_sharding(mesh), rules), mesh
 
 

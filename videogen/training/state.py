@@ -26,6 +26,11 @@ class TrainState(struct.PyTreeNode):
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warm-up, then cosine decay to `final_lr_fraction`. A flat tail (fraction 1) does
+  not depend on `num_steps`, so a resumed run with a longer `num_steps` compiles the same
+  step program (a persistent-cache hit) and takes the same values."""
+  if train.final_lr_fraction == 1.0:
+    return optax.linear_schedule(0.0, train.learning_rate, train.warmup_steps)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=train.learning_rate, warmup_steps=train.warmup_steps,
       decay_steps=max(train.num_steps, train.warmup_steps + 1),
