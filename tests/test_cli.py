@@ -140,8 +140,8 @@ def test_denoising_probe_from_full_noise_is_text_to_video(trained, monkeypatch):
   result = run_cli("videogen.evaluate", f"--workdir={trained}", "--denoise_from=0.5,1.5")
   assert result.returncode == 2 and result.stderr.strip().splitlines() == [
       "error: --denoise_from=0.5,1.5: give SDEdit strengths in (0, 1], e.g. 0.5,0.7,0.85,1"]
-  with pytest.raises(ValueError, match=r"guidance_min_noise=1.5: must be in \[0, 1\)"):
-    generator.options((1, 4, 16, 16, 3), guidance_min_noise=1.5)
+  with pytest.raises(ValueError, match=r"guidance_min_noise=1.0: must be in \[0, 1\)"):
+    generator.options((1, 4, 16, 16, 3), guidance_min_noise=1.0)  # no step guided
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):

@@ -16,7 +16,8 @@ TABLES = ("data.buckets.sizes", "data.filters.min_scores", "train.stages")
 DEGENERATE = [("model.num_heads", 0), ("model.patch_size", (1, 0, 4)), ("data.height", 0),
               ("data.num_frames", 0), ("data.width", 0), ("model.depth", 0),
               ("train.learning_rate", -1e-3), ("train.caption_dropout", 1.5),
-              ("train.ema_decay", -0.1), ("train.warmup_steps", -5)]
+              ("train.ema_decay", -0.1), ("train.warmup_steps", -5),
+              ("sample.guidance_min_noise", 1.0)]  # guidance at no step
 
 
 def _numeric_leaves(node, prefix=""):

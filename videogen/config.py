@@ -190,7 +190,7 @@ _COUNT = ("a whole number >= 1", lambda v: v >= 1)
 _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
 _POSITIVE = ("> 0", lambda v: v > 0)
 _FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
-_DECAY = ("in [0, 1)", lambda v: 0 <= v < 1)
+_FRACTION_BELOW_ONE = ("in [0, 1)", lambda v: 0 <= v < 1)
 _SHARE = ("in (0, 1]", lambda v: 0 < v <= 1)
 _MESH_AXIS = ("-1 (the remaining devices) or >= 1", lambda v: v == -1 or v >= 1)
 _ANY = ("finite", lambda v: True)
@@ -228,7 +228,8 @@ NUMERIC_RANGES = {
                                       "grad_accum_steps")},
     "train.learning_rate": _POSITIVE, "train.warmup_steps": _NON_NEGATIVE,
     "train.final_lr_fraction": _FRACTION, "train.weight_decay": _NON_NEGATIVE,
-    "train.adam_b1": _DECAY, "train.adam_b2": _DECAY, "train.adam_eps": _POSITIVE,
+    "train.adam_b1": _FRACTION_BELOW_ONE, "train.adam_b2": _FRACTION_BELOW_ONE,
+    "train.adam_eps": _POSITIVE,
     "train.grad_clip_norm": _POSITIVE, "train.ema_decay": _FRACTION,
     "train.caption_dropout": _FRACTION,
     **{f"train.frame_masks.{k}": _FRACTION for k in ("image_head", "head", "ends")},
@@ -236,7 +237,7 @@ NUMERIC_RANGES = {
     **{f"sample.{k}": _NON_NEGATIVE for k in ("guidance", "eta", "shift_base_tokens",
                                               "cache.threshold", "extend_overlap",
                                               "reconstruction_guidance")},
-    "sample.guidance_rescale": _FRACTION, "sample.guidance_min_noise": _FRACTION,
+    "sample.guidance_rescale": _FRACTION, "sample.guidance_min_noise": _FRACTION_BELOW_ONE,
     "sample.shift": _POSITIVE,
     "checkpoint.every_steps": _COUNT, "checkpoint.keep": _COUNT,
     "checkpoint.preemption_check_every": _COUNT,

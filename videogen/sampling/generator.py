@@ -14,6 +14,7 @@ import numpy as np
 import tqdm
 
 from videogen import checkpoints
+from videogen.config import NUMERIC_RANGES
 from videogen.data import frames as frames_lib
 from videogen.data.synthetic import CAPTION_FORMS, VOCABULARY
 from videogen.models import camera
@@ -86,8 +87,9 @@ class Generator:
     get = lambda name: sample[name] if overrides.get(name) is None else overrides[name]  # noqa
     spec = self.model.spec
     tokens = int(np.prod([n // p for n, p in zip(shape[1:4], spec.patch_size)]))
-    if not 0 <= get("guidance_min_noise") < 1:
-      raise ValueError(f"guidance_min_noise={get('guidance_min_noise')}: must be in [0, 1)")
+    wording, in_range = NUMERIC_RANGES["sample.guidance_min_noise"]  # the config's own bound
+    if not in_range(get("guidance_min_noise")):
+      raise ValueError(f"guidance_min_noise={get('guidance_min_noise')}: must be {wording}")
     shift = get("shift")
     if shift is not None or sample.shift_base_tokens:
       shift = samplers.resolution_shift(self.config.diffusion.shift if shift is None else shift,
