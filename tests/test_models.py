@@ -180,21 +180,3 @@ def test_only_a_caption_encoder_reads_word_order(text_layers):
   else:
     np.testing.assert_allclose(out, out_swapped, atol=1e-5)
     assert "caption_encoder" not in params
-
-
-def test_a_self_conditioned_model_reads_its_clean_sample_estimate():
-  """`model.self_condition` adds the x0 estimate as input channels: no estimate reads as
-  zeros (sampling's first step), and the estimate changes the output."""
-  config = tiny_config(**{"model.self_condition": True})
-  model = build_model(config, vocab_size=40)
-  x, t, tokens, mask, drop = example_inputs(config, model, batch=1)
-  x = jax.random.normal(jax.random.key(0), x.shape)
-  params = nn.meta.unbox(model.init(jax.random.key(1), x, t, tokens, mask, drop)["params"])
-  assert params["dit"]["patch_embed"]["kernel"].shape[0] == 2 * np.prod(
-      config.model.patch_size) * config.model.channels
-  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
-                        params)  # wake the zero-initialised output layer
-  run = lambda estimate: model.apply({"params": params}, x, t, tokens, mask, drop,  # noqa: E731
-                                     x0_estimate=estimate)
-  np.testing.assert_array_equal(run(None), run(jnp.zeros_like(x)))
-  assert np.abs(run(None) - run(0.5 * x)).max() > 1e-3

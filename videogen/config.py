@@ -62,9 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
       frame_condition="none", camera=False,
       # text.encoder="embedding" only: trainable transformer blocks over the caption embedding
       # (with learned positions; text_to_video.CaptionEncoder); 0 = the bare embedding.
-      # self_condition: the DiT also reads its own clean-sample estimate (from the previous
-      # sampler step; in training, from a first pass on half the steps).
-      text_layers=0, self_condition=False)
+      text_layers=0)
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
   # "sentencepiece" (tokenizer_path, or "" = trained on the source's captions and cached in

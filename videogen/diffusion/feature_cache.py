@@ -30,23 +30,22 @@ class FeatureCache:
 
 
 def cached_network(denoise: Callable, cache: FeatureCache, first: int):
-  """`network(x, t, text, state, i, **inputs) → (prediction, state)`: the model call under
-  `cache`, whose first step is `first`; `inputs` go to `denoise` as they are. `state` =
-  (block residual, input at its last full evaluation)."""
+  """`network(x, t, text, state, i) → (prediction, state)`: the model call under `cache`,
+  whose first step is `first`. `state` = (block residual, input at its last full
+  evaluation)."""
 
-  def network(x, t, text, state, i, **inputs):
+  def full(x, t, text, state):
+    out, residual = denoise(x, t, text, return_residual=True)
+    return out, (residual, x)
+
+  def reuse(x, t, text, state):
+    residual, _ = state
+    out, _ = denoise(x, t, text, block_residual=residual, return_residual=True)
+    return out, state
+
+  def network(x, t, text, state, i):
     if cache.policy == "none":
-      return denoise(x, t, text, **inputs), state
-
-    def full(x, t, text, state):
-      out, residual = denoise(x, t, text, return_residual=True, **inputs)
-      return out, (residual, x)
-
-    def reuse(x, t, text, state):
-      residual, _ = state
-      out, _ = denoise(x, t, text, block_residual=residual, return_residual=True, **inputs)
-      return out, state
-
+      return denoise(x, t, text), state
     if cache.policy == "every":
       recompute = (i - first) % cache.every == 0
     else:

@@ -138,15 +138,6 @@ class Diffusion:
       loss += self.frame_difference_weight * _weighted_mean(change, weight[:, 1:] * weight[:, :-1])
     return loss
 
-  def x0_estimate(self, output: jax.Array, x_t: jax.Array, t_net: jax.Array) -> jax.Array:
-    """The clean sample a network output implies at network time `t_net` (per example)."""
-    if self.is_flow:
-      if self.prediction == "x0":
-        return output.astype(jnp.float32)
-      return x_t - _bcast(self.flow_time(t_net), x_t) * output.astype(jnp.float32)
-    step = jnp.round(t_net * (self.num_timesteps / 1000.0)).astype(jnp.int32)
-    return self.x0_and_eps(output.astype(jnp.float32), x_t, step)[0]
-
   def x0_and_eps(self, prediction: jax.Array, x_t: jax.Array, t: jax.Array):
     """The DDPM-family network output turned into (x0, ε) estimates at integer t."""
     ab = _bcast(self.alpha_bar(t), x_t)

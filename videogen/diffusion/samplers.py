@@ -90,7 +90,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
            condition: FrameCondition | None = None,
            cache: feature_cache.FeatureCache = feature_cache.FeatureCache(),
            init: jax.Array | None = None, strength: float = 1.0,
-           reconstruction_guidance: float = 0.0, self_condition: bool = False,
+           reconstruction_guidance: float = 0.0,
            on_step: Callable[[int], None] | None = None) -> jax.Array:
   """Runs the reverse process from `noise` (x at full noise) and returns the sample.
 
@@ -102,8 +102,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   round(strength · steps) steps run (as diffusers' img2img counts them).
   `reconstruction_guidance` w > 0 also steers the generated part toward agreeing with the
   condition (`guidance.reconstruction_guided`: one extra backward pass through the model per
-  evaluation). `self_condition`: `denoise` also takes `x0_estimate=`, the clean sample its
-  previous evaluation implied (zeros at the first). `on_step(i)` is called on the host (`jax.debug.callback`) as each step
+  evaluation). `on_step(i)` is called on the host (`jax.debug.callback`) as each step
   finishes on the device: progress bars."""
   sampler = sampler or default_sampler(diffusion)
   check_sampler(diffusion, sampler)
@@ -113,12 +112,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
 
   def predict(x, level_index, t_net, state):
     def velocity_network(x, t, text):  # flow samplers step along velocities
-      if not self_condition:
-        out, new_state = network(x, t, text, state, level_index)
-      else:
-        cache_state, estimate = state
-        out, cache_state = network(x, t, text, cache_state, level_index, x0_estimate=estimate)
-        new_state = cache_state, diffusion.x0_estimate(out, x, t)
+      out, new_state = network(x, t, text, state, level_index)
       return (diffusion.velocity(out, x, diffusion.flow_time(t)) if diffusion.is_flow else out), new_state
 
     def model(x):
@@ -130,10 +124,8 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     return reconstruction_guided(diffusion, model, x, t_net, condition,
                                  reconstruction_guidance)
 
-  network_inputs = cfg_batch(noise, jnp.zeros((batch,), jnp.float32), text, null_text, guidance)
-  state = feature_cache.initial_state(denoise, cache, *network_inputs)
-  if self_condition:
-    state = state, jnp.zeros(network_inputs[0].shape, jnp.float32)
+  state = feature_cache.initial_state(denoise, cache, *cfg_batch(
+      noise, jnp.zeros((batch,), jnp.float32), text, null_text, guidance))
   if diffusion.is_flow:
     times = flow_times(diffusion, steps, shift)
     signal, sigma = lambda k: 1 - times[k], lambda k: times[k]

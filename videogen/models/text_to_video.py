@@ -63,23 +63,14 @@ class TextToVideo(nn.Module):
   text_length: int = 16
   frame_condition: str = "none"  # FRAME_CONDITIONS: how given frames enter the input
   text_layers: int = 0  # CaptionEncoder blocks over the trainable embedding; 0 = none
-  # Self-conditioning (Chen et al. 2022, "Analog Bits"): the network also reads an estimate
-  # of the clean sample, its own from the previous sampler step (zeros at the first).
-  self_condition: bool = False
 
   @nn.compact
   def __call__(self, x_bthwc: jax.Array, t: jax.Array, text: jax.Array, text_mask: jax.Array,
-               drop: jax.Array, frames=None, x0_estimate=None, **dit_kwargs) -> jax.Array:
+               drop: jax.Array, frames=None, **dit_kwargs) -> jax.Array:
     """`frames`: `(known, mask)` given frames (a `FrameCondition`) for a frame-conditioned
-    model; None = none given. `x0_estimate`: the clean-sample estimate a self-conditioned
-    model reads (None = zeros). `dit_kwargs`: `cameras=`, and `block_residual=` /
+    model; None = none given. `dit_kwargs`: `cameras=`, and `block_residual=` /
     `return_residual=` of `DiT` (feature caching)."""
-    if self.self_condition:
-      estimate = jnp.zeros_like(x_bthwc) if x0_estimate is None else x0_estimate
-      x_bthwc = jnp.concatenate([with_frame_condition(x_bthwc, frames, self.frame_condition),
-                                 estimate.astype(x_bthwc.dtype)], -1)
-    else:
-      x_bthwc = with_frame_condition(x_bthwc, frames, self.frame_condition)
+    x_bthwc = with_frame_condition(x_bthwc, frames, self.frame_condition)
     if self.vocab_size:
       context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(text)
       if self.text_layers:
@@ -137,7 +128,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int,
   return TextToVideo(spec_from_config(config.model), padded_vocab,
                      text_dim or config.model.text_dim, config.text.null,
                      config.text.max_length, config.model.get("frame_condition", "none"),
-                     config.model.get("text_layers", 0), config.model.get("self_condition", False))
+                     config.model.get("text_layers", 0))
 
 
 def example_inputs(config: ml_collections.ConfigDict, model: TextToVideo, batch: int = 1,

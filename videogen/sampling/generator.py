@@ -266,7 +266,7 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions, on_st
                              cache=options.cache, condition=condition, init=init,
                              strength=options.strength,
                              reconstruction_guidance=options.reconstruction_guidance,
-                             self_condition=model.self_condition, on_step=on_step)
+                             on_step=on_step)
 
   # Prompts are replicated (tiny); the video batch is split over data × fsdp when it divides.
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]

@@ -71,14 +71,6 @@ def accumulated_value_and_grad(loss_fn, params, inputs, micro_batches: int):
   return jax.tree.map(lambda v: v / micro_batches, (loss, grads))
 
 
-def self_conditioned(apply, diffusion: Diffusion, x_t: jax.Array, t_net: jax.Array, use):
-  """`apply(x0_estimate)` reading, when `use`, the model's own clean-sample estimate from a
-  first pass on zeros (no gradient flows through it), else zeros, as sampling's first step."""
-  def estimate():
-    return jax.lax.stop_gradient(diffusion.x0_estimate(apply(None), x_t, t_net))
-  return apply(jax.lax.cond(use, estimate, lambda: jnp.zeros(x_t.shape, jnp.float32)))
-
-
 def given_frames(key, x0: jax.Array, kind: str, probabilities: dict | None):
   """`(B, T, 1, 1, 1)` mask of the frames shown to a frame-conditioned model this step (an
   Open-Sora-style random mask per clip), or None for an unconditioned model."""
@@ -112,8 +104,6 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   x_t = diffusion.corrupt(x0, noise, t)
   given = given_frames(mask_key, x0, model.frame_condition, frame_masks)
   cameras = camera.at_frames(batch.get("camera"), x0.shape[1]) if model.spec.camera else None
-  # Self-conditioning on half the steps (a separate key: the draws above stay as they were).
-  self_condition = model.self_condition and jax.random.bernoulli(jax.random.fold_in(step_key, 1))
 
   def loss_fn(params, inputs):
     x_t, t, text, text_mask, drop, x0, noise, given, cameras = inputs
@@ -121,12 +111,8 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
       params = jax.tree_util.tree_map_with_path(
           lambda path, p: p if lora.is_lora_path(path) else jax.lax.stop_gradient(p), params)
     frames = None if given is None else (x0, given)
-    t_net = diffusion.network_time(t)
-    apply = lambda x0_estimate: model.apply(  # noqa: E731
-        {"params": params}, x_t, t_net, text, text_mask, drop, frames, cameras=cameras,
-        x0_estimate=x0_estimate)
-    prediction = (self_conditioned(apply, diffusion, x_t, t_net, self_condition)
-                  if model.self_condition else apply(None))
+    prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), text,
+                             text_mask, drop, frames, cameras=cameras)
     if diffusion.is_flow:
       prediction = diffusion.velocity(prediction, x_t, t)
     # Given frames are inputs, not targets: the loss covers the generated ones.
@@ -144,8 +130,6 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   new_state, nonfinite = next_state(state, params, new_ema, opt_state, rng, loss, grad_norm,
                                     skip_nonfinite)
   metrics = {"loss": loss, "grad_norm": grad_norm, "nonfinite": nonfinite}
-  if model.self_condition:
-    metrics["self_conditioned"] = jnp.float32(self_condition)
   return new_state, metrics
 
 
