@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config, word_features
+from conftest import perturbed, tiny_config, word_features
 from videogen.data import pipeline, synthetic
 from videogen.diffusion.conditions import training_frame_masks
 from videogen.diffusion.objectives import Diffusion
@@ -54,22 +54,15 @@ def _model_and_params(config):
   return model, params, inputs
 
 
-def _perturbed(params, seed=1):
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  return jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape)
-                                   for p, k in zip(leaves, keys)])
-
-
 def test_camera_adapter_starts_as_the_base_model_and_then_follows_the_camera():
   base, base_params, inputs = _model_and_params(tiny_config())
   adapted, params, _ = _model_and_params(tiny_config(**{"model.camera": True}))
-  base_params = _perturbed(base_params)
+  base_params = perturbed(base_params, 0.3)
   merged = {**base_params, "dit": {**base_params["dit"], "camera": params["dit"]["camera"]}}
   pan = jnp.asarray(np.broadcast_to(camera.named_path("pan_left", 4, 0.2), (2, 4, 12)))
   np.testing.assert_array_equal(adapted.apply({"params": merged}, *inputs, cameras=pan),
                                 base.apply({"params": base_params}, *inputs))
-  trained = {**merged, "dit": {**merged["dit"], "camera": _perturbed(params["dit"]["camera"])}}
+  trained = {**merged, "dit": {**merged["dit"], "camera": perturbed(params["dit"]["camera"], 0.3)}}
   static = adapted.apply({"params": trained}, *inputs)
   moved = adapted.apply({"params": trained}, *inputs, cameras=pan)
   assert float(jnp.abs(static - moved).max()) > 1e-3
@@ -78,7 +71,7 @@ def test_camera_adapter_starts_as_the_base_model_and_then_follows_the_camera():
 def test_frame_conditioned_model_reads_given_frames_only_where_the_mask_says():
   config = tiny_config(**{"model.frame_condition": "concat"})
   model, params, (x, t, text, mask, drop) = _model_and_params(config)
-  params = _perturbed(params)
+  params = perturbed(params, 0.3)
   known = jax.random.normal(jax.random.PRNGKey(4), x.shape)
   first = jnp.zeros((2, 4, 1, 1, 1)).at[:, 0].set(1.0)
   run = lambda frames: model.apply({"params": params}, x, t, text, mask, drop, frames)  # noqa

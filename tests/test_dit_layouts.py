@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import perturbed
 from videogen.models.dit import DiT, DiTBlock, DiTSpec
 
 LAYOUTS = [("joint", "per_block"), ("joint", "single"), ("expert", "per_block"),
@@ -27,14 +28,6 @@ def _inputs(shape=(3, 8, 12), batch=2, text_length=5, seed=0):
   return x, jnp.array([10.0, 700.0])[:batch], context, mask
 
 
-def _perturbed(params, scale=0.2, seed=1):
-  """Wake the zero-initialised gates and output layer so every path matters."""
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape)
-                                   for p, k in zip(leaves, keys)])
-
-
 def _init(spec, inputs):
   return nn.unbox(DiT(spec).init(jax.random.key(0), *inputs)["params"])
 
@@ -49,7 +42,7 @@ def test_one_model_runs_at_many_shapes_and_starts_at_zero(layout, adaln):
     out = apply(params, *inputs)
     assert out.shape == inputs[0].shape
     np.testing.assert_array_equal(out, 0.0)  # AdaLN-Zero: zero output layer at init
-  moved = apply(_perturbed(params), *inputs)
+  moved = apply(perturbed(params), *inputs)
   assert bool(jnp.isfinite(moved).all()) and float(jnp.abs(moved).max()) > 0
   spec_2x = _spec(layout, adaln, patch_size=(2, 2, 2))
   inputs = _inputs((6, 8, 10))
@@ -64,7 +57,7 @@ def test_gated_branches_are_off_at_init(layout, adaln):
   spec = _spec(layout, adaln)
   inputs = _inputs()
   params = _init(spec, inputs)
-  awake = dict(_perturbed({k: v for k, v in params.items() if k in ("final_proj",)}))
+  awake = dict(perturbed({k: v for k, v in params.items() if k in ("final_proj",)}))
   base = {**params, **awake}
 
   def redraw(path, leaf):
@@ -88,7 +81,7 @@ def test_factorized_blocks_never_cross_their_axis():
   mask = jnp.ones((2, 5), bool)
   for attend in ("space", "time"):
     block = DiTBlock(spec, attend, grid)
-    params = _perturbed(nn.unbox(block.init(jax.random.key(3), tokens, cond, context, mask,
+    params = perturbed(nn.unbox(block.init(jax.random.key(3), tokens, cond, context, mask,
                                             None)["params"]))
     out = block.apply({"params": params}, tokens, cond, context, mask, None)
     touched = np.zeros((3, 24), bool)
@@ -106,7 +99,7 @@ def test_factorized_blocks_never_cross_their_axis():
 def test_padded_text_does_not_matter(layout, adaln):
   spec = _spec(layout, adaln)
   x, t, context, mask = _inputs()
-  params = _perturbed(_init(spec, (x, t, context, mask)))
+  params = perturbed(_init(spec, (x, t, context, mask)))
   garbage = jnp.where(mask[..., None], context, 50.0 * jax.random.normal(jax.random.key(9),
                                                                          context.shape))
   out = DiT(spec).apply({"params": params}, x, t, context, mask)
@@ -122,7 +115,7 @@ def _sharded_forward(spec, inputs, mesh_shape, params=None):
   from jax.sharding import NamedSharding
   from videogen.parallel.mesh import AXES, DEFAULT_RULES
   boxed = DiT(spec).init(jax.random.key(0), *inputs)["params"]
-  params = _perturbed(nn.unbox(boxed)) if params is None else params
+  params = perturbed(nn.unbox(boxed)) if params is None else params
   want = DiT(spec).apply({"params": params}, *inputs)
   mesh = jax.make_mesh(mesh_shape, AXES, devices=jax.devices()[:int(np.prod(mesh_shape))],
                        axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
@@ -161,7 +154,7 @@ def test_remat_policies_change_memory_not_results():
   reference, temp_bytes = None, {}
   for policy in ("none", "full", "save_attention_out"):
     spec = _spec("joint", "per_block", remat_policy=policy, depth=2)
-    params = _perturbed(_init(spec, inputs))
+    params = perturbed(_init(spec, inputs))
     grad = jax.jit(jax.grad(lambda p: jnp.sum(DiT(spec).apply({"params": p}, *inputs) ** 2)))
     compiled = grad.lower(params).compile()
     temp_bytes[policy] = compiled.memory_analysis().temp_size_in_bytes
@@ -185,7 +178,7 @@ def test_cudnn_path_takes_masks_as_key_lengths_and_matches_reference(layout, mon
     return kernel(*args, implementation="xla", **kwargs)
 
   inputs = _inputs()
-  params = _perturbed(_init(_spec(layout, "per_block"), inputs))
+  params = perturbed(_init(_spec(layout, "per_block"), inputs))
   monkeypatch.setattr(jax.nn, "dot_product_attention", cudnn_on_cpu)
   want = DiT(_spec(layout, "per_block", attention_backend="reference")).apply(
       {"params": params}, *inputs)
@@ -200,7 +193,7 @@ def test_splash_backend_sharded_equals_reference_single_device():
   shard under shard_map on a 2 data × 2 tensor mesh, against the einsum reference."""
   spec = _spec("expert", "per_block", width=64, num_heads=4)
   inputs = _inputs(batch=2)
-  params = _perturbed(_init(spec, inputs))
+  params = perturbed(_init(spec, inputs))
   want = DiT(dataclasses.replace(spec, attention_backend="reference")).apply(
       {"params": params}, *inputs)
   splash = dataclasses.replace(spec, attention_backend="splash")

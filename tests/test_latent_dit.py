@@ -24,25 +24,32 @@ def latent_dit_config(vae_workdir, **overrides):
                         "train.num_steps": 3, "checkpoint.every_steps": 3, **overrides})
 
 
-def test_pre_encoded_latents_train_exactly_like_encoding_in_the_step(vae_workdir, tmp_path):
+@pytest.fixture(scope="module")
+def in_step_run(vae_workdir, tmp_path_factory):
+  """(workdir, final state) of a latent DiT that encodes its clips in the train step; the
+  sampling test reads the same run (each run compiles an init and a step: ~15 s)."""
+  workdir = str(tmp_path_factory.mktemp("in_step"))
+  return workdir, loop.train(latent_dit_config(vae_workdir), workdir)
+
+
+def test_pre_encoded_latents_train_exactly_like_encoding_in_the_step(vae_workdir, in_step_run,
+                                                                      tmp_path):
+  in_step_dir, in_step = in_step_run
   config = latent_dit_config(vae_workdir)
-  in_step = loop.train(config, str(tmp_path / "in_step"))
   encode_dataset(config, str(tmp_path / "latents"), num_clips=16, batch_size=8)
   cached_config = latent_dit_config(vae_workdir, **{"data.source": "latents",
                                                     "data.latents_path": str(tmp_path / "latents")})
   cached = loop.train(cached_config, str(tmp_path / "cached"))
-  losses = [[m["loss"] for m in read_metrics(str(tmp_path / run)) if "loss" in m]
-            for run in ("in_step", "cached")]
+  losses = [[m["loss"] for m in read_metrics(run) if "loss" in m]
+            for run in (in_step_dir, str(tmp_path / "cached"))]
   assert len(losses[0]) == 3
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
   for a, b in zip(jax.tree.leaves(in_step.params), jax.tree.leaves(cached.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
-def test_sampling_decodes_latents_to_pixel_video(vae_workdir, tmp_path):
-  config = latent_dit_config(vae_workdir, **{"train.num_steps": 1, "checkpoint.every_steps": 1})
-  loop.train(config, str(tmp_path))
-  generator = Generator.load(str(tmp_path))
+def test_sampling_decodes_latents_to_pixel_video(in_step_run):
+  generator = Generator.load(in_step_run[0])
   video = generator(["a red circle moving right"], steps=2)
   assert video.shape == (1, 5, 16, 16, 3) and video.dtype == np.uint8
   assert video.std() > 0

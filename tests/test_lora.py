@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_config
+from conftest import perturbed, run_cli, tiny_config
 from videogen import checkpoints
 from videogen.config import ConfigError
 from videogen.models import lora
@@ -34,18 +34,10 @@ def _init(spec):
   return nn.unbox(DiT(spec).init(jax.random.key(0), *_inputs())["params"])
 
 
-def _perturbed(params, seed=1):
-  """Every leaf (zero-initialised gates, output layer and LoRA B included) made non-zero.
-  (numpy noise: no JAX program to compile per parameter shape.)"""
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda p: (p + 0.2 * rng.standard_normal(p.shape)).astype(np.float32),
-                      jax.device_get(params))
-
-
 def _random(spec):
   """Random params for `spec` without running its initialisers."""
   abstract = jax.eval_shape(lambda: _init(spec))
-  return _perturbed(jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract))
+  return perturbed(jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract))
 
 
 @functools.cache
@@ -167,7 +159,7 @@ def test_lora_fine_tune_from_a_base_trains_only_adapters_and_exports_them(tmp_pa
   task = build_task(config, mesh, rules)
   state, _ = state_lib.create_train_state(task.init_params, task.tx, config.seed, mesh, rules)
   base, fresh = lora.split_adapter(jax.device_get(state.params))
-  base = _perturbed(base)  # a "trained" base: gates awake
+  base = perturbed(base)  # a "trained" base: gates awake
   checkpoints.export_params(str(tmp_path / "base"), base, tiny_config())
   fresh = traverse_util.flatten_dict(fresh)
   assert not any(leaf.any() for path, leaf in fresh.items() if path[-1] == "b")

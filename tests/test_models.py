@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import perturbed, tiny_config
 from videogen.models import attention, embeddings
 from videogen.models.text_to_video import build_model, example_inputs
 
@@ -79,8 +79,7 @@ def test_scan_and_unrolled_stacks_compute_the_same_function():
   inputs = (x, jnp.array([100.0, 700.0]), *inputs[2:])
   params = nn.meta.unbox(scanned.init(jax.random.PRNGKey(0), *inputs)["params"])
   # Give the zero-initialised gates and output non-zero values so the blocks matter.
-  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(1), p.shape),
-                        params)
+  params = perturbed(params, 0.05)
   dit = dict(params["dit"])
   blocks = dit.pop("blocks")
   for i in range(scanned_config.model.depth):
@@ -98,8 +97,7 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32():
   x = jax.random.normal(jax.random.PRNGKey(3), inputs[0].shape)
   inputs = (x, jnp.array([100.0, 700.0]), *inputs[2:])
   params = nn.meta.unbox(f32_model.init(jax.random.PRNGKey(0), *inputs)["params"])
-  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(1), p.shape),
-                        params)
+  params = perturbed(params, 0.05)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(
       bf16_model.init(jax.random.PRNGKey(0), *inputs)["params"]))
   reference = f32_model.apply({"params": params}, *inputs)
@@ -169,8 +167,7 @@ def test_only_a_caption_encoder_reads_word_order(text_layers):
   swapped = tokens.at[0, 3].set(12).at[0, 7].set(8)
   mask = tokens > 0
   params = model.init(jax.random.key(1), x, t, tokens, mask, drop)["params"]
-  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
-                        params)  # wake the zero-initialised gates
+  params = perturbed(params, 0.05)  # wake the zero-initialised gates
   run = lambda text: model.apply({"params": params}, x, t, text, mask, drop)  # noqa: E731
   out, out_swapped = run(tokens), run(swapped)
   np.testing.assert_allclose(run(tokens.at[0, 12].set(30)), out, atol=1e-6)  # padding

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import perturbed
 from videogen.diffusion import conditions, feature_cache, samplers
 from videogen.diffusion.objectives import Diffusion
 
@@ -141,8 +142,7 @@ def test_feature_cache_every_step_is_exact_and_skipping_drifts_a_little():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 2, 4, 4, 3))
   context, mask = jnp.ones((2, 3, 8)), jnp.ones((2, 3), bool)
   params = DiT(spec).init(jax.random.PRNGKey(1), x, jnp.zeros(2), context, mask)["params"]
-  params = jax.tree.map(lambda p: p + 0.2 * jax.random.normal(jax.random.PRNGKey(3), p.shape),
-                        nn_unbox(params))
+  params = perturbed(nn_unbox(params), 0.2, seed=3)
 
   def denoise(x, t, text, **cache):
     return DiT(spec).apply({"params": params}, x, t, *text, **cache)

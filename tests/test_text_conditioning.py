@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_config
+from conftest import perturbed, run_cli, tiny_config
 from videogen.config import ConfigError
 from videogen.data import pipeline
 from videogen.data.recaption import RecaptionError, Recaptioner
@@ -104,8 +104,7 @@ def test_dropped_rows_ignore_the_caption(null):
   x, t, text, mask, _ = example_inputs(config, model, batch=2)
   x = jax.random.normal(jax.random.key(0), x.shape)
   params = model.init(jax.random.key(1), x, t, text, mask, jnp.zeros((2,), bool))["params"]
-  params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
-                        params)  # wake the zero-initialised gates
+  params = perturbed(params, 0.05)  # wake the zero-initialised gates
   a, b = (jax.random.normal(jax.random.key(k), text.shape) for k in (3, 4))
   drop = jnp.array([True, False])
   out_a, out_b = (model.apply({"params": params}, x, t, s, mask, drop) for s in (a, b))
