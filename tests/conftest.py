@@ -1,8 +1,14 @@
 """Test set-up: 8 fake CPU devices and a persistent compilation cache, before JAX loads."""
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_force_host_platform_device_count=8").strip()
+# LLVM at -O0 unless XLA_FLAGS names a level: the suite is compile-bound and checks what
+# programs compute, not how fast (-O0 took a third off test_train/test_cli/test_models'
+# wall time; `make bench` and the demo compile at XLA's default). The pod rehearsal's
+# processes set their own XLA_FLAGS, so one multi-process run compiles at the default.
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_backend_optimization_level" not in _flags:
+  _flags += " --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One persistent compilation cache for the suite, in-process and in every CLI subprocess
