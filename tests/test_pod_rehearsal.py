@@ -29,8 +29,12 @@ def pod_env(base: dict, process: int, port: int) -> dict:
   shared persistent compilation cache: with it, a two-process export hung in CI (not
   diagnosed; the training runs get their own cache through --compile_cache)."""
   env = {k: v for k, v in base.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  # The suite's other XLA flags stay (the one-process references compile under them too).
+  flags = [f for f in base.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
   return {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
-          "JAX_PROCESS_ID": str(process), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+          "JAX_PROCESS_ID": str(process),
+          "XLA_FLAGS": " ".join([*flags, "--xla_force_host_platform_device_count=4"])}
 
 
 def free_port() -> int:
