@@ -3,7 +3,7 @@ import os
 
 # LLVM at -O0 unless XLA_FLAGS names a level, in-process and in every subprocess: the suite
 # is compile-bound and checks what programs compute, not how fast (the whole suite went from
-# 1,237 to 851 s on 2 cores). `make bench`, the demo and users compile at XLA's default.
+# 1,237 to 848 s on 2 cores). `make bench`, the demo and users compile at XLA's default.
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_backend_optimization_level" not in _flags:
   _flags += " --xla_backend_optimization_level=0"
