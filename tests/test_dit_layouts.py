@@ -82,7 +82,7 @@ def test_factorized_blocks_never_cross_their_axis():
   for attend in ("space", "time"):
     block = DiTBlock(spec, attend, grid)
     params = perturbed(nn.unbox(block.init(jax.random.key(3), tokens, cond, context, mask,
-                                            None)["params"]))
+                                           None)["params"]))
     out = block.apply({"params": params}, tokens, cond, context, mask, None)
     touched = np.zeros((3, 24), bool)
     if attend == "space":

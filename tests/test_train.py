@@ -169,13 +169,14 @@ def test_replication_guardrail_stops_before_compiling(tmp_path):
   with pytest.raises(ConfigError, match="100.0% of parameter bytes stay replicated"):
     loop.train(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()  # stopped before initialising anything
-  # FSDP leaves little replicated: the same measure, taken as the loop takes it, passes.
-  sharded = tiny_config(**{"mesh.data": 2, "mesh.fsdp": 4})
+  # FSDP leaves little replicated: the loop's check passes (measured without training).
+  sharded = tiny_config(**{"mesh.max_replicated_fraction": 0.5, "mesh.data": 2,
+                           "mesh.fsdp": 4})
   mesh = mesh_lib.create_mesh(sharded.mesh)
   rules = mesh_lib.rules_from_config(sharded.mesh)
   task = build_task(sharded, mesh, rules)
   abstract, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
-  assert mesh_lib.replicated_fraction(shardings.params, abstract.params) < 0.5
+  assert loop.check_replication(sharded, mesh, shardings.params, abstract.params) < 0.5
 
 
 def test_aot_compiles_for_a_topology_without_allocating_and_checks_memory():

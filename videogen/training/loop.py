@@ -204,6 +204,19 @@ def evaluate_during_training(generator, config: ml_collections.ConfigDict, workd
   return report_lib.scalars(report)
 
 
+def check_replication(config: ml_collections.ConfigDict, mesh, param_shardings,
+                      abstract_params) -> float:
+  """The share of parameter bytes replicated on `mesh`; a ConfigError, before anything is
+  initialised or compiled, when it exceeds `mesh.max_replicated_fraction`."""
+  replicated = mesh_lib.replicated_fraction(param_shardings, abstract_params)
+  if mesh.size > 1 and replicated > config.mesh.max_replicated_fraction:
+    raise ConfigError(f"{replicated:.1%} of parameter bytes stay replicated on mesh "
+                      f"{dict(mesh.shape)}, above mesh.max_replicated_fraction="
+                      f"{config.mesh.max_replicated_fraction}: map more logical axes in "
+                      f"mesh.rules, or raise the limit")
+  return replicated
+
+
 def train(config: ml_collections.ConfigDict, workdir: str,
           stop_after_step: int | None = None) -> state_lib.TrainState:
   """Trains to `train.num_steps`, resuming from the latest checkpoint in `workdir`.
@@ -229,16 +242,11 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   schedule = state_lib.learning_rate_schedule(config.train)
 
   abstract_state, shardings = state_lib.state_shardings(task.init_params, task.tx, mesh, rules)
-  replicated = mesh_lib.replicated_fraction(shardings.params, abstract_state.params)
+  replicated = check_replication(config, mesh, shardings.params, abstract_state.params)
   if jax.process_index() == 0:
     num_params = sum(p.size for p in jax.tree.leaves(abstract_state.params))
     print(f"{config.task}: {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
           f"{replicated:.1%} of param bytes replicated", file=sys.stderr)
-  if mesh.size > 1 and replicated > config.mesh.max_replicated_fraction:
-    raise ConfigError(f"{replicated:.1%} of parameter bytes stay replicated on mesh "
-                      f"{dict(mesh.shape)}, above mesh.max_replicated_fraction="
-                      f"{config.mesh.max_replicated_fraction}: map more logical axes in "
-                      f"mesh.rules, or raise the limit")
   data_iterator = iter(pipeline.make_dataset(config, task.text_features))
   manager = checkpoints.make_manager(workdir, config.checkpoint.keep, config.checkpoint.async_save)
   if manager.latest_step() is not None:
