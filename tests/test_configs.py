@@ -83,6 +83,9 @@ CROSS_KEY = [
     ({"vae.tile": 16, "vae.tile_overlap": 16}, r"must be multiples of 8 with 0 <= overlap"),
     ({"data.source": "latents", "data.latents_path": "latents"},
      r"data.source='latents' needs data.latents_path and vae.checkpoint"),
+    ({"sample.eta": 0.5, "sample.sampler": "heun"},
+     r"sample.eta=0.5: stochastic flow steps take the euler sampler and 0 <= eta <= 1"),
+    ({"sample.eta": 1.5}, r"sample.eta=1.5: stochastic flow steps take the euler sampler"),
 ]
 
 

@@ -1,6 +1,6 @@
 """Every sampler on Gaussian data, where the optimal denoiser and the probability-flow ODE's
 end point are known in closed form: errors shrink with steps, second-order samplers faster;
-the stochastic DDPM sampler draws the right distribution. Plus frame/region conditions and
+the stochastic samplers (DDPM, flow Euler with η) draw the right distribution. Plus frame/region conditions and
 feature caching."""
 import jax
 import jax.numpy as jnp
@@ -73,13 +73,15 @@ def test_second_order_samplers_beat_first_order_at_equal_steps():
     assert error(second) < 0.5 * error(first)
 
 
-def test_ddpm_ancestral_sampler_draws_the_data_distribution():
-  diffusion = Diffusion(objective="eps")
+@pytest.mark.parametrize("objective,sampler,eta", [
+    ("eps", "ddpm", 0.0), ("flow", "euler", 1.0), ("flow", "euler", 0.5)])
+def test_stochastic_samplers_draw_the_data_distribution(objective, sampler, eta):
+  diffusion = Diffusion(objective=objective)  # (first order: the bias halves with 2× steps)
   noise = jax.random.normal(jax.random.PRNGKey(0), (512, 4, 4, 4, 3))
   fn = jax.jit(lambda n: samplers.sample(
       diffusion, gaussian_denoiser(diffusion), n, (jnp.zeros((512, 1)),) * 2,
       (jnp.zeros((512, 1)),) * 2, steps=100, guidance=1.0, key=jax.random.PRNGKey(3),
-      sampler="ddpm"))
+      sampler=sampler, eta=eta))
   out = fn(noise)
   assert float(jnp.abs(out.mean(0) - MEAN[0]).mean()) < 0.02
   assert float(jnp.abs(out.std(0) - STD[0]).mean()) < 0.03
@@ -90,6 +92,10 @@ def test_ddpm_ancestral_sampler_draws_the_data_distribution():
 def test_sampler_family_mismatch_is_a_clear_error():
   with pytest.raises(ValueError, match="does not fit diffusion.objective='flow'"):
     samplers.check_sampler(Diffusion(objective="flow"), "ddim")
+  flow = Diffusion(objective="flow")
+  for sampler, eta in (("heun", 0.5), ("euler", 1.5)):
+    with pytest.raises(ValueError, match=f"sample.eta={eta}: stochastic flow steps take"):
+      run(flow, sampler, 4, jnp.zeros(SHAPE), eta=eta)
 
 
 def test_resolution_shift_grows_with_tokens():

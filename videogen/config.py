@@ -143,6 +143,7 @@ def base_config() -> ml_collections.ConfigDict:
   # shift_base_tokens > 0 it grows as √(tokens / shift_base_tokens) (larger videos, more shift).
   # guidance_rescale: 0 = plain CFG; ~0.7 counters the over-saturation of strong guidance.
   # guidance_min_noise: guidance only at noise levels (flow t) >= this; 0 = every step.
+  # eta: fresh noise per step, DDIM's η: ddim, and flow euler (0..1; 0 = the ODE step).
   # cache: reuse of the DiT blocks' residual across steps (policy none | every | threshold).
   # extend_overlap: frames of the previous chunk that condition the next one (--extend).
   # reconstruction_guidance: with a frame/region condition, steer the generated part toward

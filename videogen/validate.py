@@ -35,6 +35,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     diffusion = objectives.from_config(config.diffusion)
     if config.sample.sampler:
       samplers.check_sampler(diffusion, config.sample.sampler)
+    samplers.check_eta(diffusion, config.sample.sampler or samplers.default_sampler(diffusion),
+                       config.sample.eta)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if model.sequence_parallel == "ulysses" and model.num_heads % (

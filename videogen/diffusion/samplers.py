@@ -6,7 +6,9 @@ DDPM family (ε / v objectives): `ddpm` (ancestral: DDIM with η = 1, whose nois
 the DDPM posterior's), `ddim` (η from the config, 0 = deterministic) and `dpm_solver++`
 (DPM-Solver++(2M), Lu et al. 2022: second-order multistep in log-SNR on x0 predictions).
 Rectified flow: `euler` and `heun` (second order, Karras et al. 2022; the last step is Euler),
-on a time grid warped by the (optionally resolution-dependent) shift.
+on a time grid warped by the (optionally resolution-dependent) shift. `euler` with η > 0
+(`sample.eta`) is stochastic: DDIM's η on the flow path, η = 1 drawing the DDPM posterior's
+noise at every step.
 
 Each sampler is one `lax.fori_loop` inside whatever `jax.jit` calls it: one dispatch per
 video, not one per step. `denoise(x, network_time, text) → prediction` is the model closure;
@@ -42,6 +44,13 @@ def check_sampler(diffusion: Diffusion, sampler: str) -> None:
   if sampler not in family:
     raise ValueError(f"sampler {sampler!r} does not fit diffusion.objective="
                      f"{diffusion.objective!r}; choose from {family}")
+
+
+def check_eta(diffusion: Diffusion, sampler: str, eta: float) -> None:
+  """Flow samplers take η only as stochastic Euler steps, 0 ≤ η ≤ 1."""
+  if diffusion.is_flow and eta and (sampler != "euler" or eta > 1):
+    raise ValueError(f"sample.eta={eta}: stochastic flow steps take the euler sampler and "
+                     f"0 <= eta <= 1 (sampler {sampler!r})")
 
 
 def resolution_shift(shift: float, tokens: int, base_tokens: int) -> float:
@@ -106,6 +115,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   finishes on the device: progress bars."""
   sampler = sampler or default_sampler(diffusion)
   check_sampler(diffusion, sampler)
+  check_eta(diffusion, sampler, eta)
   batch = noise.shape[0]
   first = 0 if init is None else first_step(steps, strength)
   network = feature_cache.cached_network(denoise, cache, first)
@@ -130,10 +140,10 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     times = flow_times(diffusion, steps, shift)
     signal, sigma = lambda k: 1 - times[k], lambda k: times[k]
     keep = _keeper(condition, noise, signal, sigma)
-    step = _flow_step(sampler, predict, diffusion, times, keep, steps)
+    step = _flow_step(sampler, predict, diffusion, times, keep, steps, eta)
     start = noise if init is None else signal(first) * init + sigma(first) * noise
-    x, _ = jax.lax.fori_loop(first, steps, _reporting(step, on_step),
-                             (keep(start, first), state))
+    x = jax.lax.fori_loop(first, steps, _reporting(step, on_step),
+                          (keep(start, first), state, key))[0]
   else:
     timesteps = jnp.asarray(log_snr_timesteps(diffusion, steps) if sampler == "dpm_solver++"
                             else ddim_timesteps(diffusion.num_timesteps, steps))
@@ -169,11 +179,22 @@ def _keeper(condition, noise, signal, sigma):
   return lambda x, k: condition.impose(x, signal(k) * condition.known + sigma(k) * noise)
 
 
-def _flow_step(sampler, predict, diffusion, times, keep, steps):
+def _flow_step(sampler, predict, diffusion, times, keep, steps, eta):
   def euler(i, carry):
-    x, state = carry
-    velocity, state = predict(x, i, diffusion.network_time(times[i]), state)
-    return x + (times[i + 1] - times[i]) * velocity, state, velocity
+    x, state, key = carry
+    t, s = times[i], times[i + 1]
+    velocity, state = predict(x, i, diffusion.network_time(t), state)
+    if not eta:
+      return x + (s - t) * velocity, state, velocity
+    # x = (1 - t)·x0 + t·ε splits into the estimates x0 = x - t·v and ε = x + (1 - t)·v. The
+    # Euler step is (1 - s)·x0 + s·ε; DDIM's η swaps part of ε for fresh noise, η = 1 taking
+    # the DDPM posterior's variance (signal α = 1 - t, noise σ = t), 0 at s = 0.
+    x0, eps = x - t * velocity, x + (1 - t) * velocity
+    kept = (1 - t) * s / ((1 - s) * t)
+    sigma = eta * s * jnp.sqrt(jnp.maximum(1 - kept ** 2, 0.0))
+    fresh = jax.random.normal(jax.random.fold_in(key, i), x.shape)
+    x_next = (1 - s) * x0 + jnp.sqrt(s ** 2 - sigma ** 2) * eps + sigma * fresh
+    return x_next, state, velocity
 
   def step(i, carry):
     x_next, state, velocity = euler(i, carry)
@@ -182,7 +203,7 @@ def _flow_step(sampler, predict, diffusion, times, keep, steps):
         v_next, state = predict(x_next, i, diffusion.network_time(times[i + 1]), state)
         return carry[0] + (times[i + 1] - times[i]) * 0.5 * (velocity + v_next), state
       x_next, state = jax.lax.cond(i + 1 < steps, correct, lambda x, s: (x, s), x_next, state)
-    return keep(x_next, i + 1), state
+    return keep(x_next, i + 1), state, carry[2]
 
   return step
 
