@@ -1,7 +1,7 @@
 """Every sampler on Gaussian data, where the optimal denoiser and the probability-flow ODE's
 end point are known in closed form: errors shrink with steps, second-order samplers faster;
-the stochastic samplers (DDPM, flow Euler with η) draw the right distribution. Plus frame/region conditions and
-feature caching."""
+the stochastic samplers (DDPM, flow Euler with η) draw the right distribution. Plus
+frame/region conditions and feature caching."""
 import jax
 import jax.numpy as jnp
 import numpy as np
