@@ -86,6 +86,8 @@ CROSS_KEY = [
     ({"sample.eta": 0.5, "sample.sampler": "heun"},
      r"sample.eta=0.5: stochastic flow steps take the euler sampler and 0 <= eta <= 1"),
     ({"sample.eta": 1.5}, r"sample.eta=1.5: stochastic flow steps take the euler sampler"),
+    ({"model.token_adaln": True, "model.layout": "expert"},
+     r"model.token_adaln reads each block's text cross-attention, which model.layout='expert'"),
 ]
 
 

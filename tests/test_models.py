@@ -177,3 +177,30 @@ def test_only_a_caption_encoder_reads_word_order(text_layers):
   else:
     np.testing.assert_allclose(out, out_swapped, atol=1e-5)
     assert "caption_encoder" not in params
+
+
+
+def test_per_token_adaln_starts_as_the_per_example_block():
+  """`model.token_adaln` adds to each block's MLP modulation a zero-initialised term read from
+  the token's own cross-attention output: at that zero the network is the per-example one with
+  the same weights; once the term has weights, the output moves."""
+  config = tiny_config(**{"model.token_adaln": True})
+  model, plain = build_model(config, vocab_size=40), build_model(tiny_config(), vocab_size=40)
+  x, t, text, mask, drop = example_inputs(config, model, batch=2)
+  x = jax.random.normal(jax.random.key(0), x.shape)
+  text = jnp.tile(jnp.arange(5, 5 + text.shape[1]), (2, 1))
+  params = perturbed(model.init(jax.random.key(1), x, t, text, mask, drop)["params"], 0.05)
+  zeroed = jax.tree_util.tree_map_with_path(
+      lambda path, p: np.zeros_like(p) if "token_adaln" in jax.tree_util.keystr(path) else p,
+      params)
+  run = lambda m, p: m.apply({"params": p}, x, t, text, mask, drop)  # noqa: E731
+  np.testing.assert_allclose(run(model, zeroed), run(plain, _without(params, "token_adaln")),
+                             atol=1e-6)
+  assert np.abs(run(model, params) - run(model, zeroed)).max() > 1e-3
+
+
+def _without(tree, name: str):
+  """A params dict without the entries called `name`, at any depth."""
+  if not isinstance(tree, dict):
+    return tree
+  return {k: _without(v, name) for k, v in tree.items() if k != name}

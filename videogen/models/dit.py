@@ -12,8 +12,11 @@ care whether `x` holds pixels or VAE latents; `context` is any `(B, L, Dc)` text
                 text cross-attention.
 
 `adaln="single"` (PixArt-α, Open-Sora, Wan) replaces each block's modulation MLP with one
-shared projection of the timestep embedding plus a learned per-block table. Positions (3D
-RoPE or sin-cos) come from the runtime (T, H, W), so one set of weights runs at any shape.
+shared projection of the timestep embedding plus a learned per-block table. `token_adaln`
+(joint and factorized) adds a per-token term to each block's MLP modulation, read from that
+token's cross-attention output: each video token is modulated by the caption words it attends
+to, not only by the caption's mean. Positions (3D RoPE or sin-cos) come from the runtime
+(T, H, W), so one set of weights runs at any shape.
 """
 import dataclasses
 import functools
@@ -26,7 +29,7 @@ from videogen.config import ConfigError, check_choice
 from videogen.models import camera, embeddings
 from videogen.models.attention import (BACKENDS, QK_NORMS, SEQUENCE_PARALLEL,
                                        MultiHeadAttention)
-from videogen.models.layers import Dense, LayerNorm, Mlp, constrain, modulate
+from videogen.models.layers import Dense, LayerNorm, Mlp, constrain, modulate, per_token
 
 LAYOUTS = ("joint", "expert", "factorized")
 ADALN = ("per_block", "single")
@@ -80,6 +83,7 @@ class DiTSpec:
   qk_norm: str = "rms"             # see attention.QK_NORMS
   text_projection: str = "linear"  # context → width: "linear" | "mlp" (Wan)
   pooled_text: bool = True         # also condition AdaLN on the mean text embedding
+  token_adaln: bool = False        # per-token MLP modulation from the token's cross-attention
   time_frequency_dim: int = 256    # sinusoidal timestep features
   time_embed_dim: int = 0          # timestep embedding width; 0 = width (CogVideoX: 512)
   norm_eps: float = 1e-6
@@ -112,6 +116,9 @@ class DiTSpec:
     if self.adaln == "single" and (self.layout == "expert" or self.time_embed_dim):
       raise ConfigError("model.adaln='single' needs model.layout joint or factorized and "
                         "model.time_embed_dim=0")
+    if self.token_adaln and self.layout == "expert":
+      raise ConfigError("model.token_adaln reads each block's text cross-attention, which "
+                        "model.layout='expert' does not have (text is in the sequence)")
     if self.width % self.num_heads:
       raise ConfigError(f"model.width={self.width} is not divisible by "
                         f"model.num_heads={self.num_heads}")
@@ -189,11 +196,17 @@ class DiTBlock(nn.Module):
     x = constrain(x, ("batch", "length", "embed"))
 
     cross = _attention(spec, "cross_attn")
-    x = x + cross(LayerNorm(epsilon=spec.norm_eps, name="norm2")(x), context, context_mask)
+    read = cross(LayerNorm(epsilon=spec.norm_eps, name="norm2")(x), context, context_mask)
+    x = x + read
 
+    if spec.token_adaln:  # zero-initialised: starts as the per-example modulation
+      token = Dense(3 * spec.width, ("embed", "mlp"), dtype=dtype,
+                    kernel_init=nn.initializers.zeros, name="token_adaln")(nn.silu(read))
+      shift_m, scale_m, gate_m = (m[:, None] + d for m, d in
+                                  zip((shift_m, scale_m, gate_m), jnp.split(token, 3, -1)))
     h = modulate(LayerNorm(use_scale=False, epsilon=spec.norm_eps, name="norm3")(x),
                  shift_m, scale_m)
-    x = x + gate_m[:, None] * Mlp(round(spec.width * spec.mlp_ratio), dtype, name="mlp")(h)
+    x = x + per_token(gate_m) * Mlp(round(spec.width * spec.mlp_ratio), dtype, name="mlp")(h)
     return constrain(x, ("batch", "length", "embed"))
 
 

@@ -22,7 +22,7 @@ def dit_forward_flops(spec: DiTSpec, frames: int, height: int, width: int, text_
   patch_dim = pt * ph * pw * spec.channels
   mlp = lambda tokens: 2 * 2 * tokens * d * hidden  # noqa: E731
   per_block_mod = 2 * e * 6 * d if spec.adaln == "per_block" else 0
-  cross = _attention(n, l, d)
+  cross = _attention(n, l, d) + (2 * n * d * 3 * d if spec.token_adaln else 0)
 
   if spec.layout == "expert":
     s = n + l

@@ -100,6 +100,12 @@ class Mlp(nn.Module):
     return Dense(x.shape[-1], ("mlp", "embed"), dtype=self.dtype, name="fc2")(h)
 
 
+def per_token(values: jax.Array) -> jax.Array:
+  """Per-example `(B, D)` values as `(B, 1, D)`, to broadcast over tokens; per-token
+  `(B, L, D)` ones as they are."""
+  return values if values.ndim == 3 else values[:, None]
+
+
 def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
-  """AdaLN modulation; shift/scale are per-example `(B, D)` and broadcast over tokens."""
-  return x * (1 + scale[:, None]) + shift[:, None]
+  """AdaLN modulation of `(B, L, D)` tokens; shift/scale per example `(B, D)` or per token."""
+  return x * (1 + per_token(scale)) + per_token(shift)
