@@ -179,6 +179,19 @@ def _keeper(condition, noise, signal, sigma):
   return lambda x, k: condition.impose(x, signal(k) * condition.known + sigma(k) * noise)
 
 
+def _ddim_move(x0, eps, level, next_level, eta, fresh):
+  """DDIM's step (Song et al. 2021) from the estimates x0 and ε at the noise level `level` =
+  (signal a, noise n), where x = a·x0 + n·ε, to `next_level`: a'·x0 + √(n'² − σ²)·ε + σ·fresh.
+  η = 0 is deterministic; η = 1 takes the DDPM posterior's variance, σ² = n'²·(1 − (a·n' /
+  (n·a'))²), which is DDPM's on the variance-preserving path and the same formula on the
+  flow path (a = 1 - t, n = t)."""
+  (a, n), (a_next, n_next) = level, next_level
+  kept = a * n_next / (n * a_next)
+  sigma = eta * n_next * jnp.sqrt(jnp.maximum(1 - kept ** 2, 0.0))
+  return (a_next * x0 + jnp.sqrt(jnp.maximum(n_next ** 2 - sigma ** 2, 0.0)) * eps
+          + sigma * fresh)
+
+
 def _flow_step(sampler, predict, diffusion, times, keep, steps, eta):
   def euler(i, carry):
     x, state, key = carry
@@ -186,15 +199,11 @@ def _flow_step(sampler, predict, diffusion, times, keep, steps, eta):
     velocity, state = predict(x, i, diffusion.network_time(t), state)
     if not eta:
       return x + (s - t) * velocity, state, velocity
-    # x = (1 - t)·x0 + t·ε splits into the estimates x0 = x - t·v and ε = x + (1 - t)·v. The
-    # Euler step is (1 - s)·x0 + s·ε; DDIM's η swaps part of ε for fresh noise, η = 1 taking
-    # the DDPM posterior's variance (signal α = 1 - t, noise σ = t), 0 at s = 0.
+    # x = (1 - t)·x0 + t·ε splits into the estimates x0 = x - t·v and ε = x + (1 - t)·v; the
+    # Euler step is DDIM's η = 0 step between those levels.
     x0, eps = x - t * velocity, x + (1 - t) * velocity
-    kept = (1 - t) * s / ((1 - s) * t)
-    sigma = eta * s * jnp.sqrt(jnp.maximum(1 - kept ** 2, 0.0))
     fresh = jax.random.normal(jax.random.fold_in(key, i), x.shape)
-    x_next = (1 - s) * x0 + jnp.sqrt(s ** 2 - sigma ** 2) * eps + sigma * fresh
-    return x_next, state, velocity
+    return _ddim_move(x0, eps, (1 - t, t), (1 - s, s), eta, fresh), state, velocity
 
   def step(i, carry):
     x_next, state, velocity = euler(i, carry)
@@ -219,10 +228,9 @@ def _ddpm_step(sampler, predict, diffusion, timesteps, alpha_bars, keep, steps, 
     x, state, key, previous_x0 = carry
     key, noise_key = jax.random.split(key)
     x0, eps, state = x0_at(x, i, state)
-    ab, ab_prev = alpha_bars[i], alpha_bars[i + 1]
-    sigma = eta * jnp.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-    direction = jnp.sqrt(jnp.maximum(1 - ab_prev - sigma ** 2, 0.0)) * eps
-    x = jnp.sqrt(ab_prev) * x0 + direction + sigma * jax.random.normal(noise_key, x.shape)
+    level = lambda ab: (jnp.sqrt(ab), jnp.sqrt(1 - ab))  # noqa: E731
+    x = _ddim_move(x0, eps, level(alpha_bars[i]), level(alpha_bars[i + 1]), eta,
+                   jax.random.normal(noise_key, x.shape))
     return keep(x, i + 1), state, key, x0
 
   def dpm_solver(i, carry):
