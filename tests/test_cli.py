@@ -145,10 +145,18 @@ def test_denoising_probe_from_full_noise_is_text_to_video(trained, monkeypatch):
 
 def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
   import json
+  from videogen.bench.step import load_config
+  from videogen.models.flops import dit_forward_flops, train_step_flops
+  from videogen.models.text_to_video import spec_from_config
   result = run_cli("videogen.bench", "--configs=tiny:test", "--steps=1", "--json",
-                   "--frames=4,8", check=True)
+                   "--frames=4,8", "--set=model.token_adaln=True,model.mlp_ratio=2", check=True)
   rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
   assert [row["shape"] for row in rows] == ["4x16x16", "8x16x16"]
+  config = load_config("tiny:test")  # what --set should have timed
+  config.model.update(token_adaln=True, mlp_ratio=2)
+  assert rows[0]["model_TFLOP_per_step"] * 1e12 == pytest.approx(train_step_flops(
+      dit_forward_flops(spec_from_config(config.model), 4, 16, 16, config.text.max_length,
+                        config.model.text_dim, config.train.batch_size)))
   four, eight = rows
   assert four["params_M"] == eight["params_M"]
   for row in rows:
@@ -164,6 +172,13 @@ def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
   tokens = lambda row: row["tokens_per_s"] * row["step_s"]  # noqa: E731
   assert tokens(eight) == pytest.approx(2 * tokens(four))
   assert 1.5 < eight["model_TFLOP_per_step"] / four["model_TFLOP_per_step"] < 2
+
+
+def test_bench_set_names_a_missing_key_in_one_line():
+  assert one_line_error(run_cli("videogen.bench", "--configs=tiny:test",
+                                "--set=model.token_adalm=True", timeout=60)) == (
+      "error: --set model.token_adalm=True: no config key 'model.token_adalm' "
+      "(section.key=value, e.g. model.token_adaln=True)")
 
 
 def test_bench_builds_a_sentencepiece_config_with_its_own_tokenizer():

@@ -14,6 +14,7 @@ MFU is reported against the matmul peak *measured in the same run* on the same d
 conditions, not against a datasheet number. Inputs are random arrays of the configured
 shape: this times the step itself, not the data pipeline.
 """
+import ast
 import functools
 import json
 import os
@@ -23,8 +24,8 @@ import time
 
 from absl import flags
 
-from videogen.cli import parse_flags_or_exit
-from videogen.config import load_config_file
+from videogen.cli import exit_with_error, parse_flags_or_exit
+from videogen.config import base_config, load_config_file
 # jax and the library load inside the functions below, once the flags parse: --help
 # answers before jax loads (tests/test_help.py).
 
@@ -38,6 +39,8 @@ _FRAMES = flags.DEFINE_list("frames", [], "Override data.num_frames, one measure
 _RESOLUTION = flags.DEFINE_string("resolution", None, "Override data.height x width (480x720).")
 _ATTENTION = flags.DEFINE_string("attention", None, "Override model.attention_backend.")
 _REMAT = flags.DEFINE_string("remat", None, "Override model.remat_policy.")
+_SET = flags.DEFINE_list("set", [], "Override any config key in every config: section.key=value "
+                         "(a Python literal, else a string), e.g. model.token_adaln=True.")
 _PROFILE = flags.DEFINE_string("profile", None,
                                "Also trace two steps per measurement with jax.profiler into "
                                "this folder (read with benchmarks/profile_summary.py).")
@@ -61,11 +64,25 @@ def configured(name: str, frames: int | None):
                "model.remat_policy": _REMAT.value}
   if _RESOLUTION.value:
     overrides["data.height"], overrides["data.width"] = map(int, _RESOLUTION.value.split("x"))
-  for key, value in overrides.items():
-    if value:
-      section, field = key.split(".")
-      config[section][field] = value
+  overrides = {key: value for key, value in overrides.items() if value}
+  for key, value in {**overrides, **dict(map(parse_setting, _SET.value))}.items():
+    section, field = key.split(".")
+    config[section][field] = value
   return config
+
+
+def parse_setting(setting: str) -> tuple[str, object]:
+  """`section.key=value` → (key, value): a Python literal (`ast.literal_eval`, never `eval`),
+  else the string; one ValueError line for a key the configs do not have."""
+  key, _, raw = setting.partition("=")
+  section, _, field = key.partition(".")
+  if field not in base_config().get(section, {}):
+    raise ValueError(f"--set {setting}: no config key {key!r} (section.key=value, e.g. "
+                     "model.token_adaln=True)")
+  try:
+    return key, ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    return key, raw
 
 
 def step_and_batch(config, mesh, rules):
@@ -146,6 +163,10 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
+  try:
+    list(map(parse_setting, _SET.value))
+  except ValueError as e:
+    exit_with_error(str(e))
   import jax
   import jax.numpy as jnp
   from videogen.bench import timing
