@@ -95,9 +95,10 @@ def test_factorized_blocks_never_cross_their_axis():
     np.testing.assert_array_equal(changed, touched)
 
 
-@pytest.mark.parametrize("layout,adaln", LAYOUTS)
-def test_padded_text_does_not_matter(layout, adaln):
-  spec = _spec(layout, adaln)
+@pytest.mark.parametrize("layout,adaln,token_adaln", [*((*l, False) for l in LAYOUTS),
+                                                    ("joint", "per_block", True)])
+def test_padded_text_does_not_matter(layout, adaln, token_adaln):
+  spec = _spec(layout, adaln, token_adaln=token_adaln)
   x, t, context, mask = _inputs()
   params = perturbed(_init(spec, (x, t, context, mask)))
   garbage = jnp.where(mask[..., None], context, 50.0 * jax.random.normal(jax.random.key(9),
@@ -128,11 +129,12 @@ def _sharded_forward(spec, inputs, mesh_shape, params=None):
   return np.asarray(want), np.asarray(got), forward.as_text()
 
 
-@pytest.mark.parametrize("layout,adaln", [("expert", "per_block"), ("factorized", "single")])
-def test_sharded_forward_equals_single_device(layout, adaln):
+@pytest.mark.parametrize("layout,adaln,token_adaln", [
+    ("expert", "per_block", False), ("factorized", "single", False), ("joint", "per_block", True)])
+def test_sharded_forward_equals_single_device(layout, adaln, token_adaln):
   """fsdp × tensor sharding of params and activations (the default rules) changes nothing."""
-  want, got, _ = _sharded_forward(_spec(layout, adaln, width=64, num_heads=4),
-                                  _inputs(batch=2), (1, 2, 2, 1))
+  spec = _spec(layout, adaln, width=64, num_heads=4, token_adaln=token_adaln)
+  want, got, _ = _sharded_forward(spec, _inputs(batch=2), (1, 2, 2, 1))
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 
 
