@@ -18,7 +18,8 @@ def _override_keys(argv: list[str], flag_name: str) -> list[str]:
   return [a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)]
 
 
-def _missing_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+def missing_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+  """The first part of the dotted key `dotted` that `config` lacks (None: it has it)."""
   node = config
   for i, part in enumerate(dotted.split(".")):
     if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
@@ -88,7 +89,7 @@ def parse_flags_or_exit(argv: list[str], config_flag: str | None = "config") -> 
     path = _flag_value(argv, config_flag)
     default = None if path is None else load_config_file(path)
     bad = next((k for k in _override_keys(argv, config_flag)
-                if default is not None and _missing_key(default, k)), None)
+                if default is not None and missing_key(default, k)), None)
     exit_with_error(f"unknown config key {config_flag}.{bad}" if bad
                     else "invalid config override")
   except flags.Error as e:

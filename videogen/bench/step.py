@@ -24,7 +24,7 @@ import time
 
 from absl import flags
 
-from videogen.cli import exit_with_error, parse_flags_or_exit
+from videogen.cli import exit_with_error, missing_key, parse_flags_or_exit
 from videogen.config import base_config, load_config_file
 # jax and the library load inside the functions below, once the flags parse: --help
 # answers before jax loads (tests/test_help.py).
@@ -40,7 +40,8 @@ _RESOLUTION = flags.DEFINE_string("resolution", None, "Override data.height x wi
 _ATTENTION = flags.DEFINE_string("attention", None, "Override model.attention_backend.")
 _REMAT = flags.DEFINE_string("remat", None, "Override model.remat_policy.")
 _SET = flags.DEFINE_list("set", [], "Override any config key in every config: section.key=value "
-                         "(a Python literal, else a string), e.g. model.token_adaln=True.")
+                         "at any depth (a Python literal, else a string), e.g. "
+                         "model.token_adaln=True,data.synthetic.radius=0.2.")
 _PROFILE = flags.DEFINE_string("profile", None,
                                "Also trace two steps per measurement with jax.profiler into "
                                "this folder (read with benchmarks/profile_summary.py).")
@@ -66,17 +67,20 @@ def configured(name: str, frames: int | None):
     overrides["data.height"], overrides["data.width"] = map(int, _RESOLUTION.value.split("x"))
   overrides = {key: value for key, value in overrides.items() if value}
   for key, value in {**overrides, **dict(map(parse_setting, _SET.value))}.items():
-    section, field = key.split(".")
-    config[section][field] = value
+    section, _, field = key.rpartition(".")
+    node = config
+    for part in section.split("."):
+      node = node[part]
+    node[field] = value
   return config
 
 
 def parse_setting(setting: str) -> tuple[str, object]:
-  """`section.key=value` → (key, value): a Python literal (`ast.literal_eval`, never `eval`),
-  else the string; one ValueError line for a key the configs do not have."""
+  """`section.key=value` (any depth: `data.synthetic.radius=0.2`) → (key, value): a Python
+  literal (`ast.literal_eval`, never `eval`), else the string; one ValueError line for a key
+  the configs do not have."""
   key, _, raw = setting.partition("=")
-  section, _, field = key.partition(".")
-  if field not in base_config().get(section, {}):
+  if "." not in key or missing_key(base_config(), key):
     raise ValueError(f"--set {setting}: no config key {key!r} (section.key=value, e.g. "
                      "model.token_adaln=True)")
   try:
