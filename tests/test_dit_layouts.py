@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import perturbed
+from videogen.models import embeddings
 from videogen.models.dit import DiT, DiTBlock, DiTSpec
 
 LAYOUTS = [("joint", "per_block"), ("joint", "single"), ("expert", "per_block"),
@@ -110,6 +111,23 @@ def test_padded_text_does_not_matter(layout, adaln, token_adaln):
                          atol=1e-3)
 
 
+def test_an_mlp_head_draws_patches_a_linear_head_cannot():
+  """The linear output layer draws every patch from `width` + 1 directions (its kernel and
+  bias), however many frames a patch holds; `model.head_mlp_ratio` draws outside that span."""
+  x, t, context, mask = _inputs((4, 16, 16))  # 2 × 32 tokens of 2 × 4 × 4 × 3 = 96 numbers
+
+  def patch_rank(spec):
+    params = perturbed(_init(spec, (x, t, context, mask)), 0.5)
+    out = DiT(spec).apply({"params": params}, x, t, context, mask)
+    singular = np.linalg.svd(np.asarray(embeddings.patchify(out, spec.patch_size)).reshape(64, -1),
+                             compute_uv=False)
+    return int((singular > 1e-4 * singular[0]).sum())
+
+  linear = _spec("joint", "per_block", patch_size=(2, 4, 4))
+  assert patch_rank(linear) <= linear.width + 1
+  assert patch_rank(dataclasses.replace(linear, head_mlp_ratio=2.0)) > linear.width + 1
+
+
 def _sharded_forward(spec, inputs, mesh_shape, params=None):
   """(single-device output, output on a `(data, fsdp, tensor, sequence)` mesh with the
   default rules, compiled HLO text) of the same perturbed params."""
@@ -129,11 +147,12 @@ def _sharded_forward(spec, inputs, mesh_shape, params=None):
   return np.asarray(want), np.asarray(got), forward.as_text()
 
 
-@pytest.mark.parametrize("layout,adaln,token_adaln", [
-    ("expert", "per_block", False), ("factorized", "single", False), ("joint", "per_block", True)])
-def test_sharded_forward_equals_single_device(layout, adaln, token_adaln):
+@pytest.mark.parametrize("layout,adaln,extra", [
+    ("expert", "per_block", {}), ("factorized", "single", {}),
+    ("joint", "per_block", {"token_adaln": True, "head_mlp_ratio": 2.0})])
+def test_sharded_forward_equals_single_device(layout, adaln, extra):
   """fsdp × tensor sharding of params and activations (the default rules) changes nothing."""
-  spec = _spec(layout, adaln, width=64, num_heads=4, token_adaln=token_adaln)
+  spec = _spec(layout, adaln, width=64, num_heads=4, **extra)
   want, got, _ = _sharded_forward(spec, _inputs(batch=2), (1, 2, 2, 1))
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 

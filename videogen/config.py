@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
       layout="joint", width=128, depth=4, num_heads=4, mlp_ratio=4.0, patch_size=(1, 4, 4),
       channels=3, text_dim=64, adaln="per_block", pos_embed="rope", rope_split="cogvideox",
       qk_norm="rms", text_projection="linear", pooled_text=True, token_adaln=False,
+      head_mlp_ratio=0.0,
       time_frequency_dim=256,
       time_embed_dim=0, norm_eps=1e-6, attention_backend="xla", sequence_parallel="all_gather",
       dtype="float32",

@@ -18,6 +18,7 @@ import ast
 import functools
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -39,9 +40,10 @@ _FRAMES = flags.DEFINE_list("frames", [], "Override data.num_frames, one measure
 _RESOLUTION = flags.DEFINE_string("resolution", None, "Override data.height x width (480x720).")
 _ATTENTION = flags.DEFINE_string("attention", None, "Override model.attention_backend.")
 _REMAT = flags.DEFINE_string("remat", None, "Override model.remat_policy.")
-_SET = flags.DEFINE_list("set", [], "Override any config key in every config: section.key=value "
-                         "at any depth (a Python literal, else a string), e.g. "
-                         "model.token_adaln=True,data.synthetic.radius=0.2.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "Override any config key in every config: section.key=value at any depth (a "
+    "Python literal, else a string), comma-separated or repeated, e.g. "
+    "model.token_adaln=True,data.synthetic.radius=0.2,model.patch_size=(4,8,8).")
 _PROFILE = flags.DEFINE_string("profile", None,
                                "Also trace two steps per measurement with jax.profiler into "
                                "this folder (read with benchmarks/profile_summary.py).")
@@ -66,13 +68,19 @@ def configured(name: str, frames: int | None):
   if _RESOLUTION.value:
     overrides["data.height"], overrides["data.width"] = map(int, _RESOLUTION.value.split("x"))
   overrides = {key: value for key, value in overrides.items() if value}
-  for key, value in {**overrides, **dict(map(parse_setting, _SET.value))}.items():
+  for key, value in {**overrides, **dict(map(parse_setting, settings()))}.items():
     section, _, field = key.rpartition(".")
     node = config
     for part in section.split("."):
       node = node[part]
     node[field] = value
   return config
+
+
+def settings() -> list[str]:
+  """`--set` split into `section.key=value` items: at a comma only where the next item's key
+  starts, so literals keep theirs (`model.patch_size=(4,8,8)`)."""
+  return [item for value in _SET.value for item in re.split(r",(?=[A-Za-z_][\w.]*=)", value)]
 
 
 def parse_setting(setting: str) -> tuple[str, object]:
@@ -168,7 +176,7 @@ def bench_config(name: str, steps: int, peak: float, frames: int | None = None) 
 def main(argv: list[str]) -> None:
   parse_flags_or_exit(argv, config_flag=None)
   try:
-    list(map(parse_setting, _SET.value))
+    list(map(parse_setting, settings()))
   except ValueError as e:
     exit_with_error(str(e))
   import jax

@@ -84,6 +84,7 @@ class DiTSpec:
   text_projection: str = "linear"  # context → width: "linear" | "mlp" (Wan)
   pooled_text: bool = True         # also condition AdaLN on the mean text embedding
   token_adaln: bool = False        # per-token MLP modulation from the token's cross-attention
+  head_mlp_ratio: float = 0.0      # a GELU MLP of this width ratio before the output; 0 = linear
   time_frequency_dim: int = 256    # sinusoidal timestep features
   time_embed_dim: int = 0          # timestep embedding width; 0 = width (CogVideoX: 512)
   norm_eps: float = 1e-6
@@ -339,7 +340,12 @@ class DiT(nn.Module):
     residual = h - x
     h = self._final_layer(h, temb)
     patch_dim = spec.patch_size[0] * spec.patch_size[1] * spec.patch_size[2] * channels
-    h = Dense(patch_dim, ("embed", "patch"), dtype=dtype, kernel_init=nn.initializers.zeros,
+    in_axis = "embed"
+    if spec.head_mlp_ratio:  # a patch of many frames is more than `width` linear features draw
+      h = nn.gelu(Dense(int(spec.head_mlp_ratio * spec.width), ("embed", "mlp"), dtype=dtype,
+                        name="final_mlp")(h), approximate=True)
+      in_axis = "mlp"
+    h = Dense(patch_dim, (in_axis, "patch"), dtype=dtype, kernel_init=nn.initializers.zeros,
               name="final_proj")(h)
     out = embeddings.unpatchify(h.astype(jnp.float32), grid, spec.patch_size, channels)
     return (out, residual) if return_residual else out

@@ -38,7 +38,9 @@ def dit_forward_flops(spec: DiTSpec, frames: int, height: int, width: int, text_
   embed = 2 * n * patch_dim * d + text + 2 * text_dim * e * spec.pooled_text
   timestep = 2 * spec.time_frequency_dim * e + 2 * e * e
   shared = 2 * e * 6 * d if spec.adaln == "single" else 0
-  head = (2 * e * 2 * d if spec.adaln == "per_block" else 0) + 2 * n * d * patch_dim
+  head_hidden = int(spec.head_mlp_ratio * d)
+  head = (2 * e * 2 * d if spec.adaln == "per_block" else 0) + (
+      2 * n * (d * head_hidden + head_hidden * patch_dim) if head_hidden else 2 * n * d * patch_dim)
   return batch * (spec.depth * block + embed + timestep + shared + head)
 
 
