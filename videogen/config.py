@@ -116,7 +116,8 @@ def base_config() -> ml_collections.ConfigDict:
       # Replace/augment captions from a sidecar file or a callable (videogen/data/recaption.py).
       recaption=dict(path="", callable="", mode="replace", prob=0.5),
       synthetic=dict(num_clips=1_000_000, num_objects=1, radius=0.14, speed=(0.06, 0.09),
-                     allow_bounces=False, background="plain", camera="static",
+                     allow_bounces=False, bounce_clearance=0.1, background="plain",
+                     camera="static",
                      camera_speed=0.03, caption_forms=("plain",),
                      scenes="random",  # "suite": clips of benchmark-suite prompts (synthetic.py)
                      colours=("red", "green", "blue", "yellow", "purple", "orange", "cyan",

@@ -69,6 +69,9 @@ class World:
   radius: float = 0.14                     # object radius, fraction of the frame
   speed: tuple[float, float] = (0.06, 0.09)  # frame widths per frame
   allow_bounces: bool = False              # False: start where the object never hits a wall
+  # Travel (frame sizes) kept before the first and after the last wall hit of a stated bounce
+  # count: longer first legs make a caption's direction a larger part of its clip.
+  bounce_clearance: float = BOUNCE_CLEARANCE
   background: str = "plain"
   camera: str = "static"
   camera_speed: float = 0.03               # pan: frame widths per frame; zoom: scale per frame
@@ -89,6 +92,10 @@ class World:
       raise ValueError(f"data.synthetic.camera={self.camera!r}; choose from {CAMERAS}")
     if self.scenes not in SCENES:
       raise ValueError(f"data.synthetic.scenes={self.scenes!r}; choose from {SCENES}")
+    if self.bounce_clearance < BOUNCE_CLEARANCE:
+      raise ValueError(f"data.synthetic.bounce_clearance={self.bounce_clearance} is under "
+                       f"{BOUNCE_CLEARANCE}, the least travel around a wall hit that keeps every "
+                       "leg visible")
     if self.scenes == "suite" and self.camera != "static":
       raise ValueError("data.synthetic.scenes='suite' renders prompts exactly, with a static "
                        f"camera; data.synthetic.camera={self.camera!r} needs scenes='random'")

@@ -38,7 +38,7 @@ DIRECTIONS = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down
 # tokenizer's vocabulary (`synthetic.VOCABULARY`) and word-tokenizer checkpoints keep theirs.
 SPEEDS = {"slowly": (0.02, 0.03), "quickly": (0.06, 0.09)}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-BOUNCE_CLEARANCE = 0.1  # world units of travel before the first and after the last wall hit
+BOUNCE_CLEARANCE = 0.1  # least world units of travel before the first and after the last wall hit
 
 GRAMMAR = ("'a <colour> <shape> moving [slowly|quickly] <direction> [bouncing <number> times]' "
            "clauses joined by ' and '")
@@ -77,11 +77,12 @@ def format_prompt(objects: list[dict]) -> str:
 
 def start_room(world, speed: float, bounces: int) -> tuple[float, float]:
   """Distances from the start to the wall ahead, `[lo, hi]` (empty when lo > hi), at which an
-  object hits the walls exactly `bounces` times, with `BOUNCE_CLEARANCE` around each hit."""
+  object hits the walls exactly `bounces` times, with the world's `bounce_clearance` (at least
+  `BOUNCE_CLEARANCE`) around each hit."""
   span, travel = 1 - 2 * world.radius, speed * (world.num_frames - 1)
   if bounces == 0:
     return travel + 1e-3, span
-  clear = BOUNCE_CLEARANCE + speed
+  clear = world.bounce_clearance + speed
   return (max(clear, travel - bounces * span + 1e-3),
           min(span, travel - (bounces - 1) * span - clear))
 
