@@ -238,3 +238,14 @@ def test_bounce_clearance_lengthens_the_first_leg_and_keeps_the_suite():
   assert synthetic_grammar.prompt_suite(wide, 48) == synthetic_grammar.prompt_suite(world, 48)
   with pytest.raises(ValueError, match="bounce_clearance=0.05 is under 0.1"):
     synthetic.World(bounce_clearance=0.05)
+
+
+def test_the_track_is_the_objects_path_along_its_motion():
+  """`observe`'s track: the centre along the motion axis in each frame it read, to a pixel of
+  the renderer's own path."""
+  world = synthetic.World(num_frames=16, radius=0.16, scenes="suite")
+  clip = synthetic.render_prompt("a red circle moving quickly up bouncing two times", world, 3)
+  track = synthetic_judge.observe_video(clip.video)["red"]["track"]
+  assert sorted(track) == list(range(16))
+  np.testing.assert_allclose([track[f] for f in range(16)], clip.positions[:, 0, 0] / 32,
+                             atol=1 / 32)

@@ -213,7 +213,8 @@ def _legs(track: np.ndarray) -> tuple[int, int]:
 def observe(blob_thw: np.ndarray, video_thwc: np.ndarray) -> dict | None:
   """What one colour's `blobs` show: None unless an object in at least `MIN_FRAMES` of the
   frames (two at least); else its shape (and moments), direction, speed (frame sizes per
-  frame), speed class, bounces and the frames it shows in."""
+  frame), speed class, bounces, the frames it shows in and its track (centre along the motion
+  axis per frame read)."""
   t, h, w = blob_thw.shape
   area = blob_thw.sum((1, 2))
   present = area > 0
@@ -248,7 +249,10 @@ def observe(blob_thw: np.ndarray, video_thwc: np.ndarray) -> dict | None:
           "direction": next((name for name, d in DIRECTIONS.items() if list(d) == step), "static"),
           "speed": round(speed, 4),
           "speed_class": "slowly" if speed < SPEED_SPLIT else "quickly",
-          "bounces": bounces}
+          "bounces": bounces,
+          # Centre along the motion axis (frame sizes) in the frames the motion was read from:
+          # where a sample's object jumps, and so turns, is read off here.
+          "track": {int(f): round(float(x), 3) for f, x in zip(moving, track[:, axis])}}
 
 
 def observe_video(video_thwc: np.ndarray, labels: np.ndarray | None = None) -> dict[str, dict]:
