@@ -151,12 +151,12 @@ def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
   from videogen.models.flops import dit_forward_flops, train_step_flops
   from videogen.models.text_to_video import spec_from_config
   result = run_cli("videogen.bench", "--configs=tiny:test", "--steps=1", "--json",
-                   "--frames=4,8", "--set=model.token_adaln=True,model.patch_size=(2,4,4)",
+                   "--frames=4,8", "--set=model.token_adaln=True,model.patch_size=(2,8,8)",
                    "--set=model.head_mlp_ratio=2.0", check=True)
   rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
   assert [row["shape"] for row in rows] == ["4x16x16", "8x16x16"]
   config = load_config_file(os.path.join(REPO, "configs", "tiny.py:test"))  # what --set timed
-  config.model.update(token_adaln=True, patch_size=(2, 4, 4), head_mlp_ratio=2.0)
+  config.model.update(token_adaln=True, patch_size=(2, 8, 8), head_mlp_ratio=2.0)
   assert rows[0]["model_TFLOP_per_step"] * 1e12 == pytest.approx(train_step_flops(
       dit_forward_flops(spec_from_config(config.model), 4, 16, 16, config.text.max_length,
                         config.model.text_dim, config.train.batch_size)))
