@@ -6,7 +6,7 @@ import pytest
 
 from conftest import perturbed, tiny_config
 from videogen.models import attention, embeddings
-from videogen.models.text_to_video import build_model, example_inputs
+from videogen.models.text_to_video import CaptionEncoder, build_model, example_inputs
 
 
 def test_patchify_round_trip():
@@ -177,6 +177,24 @@ def test_only_a_caption_encoder_reads_word_order(text_layers):
   else:
     np.testing.assert_allclose(out, out_swapped, atol=1e-5)
     assert "caption_encoder" not in params
+
+
+def test_the_caption_encoder_binds_words_to_their_neighbours_without_learned_positions():
+  """Learned positions stay small in training (docs/experiments.md, "The caption encoder reads
+  order"): with them at zero, attention alone must still tell "a red … left and a blue …
+  right" from the directions swapped in the states of the words *not* swapped (the colours
+  the DiT binds a direction to). Order-blind attention would leave those states unchanged."""
+  encoder = CaptionEncoder(layers=2, heads=2)
+  embedded = jax.random.normal(jax.random.key(0), (1, 16, 64))
+  mask = jnp.arange(16)[None] < 12
+  params = nn.unbox(encoder.init(jax.random.key(1), embedded, mask)["params"])
+  params = {**params, "positions": jnp.zeros_like(params["positions"])}
+  swapped = embedded.at[0, 3].set(embedded[0, 9]).at[0, 9].set(embedded[0, 3])
+  states, states_swapped = (encoder.apply({"params": params}, e, mask) for e in (embedded,
+                                                                               swapped))
+  untouched = np.array([i for i in range(12) if i not in (3, 9)])
+  change = np.abs(states - states_swapped)[0, untouched].max(-1)
+  assert change.min() > 1e-3, change
 
 
 

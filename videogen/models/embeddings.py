@@ -71,7 +71,15 @@ def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0,
   pos = _grid_positions(grid)
   angles = np.concatenate([_angles(pos[:, i], d, theta)
                            for i, d in enumerate(axis_split(head_dim, split))], axis=-1)
-  angles = np.concatenate([angles, np.zeros((trailing, angles.shape[1]))])
+  return _cos_sin(np.concatenate([angles, np.zeros((trailing, angles.shape[1]))]))
+
+
+def rope_1d(length: int, head_dim: int, theta: float = 10000.0):
+  """Rotary embedding over token index (a caption): `(cos, sin)`, each `(length, head_dim/2)`."""
+  return _cos_sin(_angles(np.arange(length), head_dim, theta))
+
+
+def _cos_sin(angles: np.ndarray):
   return jnp.asarray(np.cos(angles), jnp.float32), jnp.asarray(np.sin(angles), jnp.float32)
 
 

@@ -16,6 +16,7 @@ import ml_collections
 from videogen.config import check_choice
 from videogen.models.attention import MultiHeadAttention
 from videogen.models.dit import DiT, DiTSpec
+from videogen.models.embeddings import rope_1d
 from videogen.models.layers import LayerNorm, Mlp, constrain
 
 
@@ -35,7 +36,11 @@ class CaptionEncoder(nn.Module):
   The table alone gives a bag of words: "a red circle moving left and a blue square moving
   right" reads the same with the directions swapped. Learned positions and self-attention
   let each word state carry its clause, so the DiT's cross-attention can bind a direction
-  to an object. Pre-LN blocks; padded tokens are masked as keys."""
+  to an object. Learned positions alone were not enough: trained with the DiT they stayed ~1/9
+  the size of the word vectors and attention stayed order-blind (docs/experiments.md, "The
+  caption encoder reads order"), so attention also rotates q and k by token index (RoPE),
+  which makes "attend to my neighbours" a property of every head from the start. Pre-LN
+  blocks; padded tokens are masked as keys."""
 
   layers: int
   heads: int
@@ -46,9 +51,10 @@ class CaptionEncoder(nn.Module):
     positions = self.param("positions", nn.with_logical_partitioning(
         nn.initializers.normal(0.02), ("text_length", "text_embed")), (length, dim))
     x = embedded + positions[None]
+    rope = rope_1d(length, dim // self.heads)
     for i in range(self.layers):
       attend = MultiHeadAttention(self.heads, name=f"attn_{i}")
-      x = x + attend(LayerNorm(name=f"norm_attn_{i}")(x), context_mask=mask)
+      x = x + attend(LayerNorm(name=f"norm_attn_{i}")(x), context_mask=mask, rope=rope)
       x = x + Mlp(4 * dim, name=f"mlp_{i}")(LayerNorm(name=f"norm_mlp_{i}")(x))
     return constrain(LayerNorm(name="norm_out")(x), ("batch", "text_length", "text_embed"))
 
