@@ -180,10 +180,10 @@ def test_only_a_caption_encoder_reads_word_order(text_layers):
 
 
 def test_the_caption_encoder_binds_words_to_their_neighbours_without_learned_positions():
-  """Learned positions stay small in training (docs/experiments.md, "The caption encoder reads
-  order"): with them at zero, attention alone must still tell "a red … left and a blue …
-  right" from the directions swapped in the states of the words *not* swapped (the colours
-  the DiT binds a direction to). Order-blind attention would leave those states unchanged."""
+  """Learned positions stay small in training (docs/experiments.md, "Binding in two- and
+  three-object prompts"): with them at zero, attention alone must still tell "a red … left
+  and a blue … right" from the directions swapped, in the states of the words *not* swapped
+  (the colours the DiT binds a direction to). Order-blind attention leaves those unchanged."""
   encoder = CaptionEncoder(layers=2, heads=2)
   embedded = jax.random.normal(jax.random.key(0), (1, 16, 64))
   mask = jnp.arange(16)[None] < 12

@@ -36,10 +36,10 @@ class CaptionEncoder(nn.Module):
   The table alone gives a bag of words: "a red circle moving left and a blue square moving
   right" reads the same with the directions swapped. Learned positions and self-attention
   let each word state carry its clause, so the DiT's cross-attention can bind a direction
-  to an object. Learned positions alone were not enough: trained with the DiT they stayed ~1/9
-  the size of the word vectors and attention stayed order-blind (docs/experiments.md, "The
-  caption encoder reads order"), so attention also rotates q and k by token index (RoPE),
-  which makes "attend to my neighbours" a property of every head from the start. Pre-LN
+  to an object. Learned positions alone were not enough: trained with the DiT they stayed
+  ~1/9 the size of the word vectors and attention stayed order-blind (docs/experiments.md,
+  "Binding in two- and three-object prompts"), so attention also rotates q and k by token
+  index (RoPE), which lets every head prefer its neighbours from the first step. Pre-LN
   blocks; padded tokens are masked as keys."""
 
   layers: int
