@@ -197,7 +197,6 @@ def test_the_caption_encoder_binds_words_to_their_neighbours_without_learned_pos
   assert change.min() > 1e-3, change
 
 
-
 def test_per_token_adaln_starts_as_the_per_example_block():
   """`model.token_adaln` adds to each block's MLP modulation a zero-initialised term read from
   the token's own cross-attention output: at that zero the network is the per-example one with

@@ -24,6 +24,8 @@ WORLDS = {
     "large": synthetic.World(num_frames=32, height=64, width=64),
     "large_checker": synthetic.World(num_frames=32, height=64, width=64, background="checker"),
 }
+# configs/tiny.py:suite's world: 16 frames, room for three objects side by side.
+SUITE_WORLD = synthetic.World(num_frames=16, radius=0.16, scenes="suite")
 NUM_PROMPTS = {"tiny": 48, "tiny_checker": 48, "large": 32, "large_checker": 32}
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
@@ -220,7 +222,7 @@ def test_bounce_clearance_lengthens_the_first_leg_and_keeps_the_suite():
   """`data.synthetic.bounce_clearance` keeps that much travel (plus a frame's) before the first
   wall hit: at 0.18 a quick two-bounce object heads the caption's way for at least 0.26 of the
   frame, against 0.16 at the default 0.1; the 16-frame suite world's 48 prompts are the same."""
-  world = synthetic.World(num_frames=16, radius=0.16, scenes="suite")
+  world = SUITE_WORLD
   wide = dataclasses.replace(world, bounce_clearance=0.18)
 
   def shortest_first_leg_beyond_clearance(w):
@@ -243,7 +245,7 @@ def test_bounce_clearance_lengthens_the_first_leg_and_keeps_the_suite():
 def test_the_track_is_the_objects_path_along_its_motion():
   """`observe`'s track: the centre along the motion axis in each frame it read, to a pixel of
   the renderer's own path."""
-  world = synthetic.World(num_frames=16, radius=0.16, scenes="suite")
+  world = SUITE_WORLD
   clip = synthetic.render_prompt("a red circle moving quickly up bouncing two times", world, 3)
   track = synthetic_judge.observe_video(clip.video)["red"]["track"]
   assert sorted(track) == list(range(16))
