@@ -75,10 +75,10 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=1200, learning_rate=2e-3, ema_decay=0.999)
     c.checkpoint.update(every_steps=400)
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
-    # Bounces 62%, overall 37.5% of the 48 suite prompts in 24 minutes; direction 56%, speed 67%
-    # and count 75% are still under the goal: two and three objects get the caption's motions
-    # but not which object has which (docs/experiments.md, "Binding in two- and three-object
-    # prompts").
+    # Over two seeds, bounces 62-67%, overall 31-37.5% of the 48 suite prompts in 24-27
+    # minutes; direction 56-71%, speed 67-72% and count 75-90% are still under the goal: two
+    # and three objects get the caption's motions but mostly not which object has which
+    # (docs/experiments.md, "Binding in two- and three-object prompts" and after).
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
     c.data.synthetic.update(scenes="suite", radius=0.16, speed=(0.06, 0.09))
