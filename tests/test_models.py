@@ -197,6 +197,22 @@ def test_the_caption_encoder_binds_words_to_their_neighbours_without_learned_pos
   assert change.min() > 1e-3, change
 
 
+def test_the_caption_convolution_mixes_only_neighbouring_words():
+  """`model.text_conv=K` gives each word state its K-word neighbourhood before attention:
+  alone (no blocks), changing word 8 moves the states of words 6-10 (K = 5) and no others,
+  and padding is read as nothing."""
+  encoder = CaptionEncoder(layers=0, heads=1, conv_width=5)
+  embedded = jax.random.normal(jax.random.key(0), (1, 16, 64))
+  mask = jnp.arange(16)[None] < 12
+  params = encoder.init(jax.random.key(1), embedded, mask)
+  run = lambda e: encoder.apply(params, e, mask)[0]  # noqa: E731
+  states = run(embedded)
+  other = jax.random.normal(jax.random.key(2), (64,))
+  change = np.abs(run(embedded.at[0, 8].set(other)) - states).max(-1)
+  assert change[6:11].min() > 1e-3 and change[:6].max() == 0 and change[11:].max() == 0, change
+  np.testing.assert_allclose(run(embedded.at[0, 13].set(other))[:12], states[:12])
+
+
 def test_per_token_adaln_starts_as_the_per_example_block():
   """`model.token_adaln` adds to each block's MLP modulation a zero-initialised term read from
   the token's own cross-attention output: at that zero the network is the per-example one with

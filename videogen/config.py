@@ -64,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
       frame_condition="none", camera=False,
       # text.encoder="embedding" only: trainable transformer blocks over the caption embedding
       # (with learned positions; text_to_video.CaptionEncoder); 0 = the bare embedding.
-      text_layers=0)
+      text_layers=0, text_conv=0)
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |
   # "sentencepiece" (tokenizer_path, or "" = trained on the source's captions and cached in
@@ -206,6 +206,7 @@ NUMERIC_RANGES = {
     "model.head_mlp_ratio": _NON_NEGATIVE,
     "model.norm_eps": _POSITIVE, "model.lora_rank": _NON_NEGATIVE,
     "model.lora_alpha": _NON_NEGATIVE, "model.text_layers": _NON_NEGATIVE,
+    "model.text_conv": _NON_NEGATIVE,
     "text.max_length": _COUNT, "text.t5.seed": _NON_NEGATIVE,
     **{f"vae.{k}": _COUNT for k in ("latent_channels", "block_channels", "layers_per_block",
                                     "norm_groups", "stats_clips", "chunk_frames",

@@ -44,6 +44,7 @@ class CaptionEncoder(nn.Module):
 
   layers: int
   heads: int
+  conv_width: int = 0  # a residual convolution over this many neighbouring words first; 0 = none
 
   @nn.compact
   def __call__(self, embedded, mask):
@@ -51,6 +52,11 @@ class CaptionEncoder(nn.Module):
     positions = self.param("positions", nn.with_logical_partitioning(
         nn.initializers.normal(0.02), ("text_length", "text_embed")), (length, dim))
     x = embedded + positions[None]
+    if self.conv_width:  # each word state takes in its clause's words by position, not content
+      words = LayerNorm(name="norm_conv")(x) * mask[..., None]
+      x = x + nn.Conv(dim, (self.conv_width,), padding="SAME", name="conv", kernel_init=(
+          nn.with_logical_partitioning(nn.initializers.lecun_normal(),
+                                       (None, None, "text_embed"))))(words)
     rope = rope_1d(length, dim // self.heads)
     for i in range(self.layers):
       attend = MultiHeadAttention(self.heads, name=f"attn_{i}")
@@ -69,6 +75,7 @@ class TextToVideo(nn.Module):
   text_length: int = 16
   frame_condition: str = "none"  # FRAME_CONDITIONS: how given frames enter the input
   text_layers: int = 0  # CaptionEncoder blocks over the trainable embedding; 0 = none
+  text_conv: int = 0  # CaptionEncoder's word-convolution width; 0 = none
 
   @nn.compact
   def __call__(self, x_bthwc: jax.Array, t: jax.Array, text: jax.Array, text_mask: jax.Array,
@@ -79,10 +86,10 @@ class TextToVideo(nn.Module):
     x_bthwc = with_frame_condition(x_bthwc, frames, self.frame_condition)
     if self.vocab_size:
       context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(text)
-      if self.text_layers:
+      if self.text_layers or self.text_conv:
         heads = max(1, self.text_dim // 32)
-        context = CaptionEncoder(self.text_layers, heads, name="caption_encoder")(context,
-                                                                                  text_mask)
+        context = CaptionEncoder(self.text_layers, heads, self.text_conv,
+                                 name="caption_encoder")(context, text_mask)
     else:
       context = constrain(text.astype(jnp.float32), ("batch", "text_length", "text_embed"))
     if self.null != "empty":
@@ -134,7 +141,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int,
   return TextToVideo(spec_from_config(config.model), padded_vocab,
                      text_dim or config.model.text_dim, config.text.null,
                      config.text.max_length, config.model.get("frame_condition", "none"),
-                     config.model.get("text_layers", 0))
+                     config.model.get("text_layers", 0), config.model.get("text_conv", 0))
 
 
 def example_inputs(config: ml_collections.ConfigDict, model: TextToVideo, batch: int = 1,
