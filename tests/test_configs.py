@@ -72,6 +72,8 @@ CROSS_KEY = [
     ({"model.camera": True, "data.source": "videos"}, r"model.camera .* has no cameras"),
     ({"model.text_layers": 1, "text.encoder": "t5"},
      r"model.text_layers=1 encodes the trainable caption embedding; text.encoder='t5'"),
+    ({"model.text_conv": 9, "text.encoder": "t5"},
+     r"model.text_conv=9 encodes the trainable caption embedding; text.encoder='t5'"),
     ({"eval.every_steps": 10, "data.source": "videos"},
      r"eval.every_steps .* needs task='dit' and data.source='synthetic'"),
     ({"eval.every_steps": 10, "task": "vae", "data.num_frames": 5},

@@ -64,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
       frame_condition="none", camera=False,
       # text.encoder="embedding" only: trainable transformer blocks over the caption embedding
       # (with learned positions; text_to_video.CaptionEncoder); 0 = the bare embedding.
+      # text_conv: width of a word convolution before those blocks; 0 = none.
       text_layers=0, text_conv=0)
 
   # Captions → the DiT's text input (videogen/text/conditioning.py). tokenizer: "words" |

@@ -44,9 +44,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"model.sequence_parallel='ulysses' splits heads over tensor × sequence: "
                       f"model.num_heads={model.num_heads} must divide by "
                       f"{mesh.tensor} × {mesh.sequence}")
-  if model.text_layers and config.text.encoder != "embedding":
-    raise ConfigError(f"model.text_layers={model.text_layers} encodes the trainable caption "
-                      f"embedding; text.encoder={config.text.encoder!r} reads a frozen encoder")
+  for key in ("text_layers", "text_conv"):
+    if model[key] and config.text.encoder != "embedding":
+      raise ConfigError(f"model.{key}={model[key]} encodes the trainable caption embedding; "
+                        f"text.encoder={config.text.encoder!r} reads a frozen encoder")
   if model.camera and data.source != "synthetic":
     raise ConfigError("model.camera trains on the synthetic source's rendered camera paths; "
                       f"data.source={data.source!r} has no cameras")

@@ -44,7 +44,7 @@ class CaptionEncoder(nn.Module):
 
   layers: int
   heads: int
-  conv_width: int = 0  # a residual convolution over this many neighbouring words first; 0 = none
+  conv_width: int = 0  # a residual convolution over this many neighbouring tokens first; 0 = none
 
   @nn.compact
   def __call__(self, embedded, mask):
