@@ -229,6 +229,8 @@ def test_the_suite_variant_trains_on_suite_captions(tmp_path):
                           "text.max_length": 32, "train.num_steps": 2,
                           # :suite's whole-clip tokens and MLP head
                           "model.patch_size": (16, 8, 8), "model.head_mlp_ratio": 4.0,
+                          # and its caption encoder: a word convolution, then blocks
+                          "model.text_conv": 9, "model.text_layers": 2,
                           "checkpoint.every_steps": 100})
   loop.train(config, str(tmp_path))
   tokenizer = SentencePieceTokenizer(workdir_lib.tokenizer_file(str(tmp_path)), 32)
