@@ -45,7 +45,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"model.num_heads={model.num_heads} must divide by "
                       f"{mesh.tensor} × {mesh.sequence}")
   for key in ("text_layers", "text_conv"):
-    if model[key] and config.text.encoder != "embedding":
+    if model.get(key, 0) and config.text.encoder != "embedding":
       raise ConfigError(f"model.{key}={model[key]} encodes the trainable caption embedding; "
                         f"text.encoder={config.text.encoder!r} reads a frozen encoder")
   if model.camera and data.source != "synthetic":

@@ -39,8 +39,11 @@ class CaptionEncoder(nn.Module):
   to an object. Learned positions alone were not enough: trained with the DiT they stayed
   ~1/9 the size of the word vectors and attention stayed order-blind (docs/experiments.md,
   "Binding in two- and three-object prompts"), so attention also rotates q and k by token
-  index (RoPE), which lets every head prefer its neighbours from the first step. Pre-LN
-  blocks; padded tokens are masked as keys."""
+  index (RoPE), which lets every head prefer its neighbours from the first step. Even so
+  only some seeds learned to carry a clause's colour into its direction word; a residual
+  convolution over `conv_width` neighbouring tokens before the blocks does it by position
+  for every seed (docs/experiments.md, "A word convolution binds clauses"). Pre-LN blocks;
+  padded tokens are masked as keys and read as zeros by the convolution."""
 
   layers: int
   heads: int
