@@ -75,10 +75,10 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=1200, learning_rate=2e-3, ema_decay=0.999)
     c.checkpoint.update(every_steps=400)
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
-    # Over three seeds, colour 90-92%, count 88-92%, speed 82-85%, bounces 76-79% and
-    # overall 42-48% of the 48 suite prompts in 24 minutes; direction 77-81% is under the
-    # goal of 85%, lost on three-object prompts (docs/experiments.md, "A word convolution
-    # binds clauses").
+    # Over four seeds, bounces 76-79%, colour 85-92%, speed 72-85%, count 83-92% and overall
+    # 37.5-48% of the 48 suite prompts in 22-24 minutes; direction 75-81% is under the goal
+    # of 85%, lost on three-object prompts (docs/experiments.md, "A word convolution binds
+    # clauses").
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
     c.data.synthetic.update(scenes="suite", radius=0.16, speed=(0.06, 0.09))
@@ -90,7 +90,7 @@ def get_config(arg: str | None = None):
     c.model.update(text_layers=2, token_adaln=False)
     # A 9-token convolution first puts each clause's colour, shape, speed and bounce words into
     # its direction word's state, so the DiT's cross-attention can bind them: multi-object
-    # objects moving their own way 48 of 60 on three seeds, against 33 and 39 of 60 without
+    # objects moving their own way 44-48 of 60 on four seeds, against 33 and 39 of 60 without
     # (docs/experiments.md, "A word convolution binds clauses").
     c.model.update(text_conv=9)
     # One token holds all 16 frames of an 8 × 8 patch, drawn by an MLP head: with 2- or
