@@ -83,6 +83,10 @@ class Generator:
   def options(self, shape, **overrides) -> "SamplerOptions":
     """Sampler settings: `overrides` that are not None, else the checkpoint's `sample.*`
     (`checkpoints.load_config` gives older checkpoints every current key)."""
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(SamplerOptions)}
+    if unknown:  # a misspelt option would otherwise sample with the checkpoint's value
+      raise TypeError(f"unknown sampler options {sorted(unknown)}; choose from "
+                      f"{[f.name for f in dataclasses.fields(SamplerOptions)]}")
     sample = self.config.sample
     get = lambda name: sample[name] if overrides.get(name) is None else overrides[name]  # noqa
     spec = self.model.spec
