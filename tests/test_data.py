@@ -88,6 +88,21 @@ def test_unknown_world_values_are_named():
     synthetic.World(scenes="prompts")
   with pytest.raises(ValueError, match="static camera"):
     synthetic.World(scenes="suite", camera="pan")
+  with pytest.raises(ValueError, match=r"suite_object_counts: \[4\] not in \[1, 3\]"):
+    synthetic.World(scenes="suite", radius=0.16, suite_object_counts=(1, 4))
+
+
+def test_suite_clips_show_the_object_counts_asked_for():
+  """`data.synthetic.suite_object_counts` is what suite clips draw their object count from
+  (default: the suite's own 1, 1, 2, 3); the evaluation prompts keep the suite's cycle."""
+  world = synthetic.World(num_frames=16, radius=0.16, scenes="suite")
+  counts = lambda w: np.bincount(  # noqa: E731
+      [len(synthetic.draw_scene(w, 0, i).objects) for i in range(200)], minlength=4)[1:]
+  assert counts(world)[0] > 1.5 * counts(world)[2]  # single objects weigh double by default
+  threes = counts(dataclasses.replace(world, suite_object_counts=(3,)))
+  assert threes[:2].sum() == 0 and threes[2] == 200
+  mostly_three = counts(dataclasses.replace(world, suite_object_counts=(1, 2, 3, 3)))
+  assert mostly_three[2] > 1.5 * mostly_three[0]
 
 
 def _first_batches(config, n, **kwargs):

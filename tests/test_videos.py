@@ -268,6 +268,16 @@ def test_data_benchmark_reports_input_and_train_rates():
   assert row["bottleneck"] == slower
 
 
+def test_data_benchmark_times_a_configs_synthetic_clips_against_its_step():
+  result = run_cli("videogen.bench", "data", "--synthetic=configs/tiny.py:test", "--batches=2",
+                   "--train_steps=1", check=True)
+  row = json.loads(result.stdout.strip().splitlines()[-1])
+  assert row["config"] == "configs/tiny.py:test" and row["batch"] == 8
+  assert row["input_core_s_per_step"] == pytest.approx(8 / row["input_clips_per_s_one_thread"],
+                                                       rel=0.02)
+  assert row["step_s"] == pytest.approx(8 / row["train_clips_per_s"], rel=0.02)
+
+
 def test_tfds_dataset_built_from_the_manifest_feeds_the_same_frames(manifest, tmp_path):
   """prepare_data's TFDS build (ArrayRecord) read back through `data.source=tfds`: the same
   clips, frame for frame (PNG frames are lossless), bucketed like the files."""

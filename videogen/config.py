@@ -121,6 +121,7 @@ def base_config() -> ml_collections.ConfigDict:
                      camera="static",
                      camera_speed=0.03, caption_forms=("plain",),
                      scenes="random",  # "suite": clips of benchmark-suite prompts (synthetic.py)
+                     suite_object_counts=(),  # suite clips' objects, drawn from; () = 1, 1, 2, 3
                      colours=("red", "green", "blue", "yellow", "purple", "orange", "cyan",
                               "white"),
                      shapes=("circle", "square", "triangle"),
@@ -231,6 +232,7 @@ NUMERIC_RANGES = {
         "synthetic.speed", "synthetic.camera_speed")},
     "data.buckets.aspect_ratios": _POSITIVE, "data.recaption.prob": _FRACTION,
     "data.synthetic.radius": ("in (0, 0.5]", lambda v: 0 < v <= 0.5),
+    "data.synthetic.suite_object_counts": _COUNT,
     "data.synthetic.bounce_clearance": (">= 0.1", lambda v: v >= 0.1),
     **{f"train.{k}": _COUNT for k in ("num_steps", "batch_size", "log_every",
                                       "grad_accum_steps")},

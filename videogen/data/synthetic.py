@@ -36,8 +36,9 @@ import numpy as np
 
 from videogen.data.synthetic_grammar import (BOUNCE_CLEARANCE, COLOURS, DIRECTIONS,
                                              NUMBER_WORDS, SHAPES, SPEEDS, bounce_speeds,
-                                             feasible_bounces, format_prompt, object_counts,
-                                             parse_prompt, start_room, suite_objects)
+                                             feasible_bounces, format_prompt, max_objects,
+                                             object_counts, parse_prompt, start_room,
+                                             suite_objects)
 
 BACKGROUNDS = ("plain", "checker")
 # "mixed": each clip draws static, pan or zoom, and its caption does not say which (camera
@@ -77,6 +78,9 @@ class World:
   camera_speed: float = 0.03               # pan: frame widths per frame; zoom: scale per frame
   caption_forms: tuple[str, ...] = ("plain",)
   scenes: str = "random"
+  # suite: objects per clip, drawn uniformly from this list; () = the suite's own
+  # `object_counts` (1, 1, 2, 3), which the evaluation prompts also cycle through.
+  suite_object_counts: tuple[int, ...] = ()
 
   def __post_init__(self):
     for name, values, allowed in (("colours", self.colours, COLOURS), ("shapes", self.shapes, SHAPES),
@@ -96,6 +100,11 @@ class World:
       raise ValueError(f"data.synthetic.bounce_clearance={self.bounce_clearance} is under "
                        f"{BOUNCE_CLEARANCE}, the least travel around a wall hit that keeps every "
                        "leg visible")
+    bad = [n for n in self.suite_object_counts if not 1 <= n <= max_objects(self)]
+    if bad:
+      raise ValueError(f"data.synthetic.suite_object_counts: {bad} not in [1, "
+                       f"{max_objects(self)}] (the most objects of radius {self.radius} that "
+                       f"fit side by side, at most three)")
     if self.scenes == "suite" and self.camera != "static":
       raise ValueError("data.synthetic.scenes='suite' renders prompts exactly, with a static "
                        f"camera; data.synthetic.camera={self.camera!r} needs scenes='random'")
@@ -333,7 +342,7 @@ def render_objects(world: World, objects: list[dict], seed: int) -> Clip:
 def _suite_scene(world: World, rng: np.random.Generator) -> Scene:
   """A scene of `suite_objects`, redrawn while they cannot be placed apart (a few three-object
   draws, such as three fast objects on one line)."""
-  counts = object_counts(world)
+  counts = world.suite_object_counts or object_counts(world)
   for _ in range(100):
     objects = suite_objects(world, rng, counts[rng.integers(len(counts))])
     scene = _objects_scene(world, objects, seed=int(rng.integers(2 ** 32)))
