@@ -141,8 +141,11 @@ def test_denoising_probe_from_full_noise_is_text_to_video(trained, monkeypatch):
       "error: --denoise_from=0.5,1.5: give SDEdit strengths in (0, 1], e.g. 0.5,0.7,0.85,1"]
   with pytest.raises(ValueError, match=r"guidance_min_noise=1.0: must be in \[0, 1\)"):
     generator.options((1, 4, 16, 16, 3), guidance_min_noise=1.0)  # no step guided
-  with pytest.raises(TypeError, match=r"unknown sampler options \['eta'\]"):
-    generator(prompts, eta=0.5)  # sample.eta is a config key, not a per-call option
+  with pytest.raises(TypeError, match=r"unknown sampler options \['guidnace'\]"):
+    generator(prompts, guidnace=2.0)  # not sampled silently with the checkpoint's guidance
+  stochastic = generator(prompts, seed=3, guidance=2.0, eta=0.5)  # compiled per eta
+  assert not np.array_equal(stochastic, judged_videos[0])
+  np.testing.assert_array_equal(generator(prompts, seed=3, guidance=2.0, eta=0.5), stochastic)
 
 
 def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():

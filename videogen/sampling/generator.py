@@ -101,7 +101,7 @@ class Generator:
     return SamplerOptions(steps=get("steps"), guidance=float(get("guidance")),
                           guidance_rescale=float(get("guidance_rescale")),
                           guidance_min_noise=float(get("guidance_min_noise")),
-                          sampler=get("sampler") or None, shift=shift,
+                          sampler=get("sampler") or None, shift=shift, eta=float(get("eta")),
                           cache=overrides.get("cache")
                           or feature_cache.FeatureCache(**sample.cache),
                           strength=float(overrides.get("strength") or 1.0),
@@ -178,7 +178,7 @@ class Generator:
                negative_prompt: str = "", cameras: np.ndarray | None = None,
                **options) -> np.ndarray:
     """Text-to-video: one uint8 `(T, H, W, 3)` video per prompt. `options` (steps,
-    guidance, guidance_rescale, sampler, shift, cache) default to the checkpoint's
+    guidance, guidance_rescale, sampler, shift, eta, cache) default to the checkpoint's
     `sample.*`; sizes to its training clip. `cameras` `(T, 12)`: a camera path."""
     shape = self.sample_shape(len(prompts), num_frames, height, width)
     x = self.sample(prompts, shape, self.options(shape, **options), seed=seed,
@@ -194,6 +194,7 @@ class SamplerOptions:
   guidance_rescale: float = 0.0
   guidance_min_noise: float = 0.0
   sampler: str | None = None  # None: the objective's default
+  eta: float = 0.0            # fresh noise per step (ddim, flow euler)
   shift: float | None = None
   cache: feature_cache.FeatureCache = feature_cache.FeatureCache()
   strength: float = 1.0
@@ -264,7 +265,7 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions, on_st
 
       return samplers.sample(diffusion, denoise, noise, text, null_text, steps=options.steps,
                              guidance=options.guidance, key=sampler_key,
-                             sampler=options.sampler, eta=config.sample.eta,
+                             sampler=options.sampler, eta=options.eta,
                              shift=options.shift, guidance_rescale=options.guidance_rescale,
                              guidance_min_noise=options.guidance_min_noise,
                              cache=options.cache, condition=condition, init=init,
