@@ -141,6 +141,12 @@ def test_denoising_probe_from_full_noise_is_text_to_video(trained, monkeypatch):
       "error: --denoise_from=0.5,1.5: give SDEdit strengths in (0, 1], e.g. 0.5,0.7,0.85,1"]
   with pytest.raises(ValueError, match=r"guidance_min_noise=1.0: must be in \[0, 1\)"):
     generator.options((1, 4, 16, 16, 3), guidance_min_noise=1.0)  # no step guided
+  with pytest.raises(ValueError, match=r"shift=0.0: must be > 0"):
+    generator.options((1, 4, 16, 16, 3), shift=0.0)
+  for flag, message in (("--shift=-1", "error: shift=-1.0: must be > 0"),
+                        ("--eta=1.5", "error: sample.eta=1.5: stochastic flow steps take")):
+    result = run_cli("videogen.evaluate", f"--workdir={trained}", flag)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message)
   with pytest.raises(TypeError, match=r"unknown sampler options \['guidnace'\]"):
     generator(prompts, guidnace=2.0)  # not sampled silently with the checkpoint's guidance
   stochastic = generator(prompts, seed=3, guidance=2.0, eta=0.5)  # compiled per eta

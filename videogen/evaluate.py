@@ -48,6 +48,10 @@ _DENOISE_FROM = flags.DEFINE_list(
     "(report['denoise_from']): where in the noise range each property is decided.")
 _MIN_NOISE = flags.DEFINE_float("guidance_min_noise", None, "Guide only at noise levels "
                                 "(flow t) >= this (default: sample.guidance_min_noise).")
+_SHIFT = flags.DEFINE_float("shift", None, "Flow time shift of the sampler's grid (default: "
+                            "sample.shift, else the training diffusion.shift).")
+_ETA = flags.DEFINE_float("eta", None, "Fresh noise per step in [0, 1]: ddim, flow euler "
+                          "(default: sample.eta).")
 _I3D = flags.DEFINE_string("i3d_weights", "", "fvd: converted I3D weights (.safetensors).")
 _I3D_EPS = flags.DEFINE_float("i3d_bn_eps", 1e-3, "fvd: I3D BatchNorm epsilon (1e-3 piergiaj / "
                               "TF-hub; 1e-5 for TATS' and cd-fvd's i3d_pretrained_400.pt).")
@@ -144,7 +148,7 @@ def _evaluate_model(settings, reference) -> tuple[dict, list]:
                     "with --videos MANIFEST (its prompts are not the synthetic world's)")
   prompts = report_lib.suite_prompts(data, _NUM_PROMPTS.value, _PROMPT_SET.value)
   sampler = dict(steps=_STEPS.value, guidance=_GUIDANCE.value,
-                 guidance_min_noise=_MIN_NOISE.value)
+                 guidance_min_noise=_MIN_NOISE.value, shift=_SHIFT.value, eta=_ETA.value)
   report, videos = report_lib.evaluate_model(generator, prompts, settings, seed=_SEED.value,
                                              reference=reference, **sampler)
   if strengths:

@@ -91,9 +91,10 @@ class Generator:
     get = lambda name: sample[name] if overrides.get(name) is None else overrides[name]  # noqa
     spec = self.model.spec
     tokens = int(np.prod([n // p for n, p in zip(shape[1:4], spec.patch_size)]))
-    wording, in_range = NUMERIC_RANGES["sample.guidance_min_noise"]  # the config's own bound
-    if not in_range(get("guidance_min_noise")):
-      raise ValueError(f"guidance_min_noise={get('guidance_min_noise')}: must be {wording}")
+    for name, value in overrides.items():  # each per-call value within the config's bound
+      wording, in_range = NUMERIC_RANGES.get(f"sample.{name}", (None, lambda v: True))
+      if isinstance(value, (int, float)) and not in_range(value):
+        raise ValueError(f"{name}={value}: must be {wording}")
     shift = get("shift")
     if shift is not None or sample.shift_base_tokens:
       shift = samplers.resolution_shift(self.config.diffusion.shift if shift is None else shift,
