@@ -42,8 +42,9 @@ class CaptionEncoder(nn.Module):
   index (RoPE), which lets every head prefer its neighbours from the first step. Even so
   only some seeds learned to carry a clause's colour into its direction word; a residual
   convolution over `conv_width` neighbouring tokens before the blocks does it by position
-  on each of the four seeds measured (docs/experiments.md, "A word convolution binds clauses"). Pre-LN blocks;
-  padded tokens are masked as keys and read as zeros by the convolution."""
+  on each of the four seeds measured (docs/experiments.md, "A word convolution binds
+  clauses"). Pre-LN blocks; padded tokens are masked as keys and read as zeros by the
+  convolution."""
 
   layers: int
   heads: int

@@ -83,18 +83,19 @@ class Generator:
   def options(self, shape, **overrides) -> "SamplerOptions":
     """Sampler settings: `overrides` that are not None, else the checkpoint's `sample.*`
     (`checkpoints.load_config` gives older checkpoints every current key)."""
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(SamplerOptions)}
+    names = [f.name for f in dataclasses.fields(SamplerOptions)]
+    unknown = set(overrides) - set(names)
     if unknown:  # a misspelt option would otherwise sample with the checkpoint's value
-      raise TypeError(f"unknown sampler options {sorted(unknown)}; choose from "
-                      f"{[f.name for f in dataclasses.fields(SamplerOptions)]}")
+      raise TypeError(f"unknown sampler options {sorted(unknown)}; choose from {names}")
     sample = self.config.sample
     get = lambda name: sample[name] if overrides.get(name) is None else overrides[name]  # noqa
     spec = self.model.spec
     tokens = int(np.prod([n // p for n, p in zip(shape[1:4], spec.patch_size)]))
-    for name, value in overrides.items():  # each per-call value within the config's bound
-      wording, in_range = NUMERIC_RANGES.get(f"sample.{name}", (None, lambda v: True))
-      if isinstance(value, (int, float)) and not in_range(value):
-        raise ValueError(f"{name}={value}: must be {wording}")
+    for name in names:  # each value, given or the checkpoint's, within the config's own bound
+      bound = NUMERIC_RANGES.get(f"sample.{name}")
+      value = get(name) if name in sample else overrides.get(name)
+      if bound and isinstance(value, (int, float)) and not bound[1](value):
+        raise ValueError(f"{name}={value}: must be {bound[0]}")
     shift = get("shift")
     if shift is not None or sample.shift_base_tokens:
       shift = samplers.resolution_shift(self.config.diffusion.shift if shift is None else shift,
