@@ -122,6 +122,7 @@ def base_config() -> ml_collections.ConfigDict:
                      camera_speed=0.03, caption_forms=("plain",),
                      scenes="random",  # "suite": clips of benchmark-suite prompts (synthetic.py)
                      suite_object_counts=(),  # objects a suite clip draws from; () = 1, 1, 2, 3
+                     keep_apart=False,  # objects of a clip never touch, where paths allow it
                      colours=("red", "green", "blue", "yellow", "purple", "orange", "cyan",
                               "white"),
                      shapes=("circle", "square", "triangle"),

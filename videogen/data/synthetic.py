@@ -81,6 +81,9 @@ class World:
   # suite: objects per clip, drawn uniformly from this list; () = the suite's own
   # `object_counts` (1, 1, 2, 3), which the evaluation prompts also cycle through.
   suite_object_counts: tuple[int, ...] = ()
+  # True: objects of a clip never touch where paths that keep them apart are found (else, and
+  # when False, they may pass over each other as `render_objects` describes).
+  keep_apart: bool = False
 
   def __post_init__(self):
     for name, values, allowed in (("colours", self.colours, COLOURS), ("shapes", self.shapes, SHAPES),
@@ -156,10 +159,17 @@ def _object_trajectory(world: World, rng: np.random.Generator, direction: str):
 def _path(world: World, start: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, int]:
   """World-space centres `(T, 2)` from a start and a velocity, reflected at the walls, and the
   number of wall hits."""
+  paths, hits = _paths(world, start[None], velocity[None])
+  return paths[0], int(hits[0])
+
+
+def _paths(world: World, starts: np.ndarray, velocities: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """`_path` of `(K, 2)` starts and velocities at once: centres `(K, T, 2)` and hits `(K,)`."""
   r, t = world.radius, np.arange(world.num_frames)
-  unbounded = start[None] + t[:, None] * velocity[None]
-  path, hits = _fold(unbounded, r, 1 - r)
-  return path, int(hits[-1, 0] + hits[-1, 1])
+  unbounded = starts[None] + t[:, None, None] * velocities[None]  # (T, K, 2)
+  paths, hits = _fold(unbounded, r, 1 - r)
+  return paths.transpose(1, 0, 2), hits[-1].sum(-1).astype(int)
 
 
 def _camera_path(world: World, rng: np.random.Generator) -> np.ndarray:
@@ -258,6 +268,13 @@ def _spec_path(world: World, rng: np.random.Generator, spec: dict) -> dict:
   """An object satisfying `spec`: world-space centres `path` `(T, 2)`, `bounces`, `speed` and
   the `key` frames `(T,)` that show its motion: those within half `BOUNCE_CLEARANCE` of travel
   from its start, its end or a wall hit."""
+  drawn = {name: value[0] for name, value in _spec_paths(world, rng, spec, 1).items()}
+  return dict(drawn, bounces=int(drawn["bounces"]), speed=float(drawn["speed"]))
+
+
+def _spec_paths(world: World, rng: np.random.Generator, spec: dict, count: int) -> dict:
+  """`count` independent `_spec_path` draws as arrays, each with a leading `(count,)` axis
+  (one draw consumes `rng` exactly as `_spec_path` does)."""
   counts = range(len(NUMBER_WORDS)) if spec.get("bounces") is None else [spec["bounces"]]
   bounces = next((n for n in counts if bounce_speeds(world, spec.get("speed"), n)), None)
   if bounces is None:
@@ -266,24 +283,26 @@ def _spec_path(world: World, rng: np.random.Generator, spec: dict) -> dict:
         f"radius {world.radius} at speed {SPEEDS.get(spec.get('speed'), world.speed)}: exact "
         f"bounce counts there are {feasible_bounces(world, spec.get('speed'))}; change "
         "data.num_frames, the prompt or data.synthetic.speed")
-  speeds = bounce_speeds(world, spec.get("speed"), bounces)
-  speed = speeds[rng.integers(len(speeds))]  # = rng.choice(speeds), without its array
-  ahead = rng.uniform(*start_room(world, speed, bounces))
-  velocity = np.array(DIRECTIONS[spec["direction"]]) * speed
-  axis = int(np.argmax(np.abs(velocity)))
-  start = rng.uniform(world.radius, 1 - world.radius, size=2)
-  start[axis] = 1 - world.radius - ahead if velocity[axis] > 0 else world.radius + ahead
-  path, hits = _path(world, start, velocity)
-  travel = speed * np.arange(world.num_frames)
-  events = [0.0, travel[-1], *(ahead + k * (1 - 2 * world.radius) for k in range(hits))]
-  key = np.abs(travel[:, None] - np.array(events)).min(1) <= BOUNCE_CLEARANCE / 2
-  return dict(path=path, bounces=hits, speed=speed, key=key)
+  speeds = np.array(bounce_speeds(world, spec.get("speed"), bounces))
+  speed = speeds[rng.integers(len(speeds), size=count)]
+  ahead = rng.uniform(*np.transpose([start_room(world, v, bounces) for v in speed]))
+  velocity = np.array(DIRECTIONS[spec["direction"]])[None] * speed[:, None]
+  axis = int(np.argmax(np.abs(velocity[0])))
+  start = rng.uniform(world.radius, 1 - world.radius, size=(count, 2))
+  start[:, axis] = 1 - world.radius - ahead if velocity[0, axis] > 0 else world.radius + ahead
+  paths, hits = _paths(world, start, velocity)
+  travel = speed[:, None] * np.arange(world.num_frames)  # (count, T)
+  walls = ahead[:, None] + np.arange(hits.max(initial=0)) * (1 - 2 * world.radius)
+  events = np.concatenate([np.zeros((count, 1)), travel[:, -1:],
+                           np.where(np.arange(walls.shape[1]) < hits[:, None], walls, np.inf)], 1)
+  key = np.abs(travel[:, :, None] - events[:, None]).min(-1) <= BOUNCE_CLEARANCE / 2
+  return dict(path=paths, bounces=hits, speed=speed, key=key)
 
 
-def _hidden(drawn: dict, covered: np.ndarray) -> bool:
-  """Whether an object is covered (`covered` `(T,)`: frames where one drawn over it touches
+def _hidden(drawn: dict, covered: np.ndarray) -> np.ndarray:
+  """Whether an object is covered (`covered` `(..., T)`: frames where one drawn over it touches
   it) in one of its key frames or in over half of all frames."""
-  return bool((covered & drawn["key"]).any() or covered.sum() > len(covered) // 2)
+  return (covered & drawn["key"]).any(-1) | (covered.sum(-1) > covered.shape[-1] // 2)
 
 
 def _place(world: World, objects: list[dict], rng: np.random.Generator) -> list[dict] | None:
@@ -308,19 +327,53 @@ def _place(world: World, objects: list[dict], rng: np.random.Generator) -> list[
   return None
 
 
-def _objects_scene(world: World, objects: list[dict], seed: int) -> Scene | None:
-  """A static-camera scene of exactly `objects`, as `render_objects` describes it; None when
-  no order of up to six places them."""
-  rng = np.random.default_rng(seed)
+def _place_apart(world: World, objects: list[dict], rng: np.random.Generator,
+                 candidates: int = 128) -> list[dict] | None:
+  """Paths for `objects` whose centres stay two radii apart in every frame, so that none
+  touches another (None when none are found): `candidates` draws of each object's spec, and a
+  random one of their combinations (up to 128³ for three objects) where no two touch."""
+  options = [_spec_paths(world, rng, spec, candidates) for spec in objects]
+  touch = np.zeros((candidates,) * len(objects), bool)
+  for a, b in itertools.combinations(range(len(objects)), 2):
+    (ya, xa), (yb, xb) = (np.moveaxis(options[k]["path"], -1, 0).astype(np.float32)
+                          for k in (a, b))
+    squared_gaps = np.square(ya[:, None] - yb[None]) + np.square(xa[:, None] - xb[None])
+    pair = [1] * len(objects)
+    pair[a] = pair[b] = candidates
+    touch |= (squared_gaps < (2 * world.radius) ** 2).any(-1).reshape(pair)
+  apart = np.flatnonzero(~touch)
+  if not len(apart):
+    return None
+  picked = np.unravel_index(apart[rng.integers(len(apart))], touch.shape)
+  return [{name: value[i] for name, value in drawn.items()} for drawn, i in zip(options, picked)]
+
+
+def _place_in_an_order(world: World, objects: list[dict], rng: np.random.Generator
+                       ) -> tuple[list[dict] | None, tuple[int, ...]]:
+  """`_place` in the first order of up to six (the given one first) where it finds paths: the
+  paths in drawing order and that order (None and the last order tried when none does)."""
   for order in itertools.islice(itertools.permutations(range(len(objects))), 6):
     drawn = _place(world, [objects[k] for k in order], rng)
     if drawn:
       break
-  else:
+  return drawn, order
+
+
+def _objects_scene(world: World, objects: list[dict], seed: int) -> Scene | None:
+  """A static-camera scene of exactly `objects`, as `render_objects` describes it; None when
+  no order of up to six places them."""
+  rng = np.random.default_rng(seed)
+  drawn, order = None, tuple(range(len(objects)))
+  if world.keep_apart:
+    drawn = _place_apart(world, objects, rng)
+  if drawn is None:
+    drawn, order = _place_in_an_order(world, objects, rng)
+  if drawn is None:
     return None
   drawn = [drawn[k] for k in np.argsort(order)]  # drawing order → the given order
   placed = [dict(colour=o["colour"], shape=o["shape"], direction=o["direction"],
-                 speed=d["speed"], bounces=d["bounces"]) for o, d in zip(objects, drawn)]
+                 speed=float(d["speed"]), bounces=int(d["bounces"]))
+            for o, d in zip(objects, drawn)]
   static = np.tile([0.5, 0.5, 1.0], (world.num_frames, 1))
   return Scene(format_prompt(objects), placed, np.stack([d["path"] for d in drawn], 1), static,
                order)
