@@ -27,7 +27,8 @@ language's, `videogen.data.synthetic_grammar`.
           and a blue square moving up".
 
 `render_prompt(prompt, world, seed)` renders any prompt of the grammar exactly: its objects may
-pass over each other, but never hide where one starts, ends or bounces.
+pass over each other, but never hide where one starts, ends or bounces. With `keep_apart` they
+never touch at all, wherever paths that do so exist.
 """
 import dataclasses
 import itertools
@@ -299,10 +300,10 @@ def _spec_paths(world: World, rng: np.random.Generator, spec: dict, count: int) 
   return dict(path=paths, bounces=hits, speed=speed, key=key)
 
 
-def _hidden(drawn: dict, covered: np.ndarray) -> np.ndarray:
-  """Whether an object is covered (`covered` `(..., T)`: frames where one drawn over it touches
+def _hidden(drawn: dict, covered: np.ndarray) -> bool:
+  """Whether an object is covered (`covered` `(T,)`: frames where one drawn over it touches
   it) in one of its key frames or in over half of all frames."""
-  return (covered & drawn["key"]).any(-1) | (covered.sum(-1) > covered.shape[-1] // 2)
+  return bool((covered & drawn["key"]).any() or covered.sum() > len(covered) // 2)
 
 
 def _place(world: World, objects: list[dict], rng: np.random.Generator) -> list[dict] | None:
@@ -360,8 +361,8 @@ def _place_in_an_order(world: World, objects: list[dict], rng: np.random.Generat
 
 
 def _objects_scene(world: World, objects: list[dict], seed: int) -> Scene | None:
-  """A static-camera scene of exactly `objects`, as `render_objects` describes it; None when
-  no order of up to six places them."""
+  """A static-camera scene of exactly `objects`, as `render_objects` describes it (kept apart
+  first with `world.keep_apart`); None when no order of up to six places them."""
   rng = np.random.default_rng(seed)
   drawn, order = None, tuple(range(len(objects)))
   if world.keep_apart:
@@ -384,7 +385,8 @@ def render_objects(world: World, objects: list[dict], seed: int) -> Clip:
   lists them in that order; `world.camera` and `world.num_objects` are not used). Objects may
   pass over each other, but one drawn later covers an earlier one in at most half the frames
   and never where that one starts, ends or bounces; they are drawn in the first order (of up to
-  six, the given one first) where such paths are found."""
+  six, the given one first) where such paths are found. With `world.keep_apart` they never
+  touch, where paths that keep them two radii apart are found."""
   scene = _objects_scene(world, objects, seed)
   if scene is None:
     raise ValueError(f"{len(objects)} objects of radius {world.radius} keep overlapping in "
