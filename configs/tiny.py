@@ -75,16 +75,16 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=1200, learning_rate=2e-3, ema_decay=0.999)
     c.checkpoint.update(every_steps=400)
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
-    # Over two training seeds × two noise seeds, colour 92-98%, speed 82-92%, count 92-96%,
-    # bounces 76-83% and overall 42-50% of the 48 suite prompts; direction 71-90% meets the
-    # goal of 85% once in four, lost on three-object prompts (docs/experiments.md, "x0 loss
+    # Over three training seeds × two noise seeds, overall 40-50% of the 48 suite prompts,
+    # colour 85-98%, speed 79-92%, count 83-96%, bounces 67-83%; direction 71-90% meets the
+    # goal of 85% once in six, lost on three-object prompts (docs/experiments.md, "x0 loss
     # weighting, objects kept apart").
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
     c.data.synthetic.update(scenes="suite", radius=0.16, speed=(0.06, 0.09))
     # Objects never touch (before, 80% of three-object clips had two overlapping somewhere):
-    # the model stops drawing merged blobs; shape 42-50% and overall 42-50% against 31-42%
-    # and 29-42% before (same seeds), and the clips render in 0.47× the time.
+    # the model stops drawing merged blobs (docs/experiments.md, "x0 loss weighting, objects
+    # kept apart": overall 40-50% on three training seeds × two noise seeds, against 29-48%).
     c.data.synthetic.update(keep_apart=True)
     # "slowly"/"quickly" are not in the word vocabulary: a sentencepiece model trained on the
     # run's captions covers them; three clauses are up to 30 pieces.
