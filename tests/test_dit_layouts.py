@@ -182,7 +182,9 @@ def test_remat_policies_change_memory_not_results():
     grads = compiled(params)
     reference = reference or grads
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference)):
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
+      # float32 sums differ in their last bits at the leaf's own scale (entries up to ~2e3).
+      scale = float(np.abs(np.asarray(b)).max())
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6 * scale, rtol=1e-4)
   assert temp_bytes["full"] < temp_bytes["none"], temp_bytes
 
 
