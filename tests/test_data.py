@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -122,6 +123,44 @@ def test_kept_apart_objects_never_touch_and_still_show_their_captions():
   report = synthetic_judge.judge(np.stack([c.video for c in clips]), [c.caption for c in clips])
   assert report["overall"] == 1.0, [v for v in report["per_video"] if not v["ok"]]
   assert report["stated"]["speed"] and report["stated"]["bounces"]
+
+
+def _listed_apart_pick(world, objects, rng, candidates):
+  """The kept-apart placement written plainly: every combination of candidate paths listed,
+  the touching ones struck out, one of the rest drawn."""
+  options = [synthetic._spec_paths(world, rng, spec, candidates) for spec in objects]
+  touch = np.zeros((candidates,) * len(objects), bool)
+  for a, b in itertools.combinations(range(len(objects)), 2):
+    gaps = options[a]["path"].astype(np.float32)[:, None] - options[b]["path"].astype(np.float32)
+    shape = [candidates if k in (a, b) else 1 for k in range(len(objects))]
+    touch |= (np.square(gaps).sum(-1) < (2 * world.radius) ** 2).any(-1).reshape(shape)
+  apart = np.flatnonzero(~touch)
+  if not len(apart):
+    return None
+  picked = np.unravel_index(apart[rng.integers(len(apart))], touch.shape)
+  return [option["path"][i] for option, i in zip(options, picked)]
+
+
+def test_kept_apart_placement_counts_the_combinations_it_would_list():
+  """`_place_apart` counts the kept-apart combinations instead of listing them (128³ for three
+  objects): from the same draws it picks the same paths as the listing, so the pick is uniform
+  over the combinations that keep apart, for one, two and three objects."""
+  world = synthetic.World(num_frames=16, radius=0.16, scenes="suite", keep_apart=True)
+  rng = np.random.default_rng(0)
+  drawn = none = 0
+  for count in (1, 2, 3, 3, 3):
+    for seed in range(12):
+      objects = synthetic_grammar.suite_objects(world, rng, count)
+      counted = synthetic._place_apart(world, objects, np.random.default_rng(seed), candidates=16)
+      listed = _listed_apart_pick(world, objects, np.random.default_rng(seed), 16)
+      if listed is None:
+        assert counted is None
+        none += 1
+        continue
+      for path, placed in zip(listed, counted):
+        np.testing.assert_array_equal(path, placed["path"])
+      drawn += 1
+  assert drawn > 30 and none, (drawn, none)  # 16 candidates leave some multi-object draws apart-less
 
 
 def _first_batches(config, n, **kwargs):

@@ -328,24 +328,51 @@ def _place(world: World, objects: list[dict], rng: np.random.Generator) -> list[
   return None
 
 
+def _never_touch(world: World, paths_a: np.ndarray, paths_b: np.ndarray) -> np.ndarray:
+  """`(n, m)`: whether the i-th of `paths_a` `(n, T, 2)` and the j-th of `paths_b` keep their
+  centres two radii apart in every frame (one frame at a time: the temporaries stay in cache,
+  5× faster than one `(n, m, T)` array)."""
+  apart = np.ones((len(paths_a), len(paths_b)), bool)
+  for a, b in zip(np.moveaxis(paths_a, 1, 0).astype(np.float32),
+                  np.moveaxis(paths_b, 1, 0).astype(np.float32)):
+    rows = a[:, None, 0] - b[None, :, 0]
+    rows *= rows
+    columns = a[:, None, 1] - b[None, :, 1]
+    columns *= columns
+    rows += columns
+    apart &= rows >= (2 * world.radius) ** 2
+  return apart
+
+
 def _place_apart(world: World, objects: list[dict], rng: np.random.Generator,
                  candidates: int = 128) -> list[dict] | None:
   """Paths for `objects` whose centres stay two radii apart in every frame, so that none
-  touches another (None when none are found): `candidates` draws of each object's spec, and a
-  random one of their combinations (up to 128³ for three objects) where no two touch."""
+  touches another (None when none are found): `candidates` draws of each object's spec, and one
+  of their combinations where no two touch (up to 128³ for three objects), uniformly at random.
+  The combinations are counted, not listed: those of all objects but the last that keep apart,
+  times how many of the last one's paths keep apart from each."""
   options = [_spec_paths(world, rng, spec, candidates) for spec in objects]
-  touch = np.zeros((candidates,) * len(objects), bool)
-  for a, b in itertools.combinations(range(len(objects)), 2):
-    (ya, xa), (yb, xb) = (np.moveaxis(options[k]["path"], -1, 0).astype(np.float32)
-                          for k in (a, b))
-    squared_gaps = np.square(ya[:, None] - yb[None]) + np.square(xa[:, None] - xb[None])
-    pair = [1] * len(objects)
-    pair[a] = pair[b] = candidates
-    touch |= (squared_gaps < (2 * world.radius) ** 2).any(-1).reshape(pair)
-  apart = np.flatnonzero(~touch)
-  if not len(apart):
+  apart = {(a, b): _never_touch(world, options[a]["path"], options[b]["path"])
+           for a, b in itertools.combinations(range(len(objects)), 2)}
+  last = len(objects) - 1
+  heads = np.ones((candidates,) * last, bool)  # combinations of the first `last` kept apart
+  for (a, b), ok in apart.items():
+    if b < last:
+      heads &= ok.reshape([candidates if k in (a, b) else 1 for k in range(last)])
+  axes = "abcdefghijklmnopqrstuvwxy"[:last]  # einsum: per head, the last one's paths that fit
+  fits = np.einsum(",".join([f"{axis}z" for axis in axes] + ["z"]) + "->" + axes,
+                   *[apart[k, last].astype(np.float32) for k in range(last)],
+                   np.ones(candidates, np.float32), optimize=True)  # a matrix product: 0.1 ms
+  counts = np.rint(fits).astype(np.int64) * heads
+  ends = np.cumsum(counts.ravel())
+  if not ends[-1]:
     return None
-  picked = np.unravel_index(apart[rng.integers(len(apart))], touch.shape)
+  nth = rng.integers(ends[-1])  # the nth apart combination in row-major order
+  flat = int(np.searchsorted(ends, nth, side="right"))
+  head = np.unravel_index(flat, counts.shape)
+  tail = np.logical_and.reduce([apart[k, last][head[k]] for k in range(last)]
+                               + [np.ones(candidates, bool)])
+  picked = (*head, int(np.flatnonzero(tail)[nth - (ends[flat] - counts.flat[flat])]))
   return [{name: value[i] for name, value in drawn.items()} for drawn, i in zip(options, picked)]
 
 
