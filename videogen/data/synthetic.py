@@ -28,9 +28,11 @@ language's, `videogen.data.synthetic_grammar`.
 
 `render_prompt(prompt, world, seed)` renders any prompt of the grammar exactly: its objects may
 pass over each other, but never hide where one starts, ends or bounces. With `keep_apart` they
-never touch at all, wherever paths that do so exist.
+never touch at all, wherever paths that do so exist (suite training clips: always, redrawn
+where none do).
 """
 import dataclasses
+import functools
 import itertools
 
 import numpy as np
@@ -82,8 +84,9 @@ class World:
   # suite: objects per clip, drawn uniformly from this list; () = the suite's own
   # `object_counts` (1, 1, 2, 3), which the evaluation prompts also cycle through.
   suite_object_counts: tuple[int, ...] = ()
-  # True: objects of a clip never touch where paths that keep them apart are found (else, and
-  # when False, they may pass over each other as `render_objects` describes).
+  # True: objects of a clip never touch (suite clips are redrawn where no paths keep them
+  # apart; `render_prompt` lets them pass over each other there, as `render_objects` describes
+  # and as they always may when False).
   keep_apart: bool = False
 
   def __post_init__(self):
@@ -231,29 +234,31 @@ def _random_scene(world: World, rng: np.random.Generator) -> Scene:
 
 
 def _render(world: World, scene: Scene) -> Clip:
-  """Draws the scene's objects on their world-space paths through its camera."""
+  """Draws the scene's objects on their world-space paths through its camera (in float32:
+  half the memory traffic of float64, for pixels that end as uint8)."""
   # Pixel grid → world coordinates through the camera, for every frame: (T, H, W).
   h, w = world.height, world.width
   u_y = (np.arange(h) + 0.5) / h - 0.5
   u_x = (np.arange(w) + 0.5) / w - 0.5
   camera, paths = scene.camera, scene.paths
   centre, zoom = camera[:, None, None, :2], camera[:, None, None, 2]
-  world_y = centre[..., 0] + u_y[None, :, None] / zoom
-  world_x = centre[..., 1] + u_x[None, None, :] / zoom
+  world_y = (centre[..., 0] + u_y[None, :, None] / zoom).astype(np.float32)
+  world_x = (centre[..., 1] + u_x[None, None, :] / zoom).astype(np.float32)
   world_y, world_x = np.broadcast_arrays(world_y, world_x)
 
   if world.background == "checker":
     checks = (np.floor(world_y * 8) + np.floor(world_x * 8)) % 2
     frame = np.repeat((20 + 25 * checks)[..., None], 3, axis=-1)
   else:
-    frame = np.full((world.num_frames, h, w, 3), 25.0)
-  radius_px = world.radius * min(h, w) * zoom
+    frame = np.full((world.num_frames, h, w, 3), 25.0, np.float32)
+  radius_px = (world.radius * min(h, w) * zoom).astype(np.float32)
+  radius, centres = np.float32(world.radius), paths.astype(np.float32)
   for k in scene.drawing_order:
-    obj, path = scene.objects[k], paths[:, k]
-    dy = (world_y - path[:, 0, None, None]) / world.radius
-    dx = (world_x - path[:, 1, None, None]) / world.radius
+    obj, path = scene.objects[k], centres[:, k]
+    dy = (world_y - path[:, 0, None, None]) / radius
+    dx = (world_x - path[:, 1, None, None]) / radius
     alpha = _coverage(obj["shape"], dy, dx, radius_px)[..., None]
-    frame = frame * (1 - alpha) + alpha * np.array(COLOURS[obj["colour"]], np.float64)
+    frame += alpha * (np.array(COLOURS[obj["colour"]], np.float32) - frame)
 
   # World → pixel coordinates through the camera.
   pixel = (0.5 + (paths - camera[:, None, :2]) * camera[:, None, 2:]) * np.array([h, w]) - 0.5
@@ -284,9 +289,10 @@ def _spec_paths(world: World, rng: np.random.Generator, spec: dict, count: int) 
         f"radius {world.radius} at speed {SPEEDS.get(spec.get('speed'), world.speed)}: exact "
         f"bounce counts there are {feasible_bounces(world, spec.get('speed'))}; change "
         "data.num_frames, the prompt or data.synthetic.speed")
-  speeds = np.array(bounce_speeds(world, spec.get("speed"), bounces))
-  speed = speeds[rng.integers(len(speeds), size=count)]
-  ahead = rng.uniform(*np.transpose([start_room(world, v, bounces) for v in speed]))
+  speeds, rooms = _speeds_and_rooms(world, spec.get("speed"), bounces)
+  which = rng.integers(len(speeds), size=count)
+  speed = speeds[which]
+  ahead = rng.uniform(rooms[which, 0], rooms[which, 1])
   velocity = np.array(DIRECTIONS[spec["direction"]])[None] * speed[:, None]
   axis = int(np.argmax(np.abs(velocity[0])))
   start = rng.uniform(world.radius, 1 - world.radius, size=(count, 2))
@@ -298,6 +304,17 @@ def _spec_paths(world: World, rng: np.random.Generator, spec: dict, count: int) 
                            np.where(np.arange(walls.shape[1]) < hits[:, None], walls, np.inf)], 1)
   key = np.abs(travel[:, :, None] - events[:, None]).min(-1) <= BOUNCE_CLEARANCE / 2
   return dict(path=paths, bounces=hits, speed=speed, key=key)
+
+
+@functools.lru_cache(maxsize=256)
+def _speeds_and_rooms(world: World, speed: str | None, bounces: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """`bounce_speeds` `(S,)` and each one's `start_room` `(S, 2)`, as read-only arrays (looked up
+  per candidate path: 128 a draw with `keep_apart`)."""
+  speeds = np.array(bounce_speeds(world, speed, bounces))
+  rooms = np.array([start_room(world, v, bounces) for v in speeds]).reshape(-1, 2)
+  speeds.flags.writeable = rooms.flags.writeable = False
+  return speeds, rooms
 
 
 def _hidden(drawn: dict, covered: np.ndarray) -> bool:
@@ -387,14 +404,16 @@ def _place_in_an_order(world: World, objects: list[dict], rng: np.random.Generat
   return drawn, order
 
 
-def _objects_scene(world: World, objects: list[dict], seed: int) -> Scene | None:
+def _objects_scene(world: World, objects: list[dict], seed: int, overlap: bool = True
+                   ) -> Scene | None:
   """A static-camera scene of exactly `objects`, as `render_objects` describes it (kept apart
-  first with `world.keep_apart`); None when no order of up to six places them."""
+  first with `world.keep_apart`, passing over each other only where none keep apart and
+  `overlap`); None when no order of up to six places them."""
   rng = np.random.default_rng(seed)
   drawn, order = None, tuple(range(len(objects)))
   if world.keep_apart:
     drawn = _place_apart(world, objects, rng)
-  if drawn is None:
+  if drawn is None and (overlap or not world.keep_apart):
     drawn, order = _place_in_an_order(world, objects, rng)
   if drawn is None:
     return None
@@ -422,12 +441,14 @@ def render_objects(world: World, objects: list[dict], seed: int) -> Clip:
 
 
 def _suite_scene(world: World, rng: np.random.Generator) -> Scene:
-  """A scene of `suite_objects`, redrawn while they cannot be placed apart (a few three-object
-  draws, such as three fast objects on one line)."""
+  """A scene of `suite_objects`, redrawn while they cannot be placed (a few three-object
+  draws, such as three fast objects on one line), or with `world.keep_apart` placed apart:
+  its training clips never show objects touching, and a redraw costs less than the
+  overlapping placement's rejection sampling."""
   counts = world.suite_object_counts or object_counts(world)
   for _ in range(100):
     objects = suite_objects(world, rng, counts[rng.integers(len(counts))])
-    scene = _objects_scene(world, objects, seed=int(rng.integers(2 ** 32)))
+    scene = _objects_scene(world, objects, seed=int(rng.integers(2 ** 32)), overlap=False)
     if scene is not None:
       return scene
   raise ValueError(f"suite prompts keep overlapping at radius {world.radius} in "
