@@ -119,6 +119,28 @@ def test_a_changed_property_is_marked_wrong(name):
     assert len(judged) >= 8 and report[prop] == 0.0, (prop, len(judged), report[prop])
 
 
+def test_scores_split_by_the_number_of_objects_a_prompt_names():
+  """`by_objects`: the report's figures per object count, each from its own prompts only:
+  multi-object clips with one direction reversed fail there and nowhere else."""
+  world = WORLDS["tiny"]
+  prompts, clips = _suite("tiny")
+  wanted = [synthetic_grammar.parse_prompt(p) for p in prompts]
+  videos = [clip.video if len(objects) == 1 else
+            synthetic.render_objects(world, _changed(world, objects, "direction", i), i).video
+            for i, (objects, clip) in enumerate(zip(wanted, clips))]
+  report = synthetic_judge.judge(videos, prompts)
+  json.dumps(report)
+  counts = [len(objects) for objects in wanted]
+  assert sorted(report["by_objects"]) == ["1", "2", "3"], sorted(report["by_objects"])
+  one = report["by_objects"]["1"]
+  assert one["direction"] == one["overall"] == 1.0 and one["stated"]["colour"] == counts.count(1)
+  for n in (2, 3):
+    many = report["by_objects"][str(n)]
+    assert many["direction"] == many["overall"] == 0.0 and many["colour"] == many["count"] == 1.0
+    assert many["stated"]["direction"] == counts.count(n)
+  assert report["direction"] == report["overall"] == counts.count(1) / len(counts)
+
+
 def test_prompt_suite_is_deterministic_and_feasible():
   tiny, large = WORLDS["tiny"], WORLDS["large"]
   assert synthetic_grammar.prompt_suite(tiny, 40) == synthetic_grammar.prompt_suite(tiny, 40)

@@ -285,8 +285,10 @@ def judge(videos_nthwc, prompts: list[str]) -> dict:
 
   Returns per property of `PROPERTIES` the fraction of the prompts stating it where it holds for
   every object (None when no prompt states it); `overall`, the fraction of videos where every
-  stated property holds; `stated`, how many prompts state each property; and `per_video`, a
-  list of {prompt, ok, checks: {property: bool}, seen: {colour: observation}}."""
+  stated property holds; `stated`, how many prompts state each property; `by_objects`, the
+  same figures per number of objects a prompt names ({"1": {...}, "2": ...}); and
+  `per_video`, a list of {prompt, ok, checks: {property: bool}, seen: {colour: observation},
+  objects: number named}."""
   if len(videos_nthwc) != len(prompts):
     raise ValueError(f"{len(videos_nthwc)} videos for {len(prompts)} prompts")
   for prompt in prompts:
@@ -321,14 +323,23 @@ def judge_observed(seen_per_video: list[dict], prompts: list[str]) -> dict:
       checks["bounces"] = all(found(o, "bounces") == o["bounces"] for o in wanted
                               if o["bounces"] is not None)
     per_video.append({"prompt": prompt, "ok": all(checks.values()), "checks": checks,
-                      "seen": seen})
+                      "seen": seen, "objects": len(wanted)})
+  counts = sorted({v["objects"] for v in per_video})
+  return {**_scores(per_video),
+          "by_objects": {str(n): _scores([v for v in per_video if v["objects"] == n])
+                         for n in counts},
+          "per_video": per_video}
+
+
+def _scores(per_video: list[dict]) -> dict:
+  """Per property, the fraction of videos stating it where it holds (None: none states it);
+  `overall`, the fraction where all hold; `stated`, how many state each."""
   report = {}
   for name in PROPERTIES:
     results = [v["checks"][name] for v in per_video if name in v["checks"]]
     report[name] = sum(results) / len(results) if results else None
   report["overall"] = sum(v["ok"] for v in per_video) / max(len(per_video), 1)
   report["stated"] = {name: sum(name in v["checks"] for v in per_video) for name in PROPERTIES}
-  report["per_video"] = per_video
   return report
 
 
