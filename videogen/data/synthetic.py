@@ -376,11 +376,13 @@ def _place_apart(world: World, objects: list[dict], rng: np.random.Generator,
   for (a, b), ok in apart.items():
     if b < last:
       heads &= ok.reshape([candidates if k in (a, b) else 1 for k in range(last)])
-  axes = "abcdefghijklmnopqrstuvwxy"[:last]  # einsum: per head, the last one's paths that fit
-  fits = np.einsum(",".join([f"{axis}z" for axis in axes] + ["z"]) + "->" + axes,
-                   *[apart[k, last].astype(np.float32) for k in range(last)],
-                   np.ones(candidates, np.float32), optimize=True)  # a matrix product, not a loop
-  counts = np.rint(fits).astype(np.int64) * heads
+  # Per head, how many of the last one's paths keep apart from all of it: its objects' rows of
+  # `apart`, bit-packed, ANDed and counted (no BLAS product: NumPy's BLAS threads would spin
+  # beside XLA's on a CPU host).
+  rows = [np.packbits(apart[k, last], axis=-1).reshape(
+      [candidates if j == k else 1 for j in range(last)] + [-1]) for k in range(last)]
+  fits = functools.reduce(np.bitwise_and, rows, np.packbits(np.ones(candidates, bool)))
+  counts = np.bitwise_count(fits).sum(-1, dtype=np.int64) * heads
   ends = np.cumsum(counts.ravel())
   if not ends[-1]:
     return None
