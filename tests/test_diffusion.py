@@ -26,6 +26,20 @@ def test_ddpm_targets_invert_to_x0_and_noise(objective):
   np.testing.assert_allclose(eps_hat, noise, atol=2e-3)
 
 
+@pytest.mark.parametrize("objective,prediction", [
+    ("flow", "velocity"), ("flow", "x0"), ("eps", "velocity"), ("v", "velocity")])
+def test_x0_estimate_reads_the_clean_sample_from_an_exact_output(objective, prediction):
+  """What a self-conditioned model reads back: the exact network output at each network time
+  (flow's velocity or x0, DDPM's ε or v) turns into the clean sample."""
+  diffusion = Diffusion(objective=objective, prediction=prediction)
+  x0, noise = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 2, 4, 4, 3))
+  t = jnp.array([0.1, 0.5, 0.9]) if diffusion.is_flow else jnp.array([3, 500, 990])
+  x_t = diffusion.corrupt(x0, noise, t)
+  output = x0 if prediction == "x0" else diffusion.target(x0, noise, t)
+  np.testing.assert_allclose(diffusion.x0_estimate(output, x_t, diffusion.network_time(t)), x0,
+                             atol=2e-3)
+
+
 def test_flow_path_and_velocity():
   diffusion = Diffusion(objective="flow")
   x0, noise = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 2, 4, 4, 3))

@@ -232,6 +232,25 @@ def test_per_token_adaln_starts_as_the_per_example_block():
   assert np.abs(run(model, params) - run(model, zeroed)).max() > 1e-3
 
 
+def test_a_self_conditioned_model_reads_its_estimate_and_none_means_zeros():
+  """`model.self_condition` widens the patch embedding by the estimate's channels; no
+  estimate is the zero estimate (the sampler's first step), and the estimate moves the
+  output."""
+  config = tiny_config(**{"model.self_condition": True})
+  model = build_model(config, vocab_size=40)
+  x, t, text, mask, drop = example_inputs(config, model, batch=2)
+  x = jax.random.normal(jax.random.key(0), x.shape)
+  params = perturbed(model.init(jax.random.key(1), x, t, text, mask, drop)["params"], 0.05)
+  plain = nn.unbox(build_model(tiny_config(), 40).init(
+      jax.random.key(1), x, t, text, mask, drop)["params"])
+  embed = lambda p: nn.unbox(p)["dit"]["patch_embed"]["kernel"].shape[0]  # noqa: E731
+  assert embed(params) == 2 * embed(plain)
+  run = lambda estimate: model.apply({"params": params}, x, t, text, mask, drop,  # noqa: E731
+                                     None, estimate)
+  np.testing.assert_array_equal(run(None), run(jnp.zeros_like(x)))
+  assert np.abs(run(x) - run(None)).max() > 1e-3
+
+
 def _without(tree, name: str):
   """A params dict without the entries called `name`, at any depth."""
   if not isinstance(tree, dict):

@@ -62,6 +62,10 @@ def base_config() -> ml_collections.ConfigDict:
       # Trainable frame conditioning: "none" | "concat" | "replace" (text_to_video.py), trained
       # with train.frame_masks; camera: Plücker-ray camera adapter (models/camera.py).
       frame_condition="none", camera=False,
+      # self_condition: the DiT also reads its own previous x0 estimate as input channels
+      # (self-conditioning, Chen et al. 2022): half the training steps take it from a first,
+      # gradient-free pass; the sampler carries it from step to step.
+      self_condition=False,
       # text.encoder="embedding" only: trainable transformer blocks over the caption embedding
       # (with learned positions; text_to_video.CaptionEncoder); 0 = the bare embedding.
       # text_conv: width of a word convolution before those blocks; 0 = none.

@@ -138,6 +138,15 @@ class Diffusion:
       loss += self.frame_difference_weight * _weighted_mean(change, weight[:, 1:] * weight[:, :-1])
     return loss
 
+  def x0_estimate(self, output: jax.Array, x_t: jax.Array, t_net: jax.Array) -> jax.Array:
+    """The network's output at network time `t_net` (scalar or per example) as its estimate
+    of the clean sample: what a self-conditioned model reads back (any objective)."""
+    if self.is_flow:
+      t = jnp.broadcast_to(self.flow_time(t_net), x_t.shape[:1])
+      return x_t - _bcast(t, x_t) * self.velocity(output, x_t, t)
+    step = jnp.round(t_net * self.num_timesteps / 1000.0).astype(jnp.int32)
+    return self.x0_and_eps(output, x_t, jnp.broadcast_to(step, x_t.shape[:1]))[0]
+
   def x0_and_eps(self, prediction: jax.Array, x_t: jax.Array, t: jax.Array):
     """The DDPM-family network output turned into (x0, ε) estimates at integer t."""
     ab = _bcast(self.alpha_bar(t), x_t)

@@ -14,9 +14,11 @@ Each sampler is one `lax.fori_loop` inside whatever `jax.jit` calls it: one disp
 video, not one per step. `denoise(x, network_time, text) → prediction` is the model closure;
 `text` and `null_text` are `(tokens, mask)` pairs (or any pytree the closure understands).
 For feature caching the closure also takes `block_residual=` and `return_residual=`
-(`videogen.sampling.generator` passes the DiT's).
+(`videogen.sampling.generator` passes the DiT's); for a self-conditioned model, `estimate=`
+(its previous x0 estimate, carried from step to step for each CFG branch).
 """
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -99,7 +101,7 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
            condition: FrameCondition | None = None,
            cache: feature_cache.FeatureCache = feature_cache.FeatureCache(),
            init: jax.Array | None = None, strength: float = 1.0,
-           reconstruction_guidance: float = 0.0,
+           reconstruction_guidance: float = 0.0, self_condition: bool = False,
            on_step: Callable[[int], None] | None = None) -> jax.Array:
   """Runs the reverse process from `noise` (x at full noise) and returns the sample.
 
@@ -111,19 +113,26 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
   round(strength · steps) steps run (as diffusers' img2img counts them).
   `reconstruction_guidance` w > 0 also steers the generated part toward agreeing with the
   condition (`guidance.reconstruction_guided`: one extra backward pass through the model per
-  evaluation). `on_step(i)` is called on the host (`jax.debug.callback`) as each step
+  evaluation). `self_condition`: `denoise` also reads `estimate=`, the x0 estimate of its
+  previous evaluation on the same (conditional or unconditional) batch rows; zeros at the
+  first step. `on_step(i)` is called on the host (`jax.debug.callback`) as each step
   finishes on the device: progress bars."""
   sampler = sampler or default_sampler(diffusion)
   check_sampler(diffusion, sampler)
   check_eta(diffusion, sampler, eta)
   batch = noise.shape[0]
   first = 0 if init is None else first_step(steps, strength)
-  network = feature_cache.cached_network(denoise, cache, first)
 
   def predict(x, level_index, t_net, state):
+    cache_state, estimate = state
+
     def velocity_network(x, t, text):  # flow samplers step along velocities
-      out, new_state = network(x, t, text, state, level_index)
-      return (diffusion.velocity(out, x, diffusion.flow_time(t)) if diffusion.is_flow else out), new_state
+      model = functools.partial(denoise, estimate=estimate) if self_condition else denoise
+      network = feature_cache.cached_network(model, cache, first)
+      out, cache_state_next = network(x, t, text, cache_state, level_index)
+      estimate_next = diffusion.x0_estimate(out, x, t) if self_condition else estimate
+      out = diffusion.velocity(out, x, diffusion.flow_time(t)) if diffusion.is_flow else out
+      return out, (cache_state_next, estimate_next)
 
     def model(x):
       return guided(velocity_network, x,
@@ -134,8 +143,9 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     return reconstruction_guided(diffusion, model, x, t_net, condition,
                                  reconstruction_guidance)
 
-  state = feature_cache.initial_state(denoise, cache, *cfg_batch(
-      noise, jnp.zeros((batch,), jnp.float32), text, null_text, guidance))
+  network_inputs = cfg_batch(noise, jnp.zeros((batch,), jnp.float32), text, null_text, guidance)
+  state = (feature_cache.initial_state(denoise, cache, *network_inputs),
+           jnp.zeros_like(network_inputs[0]) if self_condition else ())
   if diffusion.is_flow:
     times = flow_times(diffusion, steps, shift)
     signal, sigma = lambda k: 1 - times[k], lambda k: times[k]

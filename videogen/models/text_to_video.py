@@ -80,14 +80,20 @@ class TextToVideo(nn.Module):
   frame_condition: str = "none"  # FRAME_CONDITIONS: how given frames enter the input
   text_layers: int = 0  # CaptionEncoder blocks over the trainable embedding; 0 = none
   text_conv: int = 0  # CaptionEncoder's word-convolution width; 0 = none
+  self_condition: bool = False  # reads its previous x0 estimate as extra input channels
 
   @nn.compact
   def __call__(self, x_bthwc: jax.Array, t: jax.Array, text: jax.Array, text_mask: jax.Array,
-               drop: jax.Array, frames=None, **dit_kwargs) -> jax.Array:
+               drop: jax.Array, frames=None, estimate=None, **dit_kwargs) -> jax.Array:
     """`frames`: `(known, mask)` given frames (a `FrameCondition`) for a frame-conditioned
-    model; None = none given. `dit_kwargs`: `cameras=`, and `block_residual=` /
-    `return_residual=` of `DiT` (feature caching)."""
+    model; None = none given. `estimate`: a self-conditioned model's previous x0 estimate
+    (shaped like `x_bthwc`); None = none yet (zeros). `dit_kwargs`: `cameras=`, and
+    `block_residual=` / `return_residual=` of `DiT` (feature caching)."""
+    if self.self_condition and estimate is None:
+      estimate = jnp.zeros_like(x_bthwc)
     x_bthwc = with_frame_condition(x_bthwc, frames, self.frame_condition)
+    if self.self_condition:
+      x_bthwc = jnp.concatenate([x_bthwc, estimate.astype(x_bthwc.dtype)], -1)
     if self.vocab_size:
       context = CaptionEmbedding(self.vocab_size, self.text_dim, name="caption")(text)
       if self.text_layers or self.text_conv:
@@ -145,7 +151,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int,
   return TextToVideo(spec_from_config(config.model), padded_vocab,
                      text_dim or config.model.text_dim, config.text.null,
                      config.text.max_length, config.model.get("frame_condition", "none"),
-                     config.model.get("text_layers", 0), config.model.get("text_conv", 0))
+                     config.model.get("text_layers", 0), config.model.get("text_conv", 0),
+                     config.model.get("self_condition", False))
 
 
 def example_inputs(config: ml_collections.ConfigDict, model: TextToVideo, batch: int = 1,

@@ -260,10 +260,11 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions, on_st
       noise_key, sampler_key = jax.random.split(key)
       noise = jax.random.normal(noise_key, shape, jnp.float32)
 
-      def denoise(x, t, text_mask_drop, **block_cache):
+      def denoise(x, t, text_mask_drop, estimate=None, **block_cache):
         if cameras is not None:  # the CFG-doubled batch: both halves follow the cameras
           block_cache["cameras"] = jnp.concatenate([cameras] * (x.shape[0] // shape[0]))
-        return model.apply({"params": params}, x, t, *text_mask_drop, condition, **block_cache)
+        return model.apply({"params": params}, x, t, *text_mask_drop, condition, estimate,
+                           **block_cache)
 
       return samplers.sample(diffusion, denoise, noise, text, null_text, steps=options.steps,
                              guidance=options.guidance, key=sampler_key,
@@ -273,7 +274,7 @@ def _compiled_sampler(config, model, mesh, shape, options: SamplerOptions, on_st
                              cache=options.cache, condition=condition, init=init,
                              strength=options.strength,
                              reconstruction_guidance=options.reconstruction_guidance,
-                             on_step=on_step)
+                             self_condition=model.self_condition, on_step=on_step)
 
   # Prompts are replicated (tiny); the video batch is split over data × fsdp when it divides.
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]

@@ -80,6 +80,15 @@ def given_frames(key, x0: jax.Array, kind: str, probabilities: dict | None):
   return masks[:, :, None, None, None]
 
 
+def self_condition_estimate(key, first_pass, like: jax.Array) -> jax.Array:
+  """Self-conditioning's extra input (Chen et al. 2022, "Analog Bits"): on a random half of
+  the steps the model's own x0 estimate from `first_pass()`, a pass without gradient; on the
+  other half zeros, what the sampler's first step reads. `lax.cond` skips the pass's compute
+  on the zero half, so it costs about half a forward a step on average."""
+  return jax.lax.cond(jax.random.bernoulli(key), lambda: jax.lax.stop_gradient(first_pass()),
+                      lambda: jnp.zeros_like(like))
+
+
 def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: TextToVideo,
                diffusion: Diffusion, tx: optax.GradientTransformation, null_text,
                caption_dropout: float, ema: float, vae=None, text_encoder=None,
@@ -104,15 +113,22 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   x_t = diffusion.corrupt(x0, noise, t)
   given = given_frames(mask_key, x0, model.frame_condition, frame_masks)
   cameras = camera.at_frames(batch.get("camera"), x0.shape[1]) if model.spec.camera else None
+  frames = None if given is None else (x0, given)
+  estimate = None
+  if model.self_condition:  # its own key: the other draws match an unconditioned model's
+    estimate = self_condition_estimate(
+        jax.random.fold_in(step_key, 1), lambda: diffusion.x0_estimate(model.apply(
+            {"params": state.params}, x_t, diffusion.network_time(t), text, text_mask, drop,
+            frames, cameras=cameras), x_t, diffusion.network_time(t)), x_t)
 
   def loss_fn(params, inputs):
-    x_t, t, text, text_mask, drop, x0, noise, given, cameras = inputs
+    x_t, t, text, text_mask, drop, x0, noise, given, cameras, estimate = inputs
     if adapters_only:  # spares the backward pass the frozen weights' gradients
       params = jax.tree_util.tree_map_with_path(
           lambda path, p: p if lora.is_lora_path(path) else jax.lax.stop_gradient(p), params)
     frames = None if given is None else (x0, given)
     prediction = model.apply({"params": params}, x_t, diffusion.network_time(t), text,
-                             text_mask, drop, frames, cameras=cameras)
+                             text_mask, drop, frames, estimate, cameras=cameras)
     if diffusion.is_flow:
       prediction = diffusion.velocity(prediction, x_t, t)
     # Given frames are inputs, not targets: the loss covers the generated ones.
@@ -121,7 +137,8 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   # Every random draw above covers the whole batch, so accumulation changes only the order
   # of the sums, not the maths.
   loss, grads = accumulated_value_and_grad(
-      loss_fn, state.params, (x_t, t, text, text_mask, drop, x0, noise, given, cameras),
+      loss_fn, state.params,
+      (x_t, t, text, text_mask, drop, x0, noise, given, cameras, estimate),
       micro_batches)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
