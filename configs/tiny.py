@@ -75,9 +75,9 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=1200, learning_rate=2e-3, ema_decay=0.999)
     c.checkpoint.update(every_steps=400)
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
-    # 1,524-1,656 s alone on 2 cores; on the 48 suite prompts (seeds 0-3 × two noise seeds)
-    # overall 46-52%, colour 90-96%, direction 81-90%, speed 79-92%, count 90-96%, bounces
-    # 76-88%; every goal on five pairs of eight (docs/experiments.md, "Three seeds of the
+    # 1,524-1,656 s alone on 2 cores; on the 48 suite prompts (seeds 0-4 × two noise seeds)
+    # overall 35-52%, colour 88-98%, direction 81-90%, speed 79-92%, count 88-98%, bounces
+    # 76-88%; every goal on six pairs of ten (docs/experiments.md, "Three seeds of the
     # shipped `:suite`" and "Self-conditioning"); at 9,000 steps over six seeds: direction 77-92%.
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
