@@ -62,10 +62,9 @@ def reconstruction_guided(diffusion: Diffusion, model, x, t_net, condition: Fram
     signal, to_x0 = 1.0 - t, lambda out, x: x - t * out
     from_x0_shift = lambda out, d: out - d / t  # v = (x − x0)/t  # noqa: E731
   else:
-    step = jnp.round(t_net * diffusion.num_timesteps / 1000.0).astype(jnp.int32)
-    ab = diffusion.alpha_bar(step)
+    ab = diffusion.alpha_bar(diffusion.timestep(t_net))
     signal = jnp.sqrt(ab)
-    to_x0 = lambda out, x: diffusion.x0_and_eps(out, x, jnp.full((x.shape[0],), step))[0]  # noqa
+    to_x0 = lambda out, x: diffusion.x0_estimate(out, x, t_net)  # noqa: E731
     scale = (jnp.sqrt(ab) if diffusion.objective == "eps" else 1.0) / jnp.sqrt(1 - ab)
     from_x0_shift = lambda out, d: out - scale * d  # noqa: E731
 

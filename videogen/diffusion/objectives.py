@@ -96,6 +96,10 @@ class Diffusion:
   def network_time(self, t: jax.Array) -> jax.Array:
     return t * 1000.0 if self.is_flow else t.astype(jnp.float32) * (1000.0 / self.num_timesteps)
 
+  def timestep(self, t_net: jax.Array) -> jax.Array:
+    """The integer timestep of a network time (`network_time`'s inverse, DDPM family only)."""
+    return jnp.round(t_net * self.num_timesteps / 1000.0).astype(jnp.int32)
+
   def flow_time(self, t_net: jax.Array) -> jax.Array:
     """The flow time t of a network time (`network_time`'s inverse, flow only)."""
     return t_net / 1000.0
@@ -144,8 +148,8 @@ class Diffusion:
     if self.is_flow:
       t = jnp.broadcast_to(self.flow_time(t_net), x_t.shape[:1])
       return x_t - _bcast(t, x_t) * self.velocity(output, x_t, t)
-    step = jnp.round(t_net * self.num_timesteps / 1000.0).astype(jnp.int32)
-    return self.x0_and_eps(output, x_t, jnp.broadcast_to(step, x_t.shape[:1]))[0]
+    step = jnp.broadcast_to(self.timestep(t_net), x_t.shape[:1])
+    return self.x0_and_eps(output, x_t, step)[0]
 
   def x0_and_eps(self, prediction: jax.Array, x_t: jax.Array, t: jax.Array):
     """The DDPM-family network output turned into (x0, ε) estimates at integer t."""

@@ -127,8 +127,8 @@ def sample(diffusion: Diffusion, denoise: Denoise, noise: jax.Array, text, null_
     cache_state, estimate = state
 
     def velocity_network(x, t, text):  # flow samplers step along velocities
-      model = functools.partial(denoise, estimate=estimate) if self_condition else denoise
-      network = feature_cache.cached_network(model, cache, first)
+      reading = functools.partial(denoise, estimate=estimate) if self_condition else denoise
+      network = feature_cache.cached_network(reading, cache, first)
       out, cache_state_next = network(x, t, text, cache_state, level_index)
       estimate_next = diffusion.x0_estimate(out, x, t) if self_condition else estimate
       out = diffusion.velocity(out, x, diffusion.flow_time(t)) if diffusion.is_flow else out

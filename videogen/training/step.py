@@ -116,10 +116,11 @@ def train_step(state: TrainState, batch: dict, frozen=(None, None), *, model: Te
   frames = None if given is None else (x0, given)
   estimate = None
   if model.self_condition:  # its own key: the other draws match an unconditioned model's
+    t_net = diffusion.network_time(t)
     estimate = self_condition_estimate(
         jax.random.fold_in(step_key, 1), lambda: diffusion.x0_estimate(model.apply(
-            {"params": state.params}, x_t, diffusion.network_time(t), text, text_mask, drop,
-            frames, cameras=cameras), x_t, diffusion.network_time(t)), x_t)
+            {"params": state.params}, x_t, t_net, text, text_mask, drop, frames,
+            cameras=cameras), x_t, t_net), x_t)
 
   def loss_fn(params, inputs):
     x_t, t, text, text_mask, drop, x0, noise, given, cameras, estimate = inputs
