@@ -118,6 +118,8 @@ def test_bad_format_and_models_without_a_diffusers_counterpart_are_one_line(trai
     diffusers_config({**model, "head_mlp_ratio": 2.0}, 16)
   with pytest.raises(ValueError, match=r"model.self_condition=True \(needs False\)"):
     diffusers_config({**model, "self_condition": True}, 16)
+  with pytest.raises(ValueError, match=r"model.registers=4 \(needs 0\)"):
+    diffusers_config({**model, "registers": 4}, 16)
   with pytest.raises(ValueError, match="diffusion.prediction='x0' .needs 'velocity'"):
     diffusers_config(model, 16, prediction="x0")
 

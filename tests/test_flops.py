@@ -6,17 +6,19 @@ from videogen.models.flops import dit_forward_flops
 from videogen.models.text_to_video import build_model, example_inputs, spec_from_config
 
 
-@pytest.mark.parametrize("layout,adaln,text_projection,token_adaln,head_mlp_ratio", [
-    ("joint", "per_block", "linear", False, 0.0), ("joint", "single", "mlp", True, 2.0),
-    ("expert", "per_block", "linear", False, 0.0), ("factorized", "single", "linear", False, 0.0)])
+@pytest.mark.parametrize("layout,adaln,text_projection,token_adaln,head_mlp_ratio,registers", [
+    ("joint", "per_block", "linear", False, 0.0, 0), ("joint", "single", "mlp", True, 2.0, 4),
+    ("expert", "per_block", "linear", False, 0.0, 0),
+    ("factorized", "single", "linear", False, 0.0, 0)])
 def test_analytic_flops_match_xla_cost_analysis(layout, adaln, text_projection, token_adaln,
-                                                head_mlp_ratio):
+                                                head_mlp_ratio, registers):
   config = tiny_config(**{"model.width": 256, "model.num_heads": 4, "model.depth": 2,
                           "model.patch_size": (1, 4, 4), "model.text_dim": 64,
                           "model.layout": layout, "model.adaln": adaln,
                           "model.text_projection": text_projection,
                           "model.token_adaln": token_adaln,
                           "model.head_mlp_ratio": head_mlp_ratio,
+                          "model.registers": registers,
                           # XLA counts a while-loop body once, so compare the unrolled stack.
                           "model.scan_layers": False,
                           "data.num_frames": 4, "data.height": 32, "data.width": 32})

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import perturbed, tiny_config
+from videogen.config import ConfigError
 from videogen.models import attention, embeddings
 from videogen.models.text_to_video import CaptionEncoder, build_model, example_inputs
 
@@ -249,6 +250,27 @@ def test_a_self_conditioned_model_reads_its_estimate_and_none_means_zeros():
                                      None, estimate)
   np.testing.assert_array_equal(run(None), run(jnp.zeros_like(x)))
   assert np.abs(run(x) - run(None)).max() > 1e-3
+
+
+def test_registers_are_read_but_have_no_position():
+  """`model.registers` learned tokens join the sequence with the identity rotation: the output
+  keeps the video's shape, depends on the register values, and not on their order."""
+  config = tiny_config(**{"model.registers": 3})
+  model = build_model(config, vocab_size=40)
+  x, t, text, mask, drop = example_inputs(config, model, batch=2)
+  x = jax.random.normal(jax.random.key(0), x.shape)
+  params = nn.unbox(perturbed(model.init(jax.random.key(1), x, t, text, mask, drop)["params"],
+                              0.05))
+  with_registers = lambda r: {**params, "dit": {**params["dit"], "registers": r}}  # noqa: E731
+  run = lambda p: model.apply({"params": p}, x, t, text, mask, drop)  # noqa: E731
+  registers = params["dit"]["registers"]
+  out = run(params)
+  assert out.shape == x.shape
+  np.testing.assert_allclose(run(with_registers(registers[::-1])), out, atol=1e-5)
+  moved = registers + jax.random.normal(jax.random.key(2), registers.shape)
+  assert np.abs(run(with_registers(moved)) - out).max() > 1e-3
+  with pytest.raises(ConfigError, match="model.registers needs model.layout='joint'"):
+    build_model(tiny_config(**{"model.registers": 3, "model.layout": "expert"}), 40)
 
 
 def _without(tree, name: str):

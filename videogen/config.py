@@ -52,6 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
       channels=3, text_dim=64, adaln="per_block", pos_embed="rope", rope_split="cogvideox",
       qk_norm="rms", text_projection="linear", pooled_text=True, token_adaln=False,
       head_mlp_ratio=0.0,
+      # registers: learned tokens that join the video tokens through the blocks (joint layout).
+      registers=0,
       time_frequency_dim=256,
       time_embed_dim=0, norm_eps=1e-6, attention_backend="xla", sequence_parallel="all_gather",
       dtype="float32",
@@ -210,7 +212,7 @@ NUMERIC_RANGES = {
     **{f"model.{k}": _COUNT for k in ("width", "depth", "num_heads", "patch_size", "channels",
                                       "text_dim", "time_frequency_dim")},
     "model.mlp_ratio": _POSITIVE, "model.time_embed_dim": _NON_NEGATIVE,
-    "model.head_mlp_ratio": _NON_NEGATIVE,
+    "model.head_mlp_ratio": _NON_NEGATIVE, "model.registers": _NON_NEGATIVE,
     "model.norm_eps": _POSITIVE, "model.lora_rank": _NON_NEGATIVE,
     "model.lora_alpha": _NON_NEGATIVE, "model.text_layers": _NON_NEGATIVE,
     "model.text_conv": _NON_NEGATIVE,

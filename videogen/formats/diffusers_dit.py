@@ -351,7 +351,8 @@ def diffusers_config(model: dict, text_length: int, prediction: str = "velocity"
     problems.append(f"model.layout={m['layout']!r} has no diffusers counterpart (expert → "
                     f"CogVideoX, joint → Wan)")
   for key, off in (("lora_rank", 0), ("camera", False), ("frame_condition", "none"),
-                   ("token_adaln", False), ("head_mlp_ratio", 0.0), ("self_condition", False)):
+                   ("token_adaln", False), ("head_mlp_ratio", 0.0), ("self_condition", False),
+                   ("registers", 0)):
     if m.get(key, off) != off:
       merge = ": merge LoRA adapters into the base first" if key == "lora_rank" else ""
       problems.append(f"model.{key}={m[key]!r} (needs {off!r}{merge})")

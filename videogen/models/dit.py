@@ -96,6 +96,7 @@ class DiTSpec:
   lora_rank: int = 0               # LoRA adapters on every attention projection; 0 = none
   lora_alpha: float = 0.0          # update scale alpha/rank; 0 = rank (scale 1)
   camera: bool = False             # a Plücker-ray camera adapter on the tokens (camera.py)
+  registers: int = 0               # learned tokens appended to the sequence (joint layout)
 
   @property
   def head_dim(self) -> int:
@@ -120,6 +121,9 @@ class DiTSpec:
     if self.token_adaln and self.layout == "expert":
       raise ConfigError("model.token_adaln reads each block's text cross-attention, which "
                         "model.layout='expert' does not have (text is in the sequence)")
+    if self.registers and self.layout != "joint":
+      raise ConfigError(f"model.registers needs model.layout='joint' (got {self.layout!r}): "
+                        f"factorized attention groups and expert text have no place for them")
     if self.width % self.num_heads:
       raise ConfigError(f"model.width={self.width} is not divisible by "
                         f"model.num_heads={self.num_heads}")
@@ -368,6 +372,8 @@ class DiT(nn.Module):
 
   def _blocks(self, x, cond, text, context_mask, grid):
     spec = self.spec
+    if spec.layout == "joint" and spec.registers:
+      return self._blocks_with_registers(x, cond, text, context_mask, grid)
     if spec.layout == "joint":
       return _stack(spec, DiTBlock, {}, x, cond, text, context_mask, self._rope(grid))
     if spec.layout == "factorized":
@@ -378,6 +384,19 @@ class DiT(nn.Module):
     x, _ = _stack(spec, ExpertBlock, {}, (x, text), cond, mask,
                   self._rope(grid, trailing=text.shape[1]))
     return x
+
+  def _blocks_with_registers(self, x, cond, text, context_mask, grid):
+    """Learned tokens without a position (identity rotation) join the video tokens through
+    the blocks and are dropped before the head: memory that no patch has to hold (Darcet et
+    al. 2024, "Vision Transformers Need Registers")."""
+    spec = self.spec
+    registers = self.param("registers", nn.with_logical_partitioning(
+        nn.initializers.normal(0.02), (None, "embed")), (spec.registers, spec.width),
+        jnp.float32)
+    registers = jnp.broadcast_to(registers.astype(x.dtype), (x.shape[0], *registers.shape))
+    h = _stack(spec, DiTBlock, {}, jnp.concatenate([x, registers], axis=1), cond, text,
+               context_mask, self._rope(grid, trailing=spec.registers))
+    return h[:, :x.shape[1]]
 
   def _final_layer(self, x, temb):
     spec, dtype = self.spec, jnp.dtype(self.spec.dtype)

@@ -22,17 +22,19 @@ def dit_forward_flops(spec: DiTSpec, frames: int, height: int, width: int, text_
   patch_dim = pt * ph * pw * spec.channels
   mlp = lambda tokens: 2 * 2 * tokens * d * hidden  # noqa: E731
   per_block_mod = 2 * e * 6 * d if spec.adaln == "per_block" else 0
-  cross = _attention(n, l, d) + (2 * n * d * 3 * d if spec.token_adaln else 0)
+  cross = lambda queries: (_attention(queries, l, d)  # noqa: E731
+                           + (2 * queries * d * 3 * d if spec.token_adaln else 0))
 
   if spec.layout == "expert":
     s = n + l
     block = _attention(s, s, d) + mlp(s) + 2 * per_block_mod
   elif spec.layout == "factorized":
-    spatial = _attention(n, n, d, groups=t) + cross + mlp(n) + per_block_mod
-    temporal = _attention(n, n, d, groups=hw) + cross + mlp(n) + per_block_mod
+    spatial = _attention(n, n, d, groups=t) + cross(n) + mlp(n) + per_block_mod
+    temporal = _attention(n, n, d, groups=hw) + cross(n) + mlp(n) + per_block_mod
     block = spatial + temporal
   else:
-    block = _attention(n, n, d) + cross + mlp(n) + per_block_mod
+    s = n + spec.registers
+    block = _attention(s, s, d) + cross(s) + mlp(s) + per_block_mod
 
   text = 2 * l * text_dim * d + (2 * l * d * d if spec.text_projection == "mlp" else 0)
   embed = 2 * n * patch_dim * d + text + 2 * text_dim * e * spec.pooled_text
