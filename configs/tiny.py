@@ -75,10 +75,9 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=1200, learning_rate=2e-3, ema_decay=0.999)
     c.checkpoint.update(every_steps=400)
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
-    # 1,524-1,656 s alone on 2 cores; on the 48 suite prompts (seeds 0-4 × two noise seeds)
-    # overall 35-52%, colour 88-98%, direction 81-90%, speed 79-92%, count 88-98%, bounces
-    # 76-88%; every goal on six pairs of ten (docs/experiments.md, "Three seeds of the
-    # shipped `:suite`" and "Self-conditioning"); at 9,000 steps over six seeds: direction 77-92%.
+    # 1,537 s alone on 2 cores; on the 144 suite prompts (seeds 0-4 × two noise seeds) every
+    # goal on nine pairs of ten, overall 50-60%, direction 82-94% (on the first 48: every goal
+    # on five pairs of ten, overall 38-60%, direction 79-92%; docs/experiments.md, "Registers").
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
     c.data.synthetic.update(scenes="suite", radius=0.16, speed=(0.06, 0.09))
@@ -105,6 +104,10 @@ def get_config(arg: str | None = None):
     # 4-frame tokens each token drew its own piece of the path and objects jumped between
     # them (direction 19-25%, overall 10-12%; docs/experiments.md, "Whole-clip tokens").
     c.model.update(patch_size=(16, 8, 8), head_mlp_ratio=4.0, width=192, num_heads=6)
+    # Eight learned position-free tokens beside the 16 video tokens (Darcet et al. 2024): 2%
+    # more step time; overall 54% against 50%, direction 87% against 85% on the 144 prompts
+    # (means over five seeds × two noise seeds; docs/experiments.md, "Registers").
+    c.model.update(registers=8)
     c.train.update(learning_rate=2e-3, num_steps=8000)
     c.checkpoint.update(every_steps=2000)
     # Strong guidance where layout and motion are decided (t >= 0.5), none below where it

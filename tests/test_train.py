@@ -246,8 +246,9 @@ def test_the_suite_variant_trains_on_suite_captions(tmp_path):
   config = tiny_config(**{"data.num_frames": 16, "data.synthetic.scenes": "suite",
                           "data.synthetic.radius": 0.16, "text.tokenizer": "sentencepiece",
                           "text.max_length": 32, "train.num_steps": 2,
-                          # :suite's whole-clip tokens and MLP head
+                          # :suite's whole-clip tokens, MLP head and registers
                           "model.patch_size": (16, 8, 8), "model.head_mlp_ratio": 4.0,
+                          "model.registers": 8,
                           # and its caption encoder: a word convolution, then blocks
                           "model.text_conv": 9, "model.text_layers": 2,
                           "checkpoint.every_steps": 100})
