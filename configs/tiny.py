@@ -75,9 +75,10 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=1200, learning_rate=2e-3, ema_decay=0.999)
     c.checkpoint.update(every_steps=400)
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
-    # 1,537 s alone on 2 cores; seeds 0, 1, 3, 4 × two noise seeds meet every goal on all
-    # eight pairs, on the 144 suite prompts (overall 52.8-61.1%, direction 86.1-93.1%) and on
-    # the first 48 (overall 43.8-62.5%, direction 85.4-93.8%; docs/experiments.md, "Longer
+    # 1,673 s alone on 2 cores. Seeds 0, 1, 3, 4 (pinned to one core) × two noise seeds meet
+    # every goal on all eight pairs, on the 144 suite prompts (overall 52.8-61.1%, direction
+    # 86.1-93.1%) and on the first 48 (overall 43.8-62.5%, direction 85.4-93.8%); the default
+    # 2-core run misses direction at noise seed 0 (39 of 48; docs/experiments.md, "Longer
     # first legs").
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
