@@ -235,6 +235,9 @@ def test_the_suite_models_training_clips_show_their_captions():
   assert report["overall"] == 1.0, [v for v in report["per_video"] if not v["ok"]]
   assert report["stated"]["speed"] and report["stated"]["bounces"]
   prompts = synthetic_grammar.prompt_suite(world, 144)
+  # Its longer first legs (`bounce_clearance`) change the training clips, not the prompts.
+  default_legs = dataclasses.replace(world, bounce_clearance=synthetic_grammar.BOUNCE_CLEARANCE)
+  assert prompts == synthetic_grammar.prompt_suite(default_legs, 144)
   truth = [synthetic.render_prompt(p, world, i).video for i, p in enumerate(prompts)]
   assert synthetic_judge.judge(np.stack(truth), prompts)["overall"] == 1.0
 
@@ -244,7 +247,7 @@ def test_bounce_clearance_lengthens_the_first_leg_and_keeps_the_suite():
   """`data.synthetic.bounce_clearance` keeps that much travel (plus a frame's) before the first
   wall hit: at 0.18 a quick two-bounce object heads the caption's way for at least 0.26 of the
   frame, against 0.16 at the default 0.1; the 16-frame suite world's 144 prompts (the set
-  docs/experiments.md judges on) are the same, so `configs/tiny.py:suite` trains with 0.18."""
+  docs/experiments.md judges on) are the same."""
   world = SUITE_WORLD
   wide = dataclasses.replace(world, bounce_clearance=0.18)
 
