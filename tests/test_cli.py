@@ -154,6 +154,35 @@ def test_denoising_probe_from_full_noise_is_text_to_video(trained, monkeypatch):
   np.testing.assert_array_equal(generator(prompts, seed=3, guidance=2.0, eta=0.5), stochastic)
 
 
+def test_several_noise_seeds_pool_the_draws_each_seed_alone_would_judge(trained):
+  """`num_seeds` samples each prompt at consecutive noise seeds: each seed's figures equal
+  that seed evaluated alone, and the pooled fraction is the draws' (stated-weighted) mean."""
+  from videogen.eval import report as report_lib, synthetic_judge
+  from videogen.sampling.generator import Generator
+  generator = Generator.load(str(trained))
+  prompts = report_lib.suite_prompts(generator.config.data, 3, "suite")
+  settings = report_lib.Settings(("synthetic",))
+  pooled, videos = report_lib.evaluate_model(generator, prompts, settings, seed=3, num_seeds=2,
+                                             steps=2)
+  alone = [report_lib.evaluate_model(generator, prompts, settings, seed=s, steps=2)
+           for s in (3, 4)]
+  np.testing.assert_array_equal(videos, alone[0][1])  # the contact sheet's: the first seed's
+  assert not np.array_equal(alone[0][1], alone[1][1])
+  assert pooled["noise_seeds"] == [3, 4] and pooled["num_videos"] == 6
+  assert [v["seed"] for v in pooled["per_video"]] == [3, 3, 3, 4, 4, 4]
+  for seed, (report, _) in zip(("3", "4"), alone):
+    assert pooled["per_seed"][seed] == {k: v for k, v in report["synthetic"].items()
+                                        if k != "by_objects"}
+  for name in (*synthetic_judge.PROPERTIES, "overall"):
+    counts = [r["synthetic"]["stated"].get(name, r["num_videos"]) for r, _ in alone]
+    right = [r["synthetic"][name] * n for (r, _), n in zip(alone, counts) if n]
+    if sum(counts):
+      assert pooled["synthetic"][name] == pytest.approx(sum(right) / sum(counts))
+  result = run_cli("videogen.evaluate", f"--workdir={trained}", "--num_seeds=0", timeout=60)
+  assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(
+      "error: --num_seeds=0: give a count >= 1")
+
+
 def test_bench_json_reports_mfu_compile_time_and_memory_per_frame_count():
   import json
   # Not videogen.bench.step's own loader: the bench modules define absl flags that clash

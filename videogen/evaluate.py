@@ -3,7 +3,7 @@ contact sheet, prints the headline figures as JSON.
 
     python -m videogen.evaluate --workdir DIR --metrics synthetic,flicker,warping[,fvd,clip] \\
         [--num_prompts 24 --prompt_set suite|plain --i3d_weights I3D --clip_model CLIP_DIR]
-        [--denoise_from 0.5,0.7,0.85,1]
+        [--denoise_from 0.5,0.7,0.85,1] [--seed 0 --num_seeds 10]
     python -m videogen.evaluate --videos MANIFEST --metrics synthetic [--reference MANIFEST]
 
 A model trained on the synthetic world is prompted with its own world's benchmark suite
@@ -40,6 +40,9 @@ _PROMPT_SET = flags.DEFINE_enum("prompt_set", "suite", ["suite", "plain"],
                                 "suite: colour, shape, direction, speed, count, bounces; plain: "
                                 "'a <colour> <shape> moving <direction>' only.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_NUM_SEEDS = flags.DEFINE_integer(
+    "num_seeds", 1, "Sample every prompt at noise seeds seed … seed+num_seeds-1 and judge the "
+    "draws together (report['per_seed']: each seed's figures; the contact sheet: the first's).")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (default: config sample.steps).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "CFG scale (default: config sample.guidance).")
 _DENOISE_FROM = flags.DEFINE_list(
@@ -112,6 +115,9 @@ def main(argv: list[str]) -> None:
     report_lib.check(settings)
   except (ValueError, FileNotFoundError) as e:
     exit_with_error(str(e))
+  if _NUM_SEEDS.value < 1 or (_VIDEOS.value and _NUM_SEEDS.value > 1):
+    exit_with_error(f"--num_seeds={_NUM_SEEDS.value}: give a count >= 1 of noise seeds to "
+                    "sample a model at (--videos samples nothing)")
   reference = _REFERENCE.value and read_videos(_REFERENCE.value)[0]
   try:
     if _VIDEOS.value:
@@ -150,7 +156,8 @@ def _evaluate_model(settings, reference) -> tuple[dict, list]:
   sampler = dict(steps=_STEPS.value, guidance=_GUIDANCE.value,
                  guidance_min_noise=_MIN_NOISE.value, shift=_SHIFT.value, eta=_ETA.value)
   report, videos = report_lib.evaluate_model(generator, prompts, settings, seed=_SEED.value,
-                                             reference=reference, **sampler)
+                                             num_seeds=_NUM_SEEDS.value, reference=reference,
+                                             **sampler)
   if strengths:
     report["denoise_from"] = report_lib.denoising_probe(generator, prompts, strengths,
                                                         seed=_SEED.value, **sampler)

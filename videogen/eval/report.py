@@ -149,14 +149,44 @@ def ground_truth(prompts: list[str], data_config) -> list[np.ndarray]:
 
 
 def evaluate_model(generator, prompts: list[str], settings: Settings, *, seed: int = 0,
-                   reference=None, **sampler) -> tuple[dict, list[np.ndarray]]:
+                   num_seeds: int = 1, reference=None, **sampler
+                   ) -> tuple[dict, list[np.ndarray]]:
   """(report, videos) of a synthetic-world model sampled on `prompts` (`sampler`: overrides
   of the checkpoint's sampler settings, e.g. steps, guidance; None keeps the checkpoint's);
-  FVD's reference defaults to ground-truth renders of the same prompts."""
-  videos = list(generator(prompts, seed=seed, **sampler))
+  FVD's reference defaults to ground-truth renders of the same prompts.
+
+  `num_seeds` > 1 samples every prompt at noise seeds `seed` … `seed + num_seeds - 1` and
+  judges all the draws together: one draw's fraction moves by a few points with the noise
+  alone, so a config is judged on the pooled figures; `per_seed` keeps each seed's own (the
+  spread), `noise_seeds` lists them. The videos returned are the first seed's."""
+  if num_seeds < 1:
+    raise ValueError(f"num_seeds={num_seeds}: must be >= 1")
+  seeds = list(range(seed, seed + num_seeds))
+  draws = [list(generator(prompts, seed=s, **sampler)) for s in seeds]
+  every_prompt = list(prompts) * num_seeds
   if "fvd" in settings.metrics and reference is None:
-    reference = ground_truth(prompts, generator.config.data)
-  return evaluate_videos(videos, prompts, settings, reference), videos
+    reference = ground_truth(every_prompt, generator.config.data)
+  report = evaluate_videos([v for draw in draws for v in draw], every_prompt, settings,
+                           reference)
+  if num_seeds > 1:
+    report["noise_seeds"] = seeds
+    if "per_video" in report:
+      report["per_seed"] = _per_seed(report["per_video"], seeds)
+  return report, draws[0]
+
+
+def _per_seed(per_video: list[dict], seeds: list[int]) -> dict:
+  """Each seed's judge figures from the pooled `per_video` (seed-major); tags each video
+  with its seed."""
+  n = len(per_video) // len(seeds)
+  figures = {}
+  for i, seed in enumerate(seeds):
+    draw = per_video[i * n:(i + 1) * n]
+    for video in draw:
+      video["seed"] = seed
+    judged = synthetic_judge.judge_observed([v["seen"] for v in draw], [v["prompt"] for v in draw])
+    figures[str(seed)] = {k: v for k, v in judged.items() if k not in ("per_video", "by_objects")}
+  return figures
 
 
 def denoising_probe(generator, prompts: list[str], strengths, *, seed: int = 0,
