@@ -115,9 +115,10 @@ def main(argv: list[str]) -> None:
     report_lib.check(settings)
   except (ValueError, FileNotFoundError) as e:
     exit_with_error(str(e))
-  if _NUM_SEEDS.value < 1 or (_VIDEOS.value and _NUM_SEEDS.value > 1):
-    exit_with_error(f"--num_seeds={_NUM_SEEDS.value}: give a count >= 1 of noise seeds to "
-                    "sample a model at (--videos samples nothing)")
+  if _NUM_SEEDS.value < 1:
+    exit_with_error(f"--num_seeds={_NUM_SEEDS.value}: give a count >= 1 of noise seeds")
+  if _VIDEOS.value and _NUM_SEEDS.value > 1:
+    exit_with_error("--num_seeds samples a model at several noise seeds; --videos judges files")
   reference = _REFERENCE.value and read_videos(_REFERENCE.value)[0]
   try:
     if _VIDEOS.value:
