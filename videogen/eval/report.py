@@ -170,23 +170,13 @@ def evaluate_model(generator, prompts: list[str], settings: Settings, *, seed: i
                            reference)
   if num_seeds > 1:
     report["noise_seeds"] = seeds
-    if "per_video" in report:
-      report["per_seed"] = _per_seed(report["per_video"], seeds)
+    if "per_video" in report:  # seed-major: draw i is the i-th run of len(prompts) videos
+      n = len(prompts)
+      for i, video in enumerate(report["per_video"]):
+        video["seed"] = seeds[i // n]
+      report["per_seed"] = {str(s): synthetic_judge.scores(report["per_video"][i * n:(i + 1) * n])
+                            for i, s in enumerate(seeds)}
   return report, draws[0]
-
-
-def _per_seed(per_video: list[dict], seeds: list[int]) -> dict:
-  """Each seed's judge figures from the pooled `per_video` (seed-major); tags each video
-  with its seed."""
-  n = len(per_video) // len(seeds)
-  figures = {}
-  for i, seed in enumerate(seeds):
-    draw = per_video[i * n:(i + 1) * n]
-    for video in draw:
-      video["seed"] = seed
-    judged = synthetic_judge.judge_observed([v["seen"] for v in draw], [v["prompt"] for v in draw])
-    figures[str(seed)] = {k: v for k, v in judged.items() if k not in ("per_video", "by_objects")}
-  return figures
 
 
 def denoising_probe(generator, prompts: list[str], strengths, *, seed: int = 0,

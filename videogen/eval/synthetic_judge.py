@@ -325,13 +325,13 @@ def judge_observed(seen_per_video: list[dict], prompts: list[str]) -> dict:
     per_video.append({"prompt": prompt, "ok": all(checks.values()), "checks": checks,
                       "seen": seen, "objects": len(wanted)})
   counts = sorted({v["objects"] for v in per_video})
-  return {**_scores(per_video),
-          "by_objects": {str(n): _scores([v for v in per_video if v["objects"] == n])
+  return {**scores(per_video),
+          "by_objects": {str(n): scores([v for v in per_video if v["objects"] == n])
                          for n in counts},
           "per_video": per_video}
 
 
-def _scores(per_video: list[dict]) -> dict:
+def scores(per_video: list[dict]) -> dict:
   """Per property, the fraction of videos stating it where it holds (None: none states it);
   `overall`, the fraction where all hold; `stated`, how many state each."""
   report = {}
