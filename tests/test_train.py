@@ -1,9 +1,11 @@
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config, word_features
+from conftest import REPO, tiny_config, word_features
 from videogen import checkpoints
 from videogen.data import pipeline
 from videogen.parallel import mesh as mesh_lib
@@ -237,21 +239,24 @@ def test_per_device_parameter_bytes_fall_as_one_over_fsdp():
 
 
 def test_the_suite_variant_trains_on_suite_captions(tmp_path):
-  """configs/tiny.py:suite's data and text path at the test model's size: the run trains a
-  sentencepiece model on its suite captions (speed words included, nothing unknown) and its
-  steps run with finite losses."""
+  """configs/tiny.py:suite's data and text path (its own config sections) at the test model's
+  size: the run trains a sentencepiece model on its suite captions (speed words included,
+  nothing unknown) and its steps run with finite losses."""
   from videogen import workdir as workdir_lib
+  from videogen.config import load_config_file
   from videogen.data.synthetic_grammar import prompt_suite
   from videogen.text.sentencepiece_tokenizer import SentencePieceTokenizer
-  config = tiny_config(**{"data.num_frames": 16, "data.synthetic.scenes": "suite",
-                          "data.synthetic.radius": 0.16, "text.tokenizer": "sentencepiece",
-                          "text.max_length": 32, "train.num_steps": 2,
+  suite = load_config_file(os.path.join(REPO, "configs", "tiny.py:suite"))
+  config = tiny_config(**{"data.num_frames": suite.data.num_frames, "train.num_steps": 2,
                           # :suite's whole-clip tokens, MLP head and registers
-                          "model.patch_size": (16, 8, 8), "model.head_mlp_ratio": 4.0,
-                          "model.registers": 8,
+                          "model.patch_size": suite.model.patch_size,
+                          "model.head_mlp_ratio": suite.model.head_mlp_ratio,
+                          "model.registers": suite.model.registers,
                           # and its caption encoder: a word convolution, then blocks
-                          "model.text_conv": 9, "model.text_layers": 2,
+                          "model.text_conv": suite.model.text_conv,
+                          "model.text_layers": suite.model.text_layers,
                           "checkpoint.every_steps": 100})
+  config.data.synthetic, config.text = suite.data.synthetic, suite.text
   loop.train(config, str(tmp_path))
   tokenizer = SentencePieceTokenizer(workdir_lib.tokenizer_file(str(tmp_path)), 32)
   prompts = prompt_suite(pipeline.world_from_config(config.data), 48)
