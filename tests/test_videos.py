@@ -32,7 +32,9 @@ def video_dir(tmp_path_factory):
       video_io.write_video(str(folder / f"clip{index:02d}.mp4"), clip.video, fps=8)
       (folder / f"clip{index:02d}.txt").write_text(clip.caption)
       index += 1
-  (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+  # Seeded: FFmpeg parses these bytes in-process, and a test's input must not change per run.
+  (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42"
+                                       + np.random.default_rng(0).bytes(2000))
   return folder
 
 
