@@ -38,10 +38,10 @@ demo: $(VENV)/.installed-base
 	$(PY) -m videogen.sample --workdir $(WORKDIR) --prompt "$(PROMPT)" --output $(WORKDIR)/sample.mp4 --upscale 8
 	$(PY) -m videogen.evaluate --workdir $(WORKDIR) --metrics synthetic,flicker,warping --num_prompts 48 --prompt_set plain
 
+# A worker that crashes ends the run with that test named (pytest-xdist 3.8 under loadfile
+# re-runs a crashed test on each replacement and can then deadlock); a test that hangs fails
+# after 15 minutes (about 5x the slowest on a slow 2-core machine) instead of eating CI's.
 test: $(VENV)/.installed-test
-	# A worker that crashes ends the run with that test named (pytest-xdist 3.8 under loadfile
-	# re-runs a crashed test on each replacement and can then deadlock); a test that hangs fails
-	# after 15 minutes (about 5x the slowest on a slow 2-core machine) instead of eating CI's.
 	$(PY) -m pytest -n 2 --dist loadfile --max-worker-restart=0 --timeout=900 -q --durations=15 tests
 
 bench: $(VENV)/.installed-base
