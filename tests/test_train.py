@@ -258,7 +258,8 @@ def test_the_suite_variant_trains_on_suite_captions(tmp_path):
                           "checkpoint.every_steps": 100})
   config.data.synthetic, config.text = suite.data.synthetic, suite.text
   loop.train(config, str(tmp_path))
-  tokenizer = SentencePieceTokenizer(workdir_lib.tokenizer_file(str(tmp_path)), 32)
+  tokenizer = SentencePieceTokenizer(workdir_lib.tokenizer_file(str(tmp_path)),
+                                     suite.text.max_length)
   prompts = prompt_suite(pipeline.world_from_config(config.data), 48)
   assert not tokenizer.unknown(prompts)
   assert all(np.isfinite(m["loss"]) for m in read_metrics(str(tmp_path)))
