@@ -75,14 +75,11 @@ def get_config(arg: str | None = None):
     c.train.update(num_steps=1200, learning_rate=2e-3, ema_decay=0.999)
     c.checkpoint.update(every_steps=400)
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
-    # 1,673 s alone on 2 cores. Seeds 0, 1, 3, 4 (pinned to one core) × two noise seeds meet
-    # every goal on all eight pairs, on the 144 suite prompts (overall 52.8-61.1%, direction
-    # 86.1-93.1%) and on the first 48 (overall 43.8-62.5%, direction 85.4-93.8%); the default
-    # 2-core run misses direction at noise seed 0 (39 of 48); seed 0 retrained on 2 cores on
-    # another machine and seed 1 on 2 cores meet every goal at noise seeds 0 and 1; at ten
-    # noise seeds one 48-prompt evaluation of those two meets every goal 14 times in 20, each
-    # miss direction at 39-40 of 48 (docs/experiments.md, "Longer first legs", "The default
-    # run on 2 cores" and "Ten noise seeds on one model").
+    # 8,000 steps: 1,673 s alone on 2 cores (a 9-token word convolution then), 2,738-3,101 s
+    # on a 2-core machine with under half the matmul throughput. Seeds 0 and 1 trained there
+    # meet every goal at 20 of 20 noise seeds on the 144 suite prompts (direction 89.0% and
+    # 91.4% of 1,440) and at 17 of 20 on the first 48 (docs/experiments.md, "A wider word
+    # convolution" and "Ten noise seeds on one model").
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
     c.data.synthetic.update(scenes="suite", radius=0.16, speed=(0.06, 0.09))
@@ -105,11 +102,13 @@ def get_config(arg: str | None = None):
     # Two and three clauses need word order to say which object does what: the bare caption
     # embedding is a bag of words (docs/experiments.md, "Where direction is lost").
     c.model.update(text_layers=2, token_adaln=False)
-    # A 9-token convolution first puts each clause's colour, shape, speed and bounce words into
-    # its direction word's state, so the DiT's cross-attention can bind them: multi-object
-    # objects moving their own way 44-48 of 60 on four seeds, against 33 and 39 of 60 without
-    # (docs/experiments.md, "A word convolution binds clauses").
-    c.model.update(text_conv=9)
+    # A word convolution first puts each clause's colour, shape, speed and bounce words into
+    # its direction word's state, so the DiT's cross-attention can bind them: with 9 taps,
+    # objects of multi-object prompts moving their own way 44-48 of 60 on four seeds, against
+    # 33 and 39 of 60 without (docs/experiments.md, "A word convolution binds clauses"). 13
+    # taps reach a whole clause (6 pieces either side): three-object direction 69.4% and 75.0%
+    # against 63.1% and 70.8% with 9, on two seeds ("A wider word convolution").
+    c.model.update(text_conv=13)
     # One token holds all 16 frames of an 8 × 8 patch, drawn by an MLP head: with 2- or
     # 4-frame tokens each token drew its own piece of the path and objects jumped between
     # them (direction 19-25%, overall 10-12%; docs/experiments.md, "Whole-clip tokens").
