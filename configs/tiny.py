@@ -77,9 +77,9 @@ def get_config(arg: str | None = None):
   elif arg == "suite":  # the benchmark suite's captions: 1-3 objects, speeds, bounce counts
     # 8,000 steps: 1,673 s alone on 2 cores (a 9-token word convolution then), 2,738-3,101 s
     # on a 2-core machine with under half the matmul throughput. Seeds 0 and 1 trained there
-    # meet every goal at 20 of 20 noise seeds on the 144 suite prompts (direction 89.0% and
-    # 91.4% of 1,440) and at 17 of 20 on the first 48 (docs/experiments.md, "A wider word
-    # convolution" and "Ten noise seeds on one model").
+    # meet every goal at all ten noise seeds each on the 144 suite prompts (direction 89.0% and
+    # 91.4% of 1,440) and at 17 of those 20 draws on the first 48 (docs/experiments.md, "A
+    # wider word convolution" and "Ten noise seeds on one model").
     # 16 frames leave room for two bounces; radius 0.16 fits three objects side by side.
     c.data.update(num_frames=16)
     c.data.synthetic.update(scenes="suite", radius=0.16, speed=(0.06, 0.09))
